@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Build the local systemd base images the Molecule harness and the lab boot as hosts.
+# Debian 12 (bookworm) and 13 (trixie) via debootstrap from this machine's configured Debian mirror;
+# an image that already exists is kept. Usage: build-base-images.sh [SUITE...]
+set -euo pipefail
+
+IMAGE_REPO=${KHRONIKA_BASE_IMAGE_REPO:-khronika/debian-systemd}
+SUITES=("$@")
+[ ${#SUITES[@]} -gt 0 ] || SUITES=(bookworm trixie)
+PACKAGES=python3,python3-apt,systemd,systemd-sysv,sudo,iproute2,ca-certificates,gnupg
+
+mirror() {
+  # The machine's own apt configuration is the only source of truth for the mirror.
+  local uri=""
+  if [ -r /etc/apt/sources.list.d/debian.sources ]; then
+    uri=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+  fi
+  if [ -z "$uri" ] && [ -r /etc/apt/sources.list ]; then
+    uri=$(awk '$1=="deb" && $0 !~ /security/ {for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
+  fi
+  [ -n "$uri" ] || { echo "build-base-images: no Debian mirror found in /etc/apt/sources.list[.d]" >&2; exit 2; }
+  echo "$uri"
+}
+
+build() {
+  local suite=$1 image="$IMAGE_REPO:$1" root
+  if docker image inspect "$image" >/dev/null 2>&1; then
+    echo "base image $image: present"
+    return 0
+  fi
+  root=$(mktemp -d /var/tmp/khronika-rootfs.XXXXXX)
+  trap 'rm -rf "$root"' RETURN
+  echo "base image $image: debootstrap $suite from $(mirror)"
+  debootstrap --variant=minbase --include="$PACKAGES" "$suite" "$root" "$(mirror)" >"$root.log" 2>&1 \
+    || { tail -n 30 "$root.log" >&2; rm -f "$root.log"; return 1; }
+  rm -f "$root.log"
+  # Smaller image; the backdated lists folder keeps apt's cache_valid_time from trusting an empty cache.
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
+  touch -d 2000-01-01 "$root"/var/lib/apt/lists
+  # Containers get their hostname and machine-id at start.
+  : >"$root"/etc/machine-id
+  tar -C "$root" -c . | docker import \
+    -c 'CMD ["/lib/systemd/systemd"]' -c 'ENV container=docker' \
+    -m "khronika-ops systemd host ($suite)" - "$image" >/dev/null
+  echo "base image $image: built"
+}
+
+for suite in "${SUITES[@]}"; do
+  build "$suite"
+done
