@@ -34,9 +34,9 @@ build() {
   debootstrap --variant=minbase --include="$PACKAGES" "$suite" "$root" "$(mirror)" >"$root.log" 2>&1 \
     || { tail -n 30 "$root.log" >&2; rm -f "$root.log"; return 1; }
   rm -f "$root.log"
-  # Smaller image; the backdated lists folder keeps apt's cache_valid_time from trusting an empty cache.
-  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
-  touch -d 2000-01-01 "$root"/var/lib/apt/lists
+  # The package lists stay, as on any installed host: check mode can only tell what apt would install
+  # when apt knows the packages. Downloaded .debs go.
+  rm -rf "$root"/var/cache/apt/archives/*.deb
   # Containers get their hostname and machine-id at start.
   : >"$root"/etc/machine-id
   tar -C "$root" -c . | docker import \

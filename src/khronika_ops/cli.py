@@ -37,7 +37,9 @@ def _version_callback(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+        typer.Option(
+            "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Operations toolkit for the Khronika platform."""
@@ -45,7 +47,9 @@ def _root(
 
 @app.command()
 def doctor(
-    lab: Annotated[bool, typer.Option("--lab", help="Also require what the local lab needs (Docker).")] = False,
+    lab: Annotated[
+        bool, typer.Option("--lab", help="Also require what the local lab needs (Docker).")
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Check this controller: Python, ansible-core, collections, SSH and Docker."""

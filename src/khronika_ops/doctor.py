@@ -127,7 +127,9 @@ def check_collections(search_paths: list[Path] | None = None) -> list[CheckResul
                 )
             )
         else:
-            results.append(CheckResult(fqcn, parse_version(version) >= minimum, version, hint=f"needs >= {wanted}"))
+            results.append(
+                CheckResult(fqcn, parse_version(version) >= minimum, version, hint=f"needs >= {wanted}")
+            )
     return results
 
 

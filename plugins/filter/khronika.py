@@ -1,0 +1,50 @@
+"""Filters of khronika.platform: thin adapters over the khronika_ops package."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+try:
+    from khronika_ops import docker_config, host_support
+except ImportError as exc:  # pragma: no cover - depends on the controller's environment
+    raise AnsibleFilterError(
+        "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
+    ) from exc
+
+
+def merge_daemon_config(layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """[{name, config}, ...] -> {config, conflicts, sources} (see khronika_ops.docker_config)."""
+    if not isinstance(layers, list):
+        raise AnsibleFilterError("merge_daemon_config expects a list of {name, config} layers")
+    try:
+        result = docker_config.merge_layers((str(layer["name"]), layer.get("config")) for layer in layers)
+    except (KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"merge_daemon_config: {exc}") from exc
+    return {"config": result.config, "conflicts": result.conflicts, "sources": result.sources}
+
+
+def daemon_config_errors(merged: dict[str, Any]) -> list[str]:
+    """Errors of a merge_daemon_config result, each naming the variable or layer to fix."""
+    result = docker_config.MergeResult(config=merged["config"], sources=merged.get("sources", {}))
+    return docker_config.explain_errors(result)
+
+
+def invalid_ip_addresses(values: list[Any]) -> list[str]:
+    """The items of `values` that are not IPv4/IPv6 addresses, as strings."""
+    return host_support.invalid_ip_addresses(values)
+
+
+def os_support(facts: dict[str, Any]) -> dict[str, Any]:
+    return host_support.os_support(facts)
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "merge_daemon_config": merge_daemon_config,
+            "daemon_config_errors": daemon_config_errors,
+            "os_support": os_support,
+            "invalid_ip_addresses": invalid_ip_addresses,
+        }
