@@ -1,0 +1,134 @@
+"""Speed benchmark: 2,000 series x 14 days at 60 s steps, from files to sized results.
+
+Input format: wide CSV (epoch-seconds `timestamp` column + 100 series columns per file, 20 files,
+20,160 rows each), one of the formats `khronika plan --csv` / `plan size` read. The data is generated
+into a temp dir first (not timed). Timed end to end: read + clean + forecast + size, with a process
+pool of 2 workers (2 cores). The baseline is a straightforward per-series pandas implementation of
+the same sizing (resample max, Fourier least squares per series, weighted quantiles by sorting),
+timed on a subset of files and scaled to 2,000 series (stated in the output).
+
+Run: nice .venv/bin/python benchmarks/speed.py [--series 2000] [--baseline-files 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+# Parallelism comes from worker processes; BLAS threads on top would oversubscribe the 2 cores,
+# so these must be set before numpy loads (hence the late imports below).
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import numpy as np  # noqa: E402
+
+from khronika_ops.planner.clean import clean  # noqa: E402
+from khronika_ops.planner.forecast import forecast_block  # noqa: E402
+from khronika_ops.planner.ingest import read_csv  # noqa: E402
+from khronika_ops.planner.models import ForecastSettings  # noqa: E402
+from khronika_ops.planner.size import SizingPolicy, size_series  # noqa: E402
+from khronika_ops.planner.units import Resource  # noqa: E402
+
+STEP = 60
+DAYS = 14
+PER_FILE = 100
+
+
+def generate(directory: Path, series: int) -> list[Path]:
+    rng = np.random.default_rng(0)
+    rows = DAYS * 86400 // STEP
+    times = 1_700_000_000 + STEP * np.arange(rows)
+    day = np.sin(2 * np.pi * times / 86400)
+    week = np.sin(2 * np.pi * times / (7 * 86400))
+    paths = []
+    for index in range(series // PER_FILE):
+        level = rng.uniform(1, 50, PER_FILE)
+        values = level * (1 + 0.3 * day[:, None] + 0.1 * week[:, None]) + rng.gamma(
+            2, level / 20, (rows, PER_FILE)
+        )
+        values *= 1 + rng.uniform(0, 0.2, PER_FILE) * (times[:, None] - times[0]) / (DAYS * 86400)
+        path = directory / f"series-{index:03d}.csv"
+        header = "timestamp," + ",".join(f"s{index}_{column}" for column in range(PER_FILE))
+        np.savetxt(
+            path, np.column_stack([times, values]), delimiter=",", fmt="%.3f", header=header, comments=""
+        )
+        paths.append(path)
+    return paths
+
+
+def plan_file(path: Path) -> list[float]:
+    cleaned = [clean(raw) for raw in read_csv(path)]
+    settings, policy = ForecastSettings(), SizingPolicy()
+    results = [
+        size_series(f, Resource.CPU, policy, source=str(path)) for f in forecast_block(cleaned, settings)
+    ]
+    return [r.recommended or 0.0 for r in results]
+
+
+def pandas_file(path: Path) -> list[float]:
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    frame.index = pd.to_datetime(frame.pop("timestamp"), unit="s")
+    out = []
+    for column in frame.columns:
+        series = frame[column].resample(f"{STEP}s").max().dropna()
+        t = (series.index - series.index[-1]).total_seconds().to_numpy() / 86400
+        design = np.column_stack(
+            [np.ones_like(t), t]
+            + [
+                f(2 * np.pi * k * t / p)
+                for p, n in ((1, 4), (7, 3))
+                for k in range(1, n + 1)
+                for f in (np.cos, np.sin)
+            ]
+        )
+        coefficients = np.linalg.lstsq(design, series.to_numpy(), rcond=None)[0]
+        slope = max(coefficients[1], 0.0)
+        moved = pd.Series(series.to_numpy() + slope * (-t + min(90.0, float(np.ptp(t)))))
+        weights = pd.Series(0.5 ** (-t / 7.0))
+        order = moved.sort_values().index
+        cumulative = weights[order].cumsum() / weights.sum()
+        p95 = moved[order][cumulative >= 0.95].iloc[0]
+        p999 = moved[order][cumulative >= 0.999].iloc[0]
+        out.append(max(p95 * 1.15, p999))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--series", type=int, default=2000)
+    parser.add_argument("--baseline-files", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        started = time.perf_counter()
+        paths = generate(Path(directory), args.series)
+        size_mb = sum(p.stat().st_size for p in paths) / 1e6
+        print(f"generated {args.series} series x {DAYS} d at {STEP} s in {len(paths)} wide CSV files "
+              f"({size_mb:.0f} MB) in {time.perf_counter() - started:.1f} s (not timed)")  # fmt: skip
+        started = time.perf_counter()
+        with ProcessPoolExecutor(args.workers) as pool:
+            results = [value for chunk in pool.map(plan_file, paths) for value in chunk]
+        ours = time.perf_counter() - started
+        print(f"khronika: {len(results)} series sized end to end in {ours:.2f} s with {args.workers} workers "
+              f"({ours / len(results) * 1000:.2f} ms per series)")  # fmt: skip
+        subset = paths[: args.baseline_files]
+        started = time.perf_counter()
+        baseline = [value for path in subset for value in pandas_file(path)]
+        pandas_seconds = time.perf_counter() - started
+        scaled = pandas_seconds * len(paths) / len(subset)
+        print(f"pandas per-series baseline: {len(baseline)} series in {pandas_seconds:.2f} s on 1 core; "
+              f"scaled to {len(results)} series: {scaled:.1f} s")  # fmt: skip
+        print(f"ratio (pandas scaled, 1 core) / khronika ({args.workers} workers): {scaled / ours:.1f}x; "
+              f"per core: {scaled / (ours * args.workers):.1f}x")  # fmt: skip
+        agreement = np.median(np.abs(np.array(baseline) / np.array(results[: len(baseline)]) - 1))
+        print(f"median relative difference between the two sizings: {agreement:.2%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Catalog: disk classes, GPU models and host shapes one can buy, plus the site's hosts and modules.
+
+The package default (`khronika_ops/data/catalog.yaml`) is merged with a site file; entries with the
+same name in the site file replace the defaults.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from khronika_ops.planner.errors import InputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DiskClass(_Strict):
+    name: str
+    max_iops: float = Field(gt=0)
+    max_mb_per_s: float = Field(gt=0)
+    cost_per_tb: float = Field(ge=0)
+
+
+class GpuModel(_Strict):
+    name: str
+    vram_gib: float = Field(gt=0)
+    throughput: float = Field(gt=0)
+    cost: float = Field(ge=0)
+
+
+class HostShape(_Strict):
+    name: str
+    cores: float = Field(gt=0)
+    memory_gib: float = Field(gt=0)
+    disk_gib: float = Field(ge=0)
+    disk_class: str = "sata_ssd"
+    gpus: int = Field(0, ge=0)
+    gpu_model: str | None = None
+    cost: float = Field(0.0, ge=0)
+
+
+class ExistingHost(HostShape):
+    """A host the site already has (cost 0: using it is free)."""
+
+    mounts: dict[str, float] = Field(default_factory=dict)  # mount -> size GiB, for days until full
+
+
+class ModuleSpec(_Strict):
+    """A Khronika module (container) to place. Sizes come from metrics; these are minimums and knobs."""
+
+    name: str
+    replicas: int = Field(1, ge=1)
+    anti_affinity: bool = True
+    min_cores: float = Field(0.25, ge=0)
+    min_memory_gib: float = Field(0.25, ge=0)
+    # Request serving: CPU seconds per request and a queueing-delay target give an Erlang-C size.
+    cpu_seconds_per_request: float | None = Field(None, gt=0)
+    latency_target_seconds: float = Field(0.1, gt=0)
+    # GPU serving: requests/s one reference GPU (throughput 1.0) sustains at the latency target.
+    gpu_requests_per_second: float | None = Field(None, gt=0)
+    gpu_vram_gib: float = Field(0.0, ge=0)
+    gpu_target_utilisation: float = Field(0.7, gt=0, le=1)
+    gpu_spare: int = Field(1, ge=0)
+    host: str | None = None  # current placement, for the diff
+
+
+class Catalog(_Strict):
+    disk_classes: list[DiskClass] = Field(default_factory=list)
+    gpu_models: list[GpuModel] = Field(default_factory=list)
+    host_shapes: list[HostShape] = Field(default_factory=list)
+    hosts: list[ExistingHost] = Field(default_factory=list)
+    modules: list[ModuleSpec] = Field(default_factory=list)
+    next_release_images_gib: float = Field(10.0, ge=0)
+    backup_gib: float = Field(0.0, ge=0)
+    vram_headroom: float = Field(1.2, ge=1)
+    max_new_hosts_per_shape: int = Field(8, ge=0)
+
+    def disk_class(self, name: str) -> DiskClass:
+        return next(item for item in self.disk_classes if item.name == name)
+
+    def gpu_model(self, name: str) -> GpuModel:
+        return next(item for item in self.gpu_models if item.name == name)
+
+
+_LIST_KEYS = ("disk_classes", "gpu_models", "host_shapes", "hosts", "modules")
+
+
+def _load_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"invalid YAML: {exc}", source=source, line=mark.line + 1 if mark else None) from exc
+    if not isinstance(data, dict):
+        raise InputError("a catalog must be a mapping", source=source, line=1)
+    return data
+
+
+def default_catalog_data() -> dict[str, Any]:
+    text = resources.files("khronika_ops").joinpath("data/catalog.yaml").read_text(encoding="utf-8")
+    return _load_yaml(text, "khronika_ops/data/catalog.yaml")
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    data = default_catalog_data()
+    source = str(path) if path else "khronika_ops/data/catalog.yaml"
+    if path is not None:
+        try:
+            site = _load_yaml(Path(path).read_text(encoding="utf-8"), source)
+        except OSError as exc:
+            raise InputError(f"cannot read catalog: {exc.strerror}", source=source) from exc
+        for key, value in site.items():
+            if key in _LIST_KEYS and isinstance(value, list):
+                names = {item.get("name") for item in value if isinstance(item, dict)}
+                data[key] = [item for item in data.get(key, []) if item.get("name") not in names] + value
+            else:
+                data[key] = value
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InputError(f"catalog entry {where}: {first['msg']}", source=source) from exc

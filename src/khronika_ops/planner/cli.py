@@ -1,0 +1,167 @@
+"""`khronika plan`: the full capacity plan (group callback) and `khronika plan size` (one series)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from khronika_ops.planner.errors import PlannerError
+from khronika_ops.planner.models import ForecastSettings
+from khronika_ops.planner.units import Resource
+
+plan_app = typer.Typer(
+    help="Capacity planning: forecast load and size hosts, disks and GPUs before a maintenance window.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+)
+_stderr = Console(stderr=True)
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    MD = "md"
+    HTML = "html"
+
+
+class SizeResource(StrEnum):
+    CPU = "cpu"
+    MEMORY = "memory"
+    DISK = "disk"
+    REQUESTS = "requests"
+
+
+def parse_duration_days(text: str) -> float:
+    """'90', '90d', '12h', '2w' -> days. A bare number means days."""
+    token = text.strip().lower()
+    units = {"d": 1.0, "h": 1 / 24, "w": 7.0, "m": 1 / 1440}
+    try:
+        value = float(token[:-1]) * units[token[-1]] if token and token[-1] in units else float(token)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a duration like 90, 90d, 12h or 2w") from None
+    if value <= 0:
+        raise typer.BadParameter("the horizon must be positive")
+    return value
+
+
+def parse_window(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 time such as 2025-07-06T02:00") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _fail(error: Exception) -> typer.Exit:
+    _stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+@plan_app.callback()
+def plan(
+    ctx: typer.Context,
+    *,
+    prometheus: Annotated[str | None, typer.Option(help="Prometheus base URL to read history from.")] = None,
+    csv: Annotated[
+        list[Path] | None, typer.Option("--csv", help="CSV file(s) with history (repeatable).")
+    ] = None,
+    catalog: Annotated[Path | None, typer.Option(help="Site catalog YAML (hosts, modules, shapes).")] = None,
+    horizon: Annotated[str, typer.Option(help="Planning horizon: 90d, 12w, 36h.")] = "90d",
+    history: Annotated[str, typer.Option(help="History to read from Prometheus.")] = "14d",
+    step: Annotated[str, typer.Option(help="Prometheus query step (peaks kept with max_over_time).")] = "5m",
+    window: Annotated[str | None, typer.Option(help="Next maintenance window (ISO 8601).")] = None,
+    load_factor: Annotated[float, typer.Option(help="What-if: multiply all load by this.")] = 1.0,
+    growth: Annotated[float, typer.Option(help="What-if: load growth in percent per month.")] = 0.0,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="Report format.")
+    ] = OutputFormat.TABLE,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the report here.")] = None,
+) -> None:
+    """Build the full plan from Prometheus or CSV history and a site catalog (no subcommand)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if prometheus is None and not csv:
+        raise typer.BadParameter("give --prometheus URL or at least one --csv FILE")
+    from khronika_ops.planner.pipeline import PlanRequest, run_plan
+
+    try:
+        request = PlanRequest(
+            prometheus_url=prometheus,
+            csv_files=[str(path) for path in csv or []],
+            catalog_file=str(catalog) if catalog else None,
+            history_days=parse_duration_days(history),
+            step_seconds=parse_duration_days(step) * 86400.0,
+            settings=ForecastSettings(
+                horizon_days=parse_duration_days(horizon),
+                maintenance_window=parse_window(window),
+                load_factor=load_factor,
+                growth_percent_per_month=growth,
+                keep_band=output_format in (OutputFormat.HTML, OutputFormat.MD),
+            ),
+        )
+        text = run_plan(request, output_format.value)
+    except PlannerError as error:
+        raise _fail(error) from error
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        _stderr.print(f"report written to {output}")
+
+
+@plan_app.command()
+def size(
+    *,
+    csv: Annotated[Path, typer.Option("--csv", help="CSV file: NAB timestamp,value, wide or long.")],
+    resource: Annotated[SizeResource, typer.Option(help="What the series measures.")],
+    horizon: Annotated[str, typer.Option(help="Days ahead to size for (90, 30d, 12h).")] = "90",
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    unit: Annotated[str | None, typer.Option(help="Unit of the values when the name does not say.")] = None,
+    series: Annotated[str | None, typer.Option(help="Series (column or metric) to size.")] = None,
+    sort: Annotated[bool, typer.Option("--sort", help="Sort out-of-order timestamps (flagged).")] = False,
+    window: Annotated[str | None, typer.Option(help="Next maintenance window (ISO 8601).")] = None,
+    load_factor: Annotated[float, typer.Option(help="What-if: multiply load by this.")] = 1.0,
+    growth: Annotated[float, typer.Option(help="What-if: growth in percent per month.")] = 0.0,
+    reserve: Annotated[float, typer.Option(help="Disk: room for release images and backups.")] = 0.0,
+    capacity: Annotated[float | None, typer.Option(help="Disk: current size, for days until full.")] = None,
+) -> None:
+    """Size one series (values in the file's own units)."""
+    from khronika_ops.planner.single import size_csv
+
+    try:
+        result = size_csv(
+            csv,
+            Resource(resource.value),
+            settings=ForecastSettings(
+                horizon_days=parse_duration_days(horizon),
+                maintenance_window=parse_window(window),
+                load_factor=load_factor,
+                growth_percent_per_month=growth,
+            ),
+            unit=unit,
+            series_name=series,
+            allow_unsorted=sort,
+            extra_bytes=reserve,
+            capacity=capacity,
+        )
+    except PlannerError as error:
+        raise _fail(error) from error
+    if json_output:
+        typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
+        return
+    if result.recommended is None:
+        typer.echo(f"{result.series}: {result.reason}")
+        return
+    typer.echo(
+        f"{result.series}: recommended {result.recommended:g} {result.unit}\n  {result.method}\n  {result.reason}"
+    )

@@ -1,0 +1,355 @@
+"""Forecast: trend + daily + weekly seasonality by least squares on Fourier terms, per series.
+
+The fit is shared by every series on the same grid (one `lstsq` for a whole block), which is what makes
+thousands of series cheap. From the fit we take:
+- the trend, used only when it is upward and significant after correcting for autocorrelated
+  residuals (a 14-day history should not be read as a decline that lets capacity shrink), and extrapolated
+  at most as far ahead as the history reaches back;
+- outliers: residuals beyond `outlier_z` robust standard deviations, flagged and kept in the data;
+- demand at the horizon: every historical sample moved along the trend to the horizon's end, times the
+  what-if growth, weighted by recency (VPA-style half-life). Its quantiles are "the load we expect then",
+  keeping daily/weekly shape and how noise varies over the day;
+- the forecast peak: the seasonal curve at the end of the horizon plus the 99th residual percentile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+import numpy as np
+
+from khronika_ops.planner.models import CleanSeries, FloatArray, Forecast, ForecastBand, ForecastSettings
+
+DAY = 86400.0
+DEMAND_QUANTILES: dict[str, float] = {
+    "p50": 0.50,
+    "p90": 0.90,
+    "p95": 0.95,
+    "p99": 0.99,
+    "p99.5": 0.995,
+    "p99.8": 0.998,
+    "p99.9": 0.999,
+    "max": 1.0,
+}
+# Least history for each seasonal component: two full cycles (less cannot tell cycle from noise).
+_DAILY_MIN_DAYS = 2.0
+_WEEKLY_MIN_DAYS = 13.5
+_MAX_OUTLIER_TIMESTAMPS = 10
+_PLOT_POINTS = 600
+
+
+def forecast(series: CleanSeries, settings: ForecastSettings) -> Forecast:
+    return forecast_block([series], settings)[0]
+
+
+def forecast_block(block: Sequence[CleanSeries], settings: ForecastSettings) -> list[Forecast]:
+    """Forecast series that share one grid (same start, step and length) in one vectorised pass."""
+    if not block:
+        return []
+    first = block[0]
+    shared = all(
+        s.start == first.start and s.step == first.step and s.values.size == first.values.size for s in block
+    )
+    if not shared:
+        return [forecast_block([series], settings)[0] for series in block]
+    matrix = np.column_stack([series.values for series in block])
+    return _forecast_matrix(block, matrix, settings)
+
+
+def _design(t_days: FloatArray, daily: int, weekly: int) -> FloatArray:
+    columns = [np.ones_like(t_days), t_days]
+    for harmonic in range(1, daily + 1):
+        angle = 2 * np.pi * harmonic * t_days
+        columns += [np.cos(angle), np.sin(angle)]
+    for harmonic in range(1, weekly + 1):
+        angle = 2 * np.pi * harmonic * t_days / 7.0
+        columns += [np.cos(angle), np.sin(angle)]
+    return np.column_stack(columns)
+
+
+def _lstsq(design: FloatArray, matrix: FloatArray, mask: FloatArray) -> FloatArray:
+    """Coefficients per column, using only observed points (NaN-free columns share one solve)."""
+    complete = mask.all(axis=0)
+    coefficients = np.zeros((design.shape[1], matrix.shape[1]))
+    if complete.any():
+        # One thin QR for all complete columns: far cheaper than an SVD-based lstsq per right-hand side.
+        q, r = np.linalg.qr(design)
+        columns = matrix if complete.all() else matrix[:, complete]
+        coefficients[:, complete] = np.linalg.lstsq(r, q.T @ columns, rcond=None)[0]
+    for column in np.flatnonzero(~complete):
+        rows = mask[:, column]
+        if np.count_nonzero(rows) > design.shape[1]:
+            coefficients[:, column] = np.linalg.lstsq(design[rows], matrix[rows, column], rcond=None)[0]
+    return coefficients
+
+
+class _ResidualStats(NamedTuple):
+    median: FloatArray
+    sigma: FloatArray
+    p01: FloatArray
+    p99: FloatArray
+
+
+def _residual_stats(residuals: FloatArray) -> _ResidualStats:
+    """Median, noise scale and 1st/99th percentiles per column. The scale is 1.4826 x MAD, floored by the
+    central 98 % range (p99 - p1 = 4.65 sigma for normal noise) so that quantised or mostly-constant
+    series do not flag a quarter of their points as outliers."""
+    p01, median, p99 = quantiles(residuals, (0.01, 0.5, 0.99))
+    mad = 1.4826 * quantiles(np.abs(residuals - median), (0.5,))[0]
+    sigma = np.maximum(mad, (p99 - p01) / 4.65)
+    return _ResidualStats(median, np.where(sigma > 0, sigma, 1e-12), p01, p99)
+
+
+def quantiles(matrix: FloatArray, levels: Sequence[float]) -> FloatArray:
+    """Per-column quantiles, shape (len(levels), m), in one partition pass over contiguous rows
+    (NaN-aware only when there are NaNs: that path is much slower)."""
+    rows = np.ascontiguousarray(matrix.T)
+    if np.isnan(rows).any():
+        result: FloatArray = np.nanquantile(rows, levels, axis=1)
+    else:
+        result = np.quantile(rows, levels, axis=1)
+    return result
+
+
+def weighted_quantiles(matrix: FloatArray, weights: FloatArray, quantiles: Sequence[float]) -> FloatArray:
+    """Quantiles per column of `matrix` (NaN ignored) with per-row weights; shape (len(quantiles), m)."""
+    weight_matrix = np.where(np.isfinite(matrix), weights[:, None], 0.0)
+    filled = np.where(np.isfinite(matrix), matrix, np.inf)
+    order = np.argsort(filled, axis=0)
+    sorted_values = np.take_along_axis(filled, order, axis=0)
+    cumulative = np.cumsum(np.take_along_axis(weight_matrix, order, axis=0), axis=0)
+    total = cumulative[-1]
+    counts = np.isfinite(matrix).sum(axis=0)
+    result = np.empty((len(quantiles), matrix.shape[1]))
+    for row, quantile in enumerate(quantiles):
+        if quantile >= 1.0:
+            index = counts - 1
+        else:
+            index = np.minimum((cumulative < quantile * total).sum(axis=0), counts - 1)
+        index = np.maximum(index, 0)
+        result[row] = sorted_values[index, np.arange(matrix.shape[1])]
+    return result
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _forecast_matrix(
+    block: Sequence[CleanSeries], matrix: FloatArray, settings: ForecastSettings
+) -> list[Forecast]:
+    first = block[0]
+    step_days = first.step / DAY
+    n_rows, n_series = matrix.shape
+    end_epoch = first.start + first.step * (n_rows - 1)
+    t_days = (np.arange(n_rows, dtype=np.float64) - (n_rows - 1)) * step_days  # 0 at the end of history
+    mask = np.isfinite(matrix)
+    counts = mask.sum(axis=0)
+    first_seen = np.argmax(mask, axis=0)
+    last_seen = n_rows - 1 - np.argmax(mask[::-1], axis=0)
+    spans = (last_seen - first_seen) * step_days
+    grid_span = float(spans.max()) if n_series else 0.0
+    daily = settings.daily_harmonics if grid_span >= _DAILY_MIN_DAYS else 0
+    weekly = settings.weekly_harmonics if grid_span >= _WEEKLY_MIN_DAYS else 0
+    seasonality = (["daily"] if daily else []) + (["weekly"] if weekly else [])
+    design = _design(t_days, daily, weekly)
+    observed_matrix = np.where(mask, matrix, 0.0)
+
+    coefficients = _lstsq(design, observed_matrix, mask)
+    residuals = np.where(mask, matrix - design @ coefficients, np.nan)
+    sigma = _residual_stats(residuals).sigma
+    fitted = design @ coefficients
+    limit = settings.outlier_z * sigma
+    clipped = np.clip(observed_matrix, fitted - limit, fitted + limit)
+    coefficients = _lstsq(design, np.where(mask, clipped, 0.0), mask)
+    fitted = design @ coefficients
+    residuals = np.where(mask, matrix - fitted, np.nan)
+    stats = _residual_stats(residuals)
+    sigma = stats.sigma
+    outliers = np.abs(residuals - stats.median) > settings.outlier_z * sigma
+
+    slope = coefficients[1]
+    trend_t = _trend_t_statistic(residuals, t_days, mask, slope, settings.outlier_z * sigma)
+    trend_used = (trend_t > settings.trend_t) & (slope > 0)
+    slope_used = np.where(trend_used, slope, 0.0)
+
+    horizon = settings.horizon_days
+    growth = settings.load_factor * (1.0 + settings.growth_percent_per_month / 100.0) ** (horizon / 30.0)
+    weights = 0.5 ** (-t_days / settings.half_life_days)
+    levels = list(DEMAND_QUANTILES.values())
+
+    def demand_at(days: float, multiplier: float) -> FloatArray:
+        return _demand(
+            matrix,
+            t_days=t_days,
+            slope_used=slope_used,
+            spans=spans,
+            horizon_days=days,
+            growth=multiplier,
+            weights=weights,
+            levels=levels,
+        )
+
+    demand = demand_at(horizon, growth)
+    window_demand = None
+    window_days = None
+    if settings.maintenance_window is not None and settings.maintenance_window > end_epoch:
+        window_days = (settings.maintenance_window - end_epoch) / DAY
+        window_growth = settings.load_factor * (1.0 + settings.growth_percent_per_month / 100.0) ** (
+            window_days / 30.0
+        )
+        window_demand = demand_at(window_days, window_growth)
+
+    residual_p99, residual_p01 = stats.p99, stats.p01
+    period = 7.0 if weekly else 1.0
+    future_t = np.linspace(horizon - min(period, horizon), horizon, 288 if period == 1.0 else 2016)
+    future_design = _design(future_t, daily, weekly)
+    future_design[:, 1] = 0.0  # the trend is added below, with each series' own cap and only if used
+    future_mean = future_design @ coefficients + slope_used * np.minimum(horizon, spans)
+    peaks = (future_mean.max(axis=0) + residual_p99) * growth
+
+    observed = np.vstack([quantiles(matrix, (0.5, 0.95, 0.99)), np.nanmax(matrix, axis=0)[None, :]])
+    means = np.nanmean(np.where(mask, matrix, np.nan), axis=0)
+
+    results: list[Forecast] = []
+    for column, series in enumerate(block):
+        reason = _insufficiency(int(counts[column]), float(spans[column]), settings)
+        base = Forecast(
+            key=series.key,
+            unit=series.unit,
+            history_days=round(float(spans[column]), 6),
+            horizon_days=horizon,
+            points_used=int(counts[column]),
+        )
+        if reason is not None:
+            base.insufficient_data = True
+            base.reason = reason
+            results.append(base)
+            continue
+        flagged = np.flatnonzero(outliers[:, column])
+        base.observed = {
+            "p50": float(observed[0, column]),
+            "p95": float(observed[1, column]),
+            "p99": float(observed[2, column]),
+            "max": float(observed[3, column]),
+            "mean": float(means[column]),
+        }
+        base.demand = {name: float(demand[row, column]) for row, name in enumerate(DEMAND_QUANTILES)}
+        if window_demand is not None:
+            base.demand_at_window = {
+                name: float(window_demand[row, column]) for row, name in enumerate(DEMAND_QUANTILES)
+            }
+        base.forecast_peak = float(peaks[column])
+        base.trend_per_day = float(slope[column])
+        base.trend_used = bool(trend_used[column])
+        base.trend_reason = _trend_reason(float(slope[column]), float(trend_t[column]), settings.trend_t)
+        base.seasonality = seasonality
+        base.residual_p99 = float(residual_p99[column])
+        base.outliers_flagged = int(flagged.size)
+        base.outlier_timestamps = [
+            _iso(first.start + first.step * int(index)) for index in flagged[:_MAX_OUTLIER_TIMESTAMPS]
+        ]
+        base.growth_multiplier = float(growth)
+        if settings.keep_band:
+            base.band = _band(
+                first,
+                history=matrix[:, column],
+                coefficients=coefficients[:, column],
+                harmonics=(daily, weekly),
+                slope_used=float(slope_used[column]),
+                span=float(spans[column]),
+                growth=growth,
+                residual_range=(float(residual_p01[column]), float(residual_p99[column])),
+                horizon=horizon,
+            )
+        results.append(base)
+    return results
+
+
+def _demand(
+    matrix: FloatArray,
+    *,
+    t_days: FloatArray,
+    slope_used: FloatArray,
+    spans: FloatArray,
+    horizon_days: float,
+    growth: float,
+    weights: FloatArray,
+    levels: list[float],
+) -> FloatArray:
+    # Each sample moves to the horizon's end along the trend; extrapolation is capped at the span.
+    shift = (-t_days)[:, None] + np.minimum(horizon_days, spans)[None, :]
+    moved = (matrix + slope_used[None, :] * shift) * growth
+    return weighted_quantiles(moved, weights, levels)
+
+
+def _trend_t_statistic(
+    residuals: FloatArray, t_days: FloatArray, mask: FloatArray, slope: FloatArray, clip: FloatArray
+) -> FloatArray:
+    """Slope / standard error, with the error inflated for lag-1 autocorrelation (n_eff = n(1-r)/(1+r))."""
+    bounded = np.clip(np.where(mask, residuals, 0.0), -clip, clip)
+    count = np.maximum(mask.sum(axis=0), 3)
+    variance = (bounded**2).sum(axis=0) / np.maximum(count - 2, 1)
+    lagged = (bounded[1:] * bounded[:-1]).sum(axis=0)
+    rho = np.clip(np.divide(lagged, (bounded**2).sum(axis=0) + 1e-300), 0.0, 0.99)
+    n_eff = np.maximum(count * (1 - rho) / (1 + rho), 3.0)
+    t_centered = np.where(mask, t_days[:, None], np.nan)
+    spread = np.nansum((t_centered - np.nanmean(t_centered, axis=0)) ** 2, axis=0)
+    standard_error = np.sqrt(variance / np.maximum(spread, 1e-300) * (count / n_eff))
+    t_statistic: FloatArray = np.divide(
+        slope, standard_error, out=np.zeros_like(slope), where=standard_error > 0
+    )
+    return t_statistic
+
+
+def _trend_reason(slope: float, t_statistic: float, threshold: float) -> str:
+    if slope <= 0:
+        return f"flat or falling ({slope:.4g}/day): not extrapolated, capacity is not planned to shrink"
+    if t_statistic <= threshold:
+        return f"rising {slope:.4g}/day but not significant (t={t_statistic:.2f} <= {threshold:g})"
+    return f"rising {slope:.4g}/day, significant (t={t_statistic:.2f}); extrapolated at most one history span"
+
+
+def _insufficiency(points: int, span_days: float, settings: ForecastSettings) -> str | None:
+    if points < settings.min_points:
+        return f"only {points} usable points; at least {settings.min_points} are needed"
+    if span_days < settings.min_history_days:
+        return (
+            f"history covers {span_days * 24:.1f} h; at least {settings.min_history_days * 24:g} h are needed"
+        )
+    return None
+
+
+def _band(
+    first: CleanSeries,
+    *,
+    history: FloatArray,
+    coefficients: FloatArray,
+    harmonics: tuple[int, int],
+    slope_used: float,
+    span: float,
+    growth: float,
+    residual_range: tuple[float, float],
+    horizon: float,
+) -> ForecastBand:
+    end_epoch = first.start + first.step * (history.size - 1)
+    stride = max(1, history.size // _PLOT_POINTS)
+    usable = history[: history.size - history.size % stride].reshape(-1, stride)
+    pooled = np.full(usable.shape[0], np.nan)
+    has_value = np.isfinite(usable).any(axis=1)
+    pooled[has_value] = np.nanmax(usable[has_value], axis=1)
+    history_t = first.start + first.step * (np.arange(pooled.size) * stride)
+    future_days = np.linspace(0.0, horizon, 300)
+    design = _design(future_days, *harmonics)
+    design[:, 1] = 0.0
+    mean = (design @ coefficients + slope_used * np.minimum(future_days, span)) * growth
+    return ForecastBand(
+        history_t=history_t,
+        history_y=pooled,
+        future_t=end_epoch + future_days * DAY,
+        future_mean=mean,
+        future_lower=mean + residual_range[0] * growth,
+        future_upper=mean + residual_range[1] * growth,
+    )

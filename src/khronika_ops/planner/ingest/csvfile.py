@@ -1,0 +1,392 @@
+"""CSV ingest: NAB `timestamp,value`, wide (one column per series) and long (`timestamp,metric,...,value`).
+
+Formats are told apart by the header: a `metric` column means long (the `khronika collect` output is
+long); otherwise the first (or the `timestamp`) column holds times and every other column is a series.
+A file without a header is recognised by a parseable timestamp in its first field. Timestamps may be
+epoch seconds or milliseconds, or ISO 8601 (naive times are UTC). Every error names file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from khronika_ops.planner.errors import InputError
+from khronika_ops.planner.metrics import lookup
+from khronika_ops.planner.models import FloatArray, IntArray, RawSeries, SeriesKey
+from khronika_ops.planner.units import UNKNOWN_UNIT, parse_unit, unit_from_name
+
+MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none", "-"})
+_TIME_COLUMNS = ("timestamp", "time", "ts", "datetime", "date")
+_METRIC_COLUMNS = ("metric", "__name__", "name", "series")
+_RESERVED_LONG = frozenset({"value", "unit", "labels"})
+# Epoch values above this are milliseconds (1e11 s is the year 5138).
+_EPOCH_MS_THRESHOLD = 1e11
+
+
+def read_csv(
+    path: str | Path, *, unit: str | None = None, allow_unsorted: bool = False, metric: str | None = None
+) -> list[RawSeries]:
+    """Read every series in a CSV file. `metric` accepts that name in a long file even if unknown."""
+    source = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror}", source=source) from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError("not UTF-8 text (is this a CSV file?)", source=source, line=line) from exc
+    return read_csv_text(text, source=source, unit=unit, allow_unsorted=allow_unsorted, metric=metric)
+
+
+def read_csv_text(
+    text: str,
+    *,
+    source: str = "<csv>",
+    unit: str | None = None,
+    allow_unsorted: bool = False,
+    metric: str | None = None,
+) -> list[RawSeries]:
+    numbered = [
+        (number, line)
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not numbered:
+        raise InputError("file is empty: expected a header or `timestamp,value` rows", source=source, line=1)
+    delimiter = _detect_delimiter(numbered[0][1])
+    first = next(csv.reader([numbered[0][1]], delimiter=delimiter))
+    if len(first) < 2:
+        raise InputError(
+            f"expected at least two columns (timestamp and value), found {len(first)}",
+            source=source,
+            line=numbered[0][0],
+        )
+    has_header = not _looks_like_timestamp(first[0])
+    header = [name.strip() for name in first] if has_header else _default_header(len(first))
+    rows = numbered[1:] if has_header else numbered
+    if not rows:
+        raise InputError("no data rows after the header (empty series)", source=source, line=numbered[0][0])
+    explicit_unit = _parse_unit_option(unit, source)
+    lowered = [name.lower() for name in header]
+    if any(name in _METRIC_COLUMNS for name in lowered) and "value" in lowered:
+        return _read_long(
+            rows,
+            header,
+            delimiter=delimiter,
+            source=source,
+            explicit_unit=explicit_unit,
+            allow_unsorted=allow_unsorted,
+            requested_metric=metric,
+        )
+    return _read_wide(
+        rows,
+        header,
+        delimiter=delimiter,
+        source=source,
+        explicit_unit=explicit_unit,
+        allow_unsorted=allow_unsorted,
+    )
+
+
+def _parse_unit_option(unit: str | None, source: str) -> tuple[str, float] | None:
+    if unit is None:
+        return None
+    try:
+        return parse_unit(unit)
+    except ValueError as exc:
+        raise InputError(str(exc), source=source) from exc
+
+
+def _detect_delimiter(line: str) -> str:
+    counts = {delimiter: line.count(delimiter) for delimiter in (",", ";", "\t")}
+    best = max(counts, key=lambda delimiter: counts[delimiter])
+    return best if counts[best] else ","
+
+
+def _default_header(columns: int) -> list[str]:
+    if columns == 2:
+        return ["timestamp", "value"]
+    return ["timestamp", *(f"value_{index}" for index in range(1, columns))]
+
+
+def _looks_like_timestamp(field: str) -> bool:
+    token = field.strip()
+    try:
+        float(token)
+        return True
+    except ValueError:
+        pass
+    try:
+        datetime.fromisoformat(token)
+        return True
+    except ValueError:
+        return False
+
+
+def _time_column(lowered: Sequence[str]) -> int:
+    for name in _TIME_COLUMNS:
+        if name in lowered:
+            return lowered.index(name)
+    return 0
+
+
+def _read_wide(
+    rows: list[tuple[int, str]],
+    header: list[str],
+    *,
+    delimiter: str,
+    source: str,
+    explicit_unit: tuple[str, float] | None,
+    allow_unsorted: bool,
+) -> list[RawSeries]:
+    lowered = [name.lower() for name in header]
+    time_index = _time_column(lowered)
+    value_indices = [index for index in range(len(header)) if index != time_index]
+    line_numbers = np.fromiter((number for number, _ in rows), dtype=np.int64, count=len(rows))
+    matrix = _fast_numeric(rows, delimiter, len(header))
+    if matrix is not None:
+        times = _epoch_seconds(matrix[:, time_index])
+        values = matrix[:, value_indices]
+    else:
+        time_tokens, values = _parse_rows(
+            rows, delimiter, len(header), time_index=time_index, value_indices=value_indices, source=source
+        )
+        times = parse_timestamps(time_tokens, line_numbers, source)
+    order = _check_order(times, line_numbers, source, allow_unsorted)
+    series: list[RawSeries] = []
+    for column, index in enumerate(value_indices):
+        name = header[index] or f"value_{column + 1}"
+        unit, counter = unit_from_name(name)
+        scale = 1.0
+        if explicit_unit is not None:
+            unit, scale = explicit_unit
+        column_values = values[:, column]
+        if order is not None:
+            column_values = column_values[order]
+        series.append(
+            RawSeries(
+                key=SeriesKey(metric=name),
+                unit=unit,
+                counter=counter,
+                source=source,
+                timestamps=times if order is None else times[order],
+                values=column_values * scale if scale != 1.0 else column_values,
+                lines=line_numbers if order is None else line_numbers[order],
+                resorted=order is not None,
+            )
+        )
+    return series
+
+
+def _fast_numeric(rows: list[tuple[int, str]], delimiter: str, columns: int) -> FloatArray | None:
+    """All-numeric files (epoch timestamps) parse in C; anything unusual takes the checked path."""
+    first_fields = rows[0][1].split(delimiter)
+    try:
+        float(first_fields[0])
+    except ValueError:
+        return None
+    try:
+        matrix = np.loadtxt(
+            io.StringIO("\n".join(line for _, line in rows)),
+            delimiter=delimiter,
+            dtype=np.float64,
+            ndmin=2,
+            comments=None,
+        )
+    except ValueError:
+        return None
+    if matrix.shape != (len(rows), columns):
+        return None
+    return matrix
+
+
+def _parse_rows(
+    rows: list[tuple[int, str]],
+    delimiter: str,
+    columns: int,
+    *,
+    time_index: int,
+    value_indices: list[int],
+    source: str,
+) -> tuple[list[str], FloatArray]:
+    time_tokens: list[str] = []
+    values = np.empty((len(rows), len(value_indices)), dtype=np.float64)
+    reader = csv.reader((line for _, line in rows), delimiter=delimiter)
+    for row_index, (fields, (number, _)) in enumerate(zip(reader, rows, strict=True)):
+        if len(fields) != columns:
+            raise InputError(
+                f"expected {columns} fields like the first row, found {len(fields)}",
+                source=source,
+                line=number,
+            )
+        time_tokens.append(fields[time_index])
+        for column, index in enumerate(value_indices):
+            values[row_index, column] = parse_value(fields[index], source, number)
+    return time_tokens, values
+
+
+def parse_value(token: str, source: str, line: int) -> float:
+    stripped = token.strip()
+    if stripped.lower() in MISSING_TOKENS:
+        return float("nan")
+    try:
+        return float(stripped)
+    except ValueError:
+        raise InputError(f"value {stripped!r} is not a number", source=source, line=line) from None
+
+
+def parse_timestamps(tokens: Sequence[str], lines: IntArray, source: str) -> FloatArray:
+    """Epoch seconds for timestamp strings: numbers (s or ms) or ISO 8601 (naive = UTC)."""
+    stripped = [token.strip() for token in tokens]
+    try:
+        numeric = np.array(stripped, dtype=np.float64)
+    except ValueError:
+        numeric = None
+    if numeric is not None:
+        bad = ~np.isfinite(numeric)
+        if bad.any():
+            index = int(np.argmax(bad))
+            raise InputError(
+                f"timestamp {stripped[index]!r} is not a time", source=source, line=int(lines[index])
+            )
+        return _epoch_seconds(numeric)
+    naive = [token.removesuffix("Z") for token in stripped]
+    try:
+        parsed = np.array(naive, dtype="datetime64[ms]")
+        return parsed.astype(np.int64).astype(np.float64) / 1000.0
+    except ValueError:
+        pass  # offsets or odd formats: parse one by one, which also finds the bad line
+    result = np.empty(len(stripped), dtype=np.float64)
+    for index, token in enumerate(stripped):
+        try:
+            moment = datetime.fromisoformat(token)
+        except ValueError:
+            raise InputError(
+                f"timestamp {token!r} is neither epoch seconds nor ISO 8601",
+                source=source,
+                line=int(lines[index]),
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        result[index] = moment.timestamp()
+    return result
+
+
+def _epoch_seconds(values: FloatArray) -> FloatArray:
+    if values.size and float(np.nanmedian(values)) > _EPOCH_MS_THRESHOLD:
+        return values / 1000.0
+    return values
+
+
+def _check_order(times: FloatArray, lines: IntArray, source: str, allow_unsorted: bool) -> IntArray | None:
+    """None when times never go backwards; else the sorting order (allowed) or an error naming the line."""
+    backwards = np.flatnonzero(np.diff(times) < 0)
+    if backwards.size == 0:
+        return None
+    if not allow_unsorted:
+        index = int(backwards[0]) + 1
+        raise InputError(
+            f"timestamps go backwards (earlier than line {int(lines[index - 1])}); "
+            "sort the file or pass --sort to sort it and flag that in the result",
+            source=source,
+            line=int(lines[index]),
+        )
+    return np.argsort(times, kind="stable")
+
+
+def _read_long(
+    rows: list[tuple[int, str]],
+    header: list[str],
+    *,
+    delimiter: str,
+    source: str,
+    explicit_unit: tuple[str, float] | None,
+    allow_unsorted: bool,
+    requested_metric: str | None,
+) -> list[RawSeries]:
+    lowered = [name.lower() for name in header]
+    time_index = _time_column(lowered)
+    metric_index = next(lowered.index(name) for name in _METRIC_COLUMNS if name in lowered)
+    value_index = lowered.index("value")
+    unit_index = lowered.index("unit") if "unit" in lowered else None
+    labels_index = lowered.index("labels") if "labels" in lowered else None
+    label_columns = [
+        index
+        for index, name in enumerate(lowered)
+        if index not in (time_index, metric_index) and name not in _RESERVED_LONG
+    ]
+    groups: dict[SeriesKey, tuple[list[str], list[float], list[int], str | None]] = {}
+    reader = csv.reader((line for _, line in rows), delimiter=delimiter)
+    for fields, (number, _) in zip(reader, rows, strict=True):
+        if len(fields) != len(header):
+            raise InputError(
+                f"expected {len(header)} fields like the header, found {len(fields)}",
+                source=source,
+                line=number,
+            )
+        name = fields[metric_index].strip()
+        if lookup(name) is None and name != requested_metric:
+            raise InputError(
+                f"unknown metric {name!r} (see docs/metrics.md for the names the planner reads, "
+                "or name it with --metric)",
+                source=source,
+                line=number,
+            )
+        labels = {header[index]: fields[index].strip() for index in label_columns if fields[index].strip()}
+        if labels_index is not None:
+            labels.update(_parse_labels(fields[labels_index], source, number))
+        key = SeriesKey(metric=name, labels=tuple(sorted(labels.items())))
+        group = groups.setdefault(
+            key, ([], [], [], fields[unit_index].strip() if unit_index is not None else None)
+        )
+        group[0].append(fields[time_index])
+        group[1].append(parse_value(fields[value_index], source, number))
+        group[2].append(number)
+    series: list[RawSeries] = []
+    for key, (time_tokens, values, numbers, unit_text) in groups.items():
+        lines = np.array(numbers, dtype=np.int64)
+        times = parse_timestamps(time_tokens, lines, source)
+        order = _check_order(times, lines, source, allow_unsorted)
+        array = np.array(values, dtype=np.float64)
+        info = lookup(key.metric)
+        unit, counter = unit_from_name(key.metric)
+        scale = 1.0
+        if info is not None:
+            unit, counter, scale = info.unit, info.counter, info.scale
+        if unit_text:
+            unit, scale = _parse_unit_option(unit_text, source) or (UNKNOWN_UNIT, 1.0)
+        if explicit_unit is not None:
+            unit, scale = explicit_unit
+        if order is not None:
+            times, array, lines = times[order], array[order], lines[order]
+        series.append(
+            RawSeries(
+                key=key,
+                unit=unit,
+                counter=counter,
+                source=source,
+                timestamps=times,
+                values=array * scale if scale != 1.0 else array,
+                lines=lines,
+                resorted=order is not None,
+            )
+        )
+    return series
+
+
+def _parse_labels(text: str, source: str, line: int) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in text.split(";"))):
+        name, separator, value = pair.partition("=")
+        if not separator or not name.strip():
+            raise InputError(f"label {pair!r} is not name=value", source=source, line=line)
+        labels[name.strip()] = value.strip()
+    return labels

@@ -1,0 +1,203 @@
+"""Prometheus HTTP API ingest (`/api/v1/query_range`), standard library only.
+
+- Peaks survive the query step: gauges are read as `max_over_time(metric[step])`, rates as a
+  `max_over_time(rate(...)[step:resolution])` subquery (krr's known miss: a coarse step hides peaks).
+- Batches: a selector list is split into small `label=~"a|b|c"` groups (never one giant regex), and long
+  ranges into chunks under Prometheus' 11,000-points-per-series limit.
+- Results are renamed to the collector's vocabulary (`instance` -> `host`, cAdvisor `name` -> `container`)
+  so the rest of the planner sees one set of names whichever exporter produced them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from khronika_ops.planner.errors import InputError
+from khronika_ops.planner.models import RawSeries, SeriesKey
+from khronika_ops.planner.units import UNKNOWN_UNIT
+
+MAX_POINTS_PER_QUERY = 10_000
+SELECTOR_BATCH = 20
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """One PromQL template and the series it yields. `{sel}` is the label selector, `{step}` the step."""
+
+    metric: str
+    promql: str
+    unit: str
+    rename: tuple[tuple[str, str], ...] = (("instance", "host"),)
+    keep: tuple[str, ...] = ("host", "container", "module", "mount", "device", "gpu", "model")
+
+
+def _gauge(metric: str, unit: str, source: str | None = None) -> QuerySpec:
+    return QuerySpec(metric, f"max_over_time({source or metric}{{{{{{sel}}}}}}[{{step}}])", unit)
+
+
+# What the full plan asks for: the collector's own names first, exporter equivalents after them.
+PLAN_QUERIES: tuple[QuerySpec, ...] = (
+    _gauge("khronika_host_cpu_used_cores", "cores"),
+    _gauge("khronika_host_cpu_cores", "cores"),
+    _gauge("khronika_host_memory_used_bytes", "bytes"),
+    _gauge("khronika_host_memory_total_bytes", "bytes"),
+    _gauge("khronika_container_cpu_cores", "cores"),
+    _gauge("khronika_container_memory_bytes", "bytes"),
+    _gauge("khronika_filesystem_used_bytes", "bytes"),
+    _gauge("khronika_filesystem_size_bytes", "bytes"),
+    _gauge("khronika_disk_iops", "iops"),
+    _gauge("khronika_disk_throughput_bytes_per_second", "bytes"),
+    _gauge("khronika_gpu_utilisation_ratio", "ratio"),
+    _gauge("khronika_gpu_memory_used_bytes", "bytes"),
+    QuerySpec(
+        "khronika_module_requests_per_second",
+        "max_over_time(sum by (module) (rate(khronika_module_requests_total{{{sel}}}[2m]))[{step}:1m])",
+        "requests",
+    ),
+    QuerySpec(
+        "khronika_host_cpu_used_cores",
+        'max_over_time(sum by (instance) (rate(node_cpu_seconds_total{{mode!="idle",{sel}}}[2m]))[{step}:1m])',
+        "cores",
+    ),
+    QuerySpec(
+        "khronika_host_memory_used_bytes",
+        "max_over_time((node_memory_MemTotal_bytes{{{sel}}} - node_memory_MemAvailable_bytes{{{sel}}})[{step}:1m])",
+        "bytes",
+    ),
+    QuerySpec(
+        "khronika_container_cpu_cores",
+        'max_over_time(sum by (instance, name) (rate(container_cpu_usage_seconds_total{{name!="",{sel}}}[2m]))'
+        "[{step}:1m])",
+        "cores",
+        rename=(("instance", "host"), ("name", "container")),
+    ),
+    QuerySpec(
+        "khronika_container_memory_bytes",
+        'max_over_time(container_memory_working_set_bytes{{name!="",{sel}}}[{step}])',
+        "bytes",
+        rename=(("instance", "host"), ("name", "container")),
+    ),
+    QuerySpec(
+        "khronika_gpu_utilisation_ratio",
+        "max_over_time(DCGM_FI_DEV_GPU_UTIL{{{sel}}}[{step}]) / 100",
+        "ratio",
+        rename=(("instance", "host"), ("modelName", "model")),
+    ),
+)
+
+
+def selector_batches(
+    label: str, values: Sequence[str], *, suffix: str = "", size: int = SELECTOR_BATCH
+) -> list[str]:
+    """`label=~"(a|b)suffix"` selectors of at most `size` values each; [""] when there are no values.
+
+    Values are regex-escaped, then backslash-escaped again for the PromQL string literal."""
+    if not values:
+        return [""]
+    ordered = sorted(set(values))
+    batches = []
+    for i in range(0, len(ordered), size):
+        alternatives = "|".join(re.escape(value).replace("\\", "\\\\") for value in ordered[i : i + size])
+        batches.append(f'{label}=~"({alternatives}){suffix}"')
+    return batches
+
+
+def format_step(seconds: float) -> str:
+    return f"{int(seconds)}s" if seconds >= 1 else f"{int(seconds * 1000)}ms"
+
+
+class PrometheusClient:
+    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def query_range(
+        self, query: str, start: float, end: float, step: float
+    ) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+        """Raw `query_range` answer, split into chunks of at most MAX_POINTS_PER_QUERY steps."""
+        merged: dict[tuple[tuple[str, str], ...], list[tuple[float, float]]] = {}
+        chunk = step * (MAX_POINTS_PER_QUERY - 1)
+        chunk_start = start
+        while chunk_start <= end:
+            chunk_end = min(end, chunk_start + chunk)
+            for labels, points in self._get(query, chunk_start, chunk_end, step):
+                merged.setdefault(tuple(sorted(labels.items())), []).extend(points)
+            chunk_start = chunk_end + step
+        return [(dict(key), points) for key, points in sorted(merged.items())]
+
+    def _get(
+        self, query: str, start: float, end: float, step: float
+    ) -> Iterable[tuple[dict[str, str], list[tuple[float, float]]]]:
+        params = urllib.parse.urlencode(
+            {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": step}
+        )
+        url = f"{self.base_url}/api/v1/query_range?{params}"
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as response:
+                body: dict[str, Any] = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")[:300]
+            raise InputError(
+                f"query failed ({exc.code}): {detail}; query: {query}", source=self.base_url
+            ) from exc
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise InputError(f"cannot reach Prometheus: {exc}", source=self.base_url) from exc
+        if body.get("status") != "success":
+            raise InputError(f"query failed: {body.get('error')}; query: {query}", source=self.base_url)
+        for item in body["data"]["result"]:
+            yield item["metric"], [(float(t), float(v)) for t, v in item["values"]]
+
+    def fetch(
+        self,
+        spec: QuerySpec,
+        start: float,
+        end: float,
+        step: float,
+        selectors: Sequence[str] = ("",),
+    ) -> list[RawSeries]:
+        series: list[RawSeries] = []
+        for selector in selectors:
+            query = spec.promql.format(sel=selector, step=format_step(step))
+            for labels, points in self.query_range(query, start, end, step):
+                if not points:
+                    continue
+                renamed = dict(labels)
+                for old, new in spec.rename:
+                    if old in renamed:
+                        value = renamed.pop(old)
+                        renamed.setdefault(new, value)  # a label the exporter set itself wins
+                if "host" in renamed:
+                    renamed["host"] = renamed["host"].rsplit(":", 1)[0]
+                kept = tuple(sorted((k, v) for k, v in renamed.items() if k in spec.keep))
+                data = np.array(sorted(set(points)), dtype=np.float64)
+                series.append(
+                    RawSeries(
+                        key=SeriesKey(metric=spec.metric, labels=kept),
+                        unit=spec.unit or UNKNOWN_UNIT,
+                        source=f"{self.base_url} ({spec.metric})",
+                        timestamps=data[:, 0],
+                        values=data[:, 1],
+                    )
+                )
+        return series
+
+
+def fetch_plan_series(
+    client: PrometheusClient, start: float, end: float, step: float, hosts: Sequence[str] = ()
+) -> list[RawSeries]:
+    """Everything the plan needs; a metric already answered by the collector's name is not re-read."""
+    selectors = selector_batches("instance", hosts, suffix="(:[0-9]+)?")
+    found: dict[SeriesKey, RawSeries] = {}
+    for spec in PLAN_QUERIES:
+        for item in client.fetch(spec, start, end, step, selectors):
+            found.setdefault(item.key, item)
+    return list(found.values())

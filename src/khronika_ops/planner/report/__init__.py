@@ -1,0 +1,27 @@
+"""Report formatters (one module each, like krr's): json, md, html, table."""
+
+from __future__ import annotations
+
+import json
+
+from khronika_ops.planner.pipeline import Plan
+
+
+def plan_json(plan: Plan) -> str:
+    return json.dumps(plan.model_dump(mode="json"), indent=2) + "\n"
+
+
+def render(plan: Plan, output_format: str) -> str:
+    if output_format == "json":
+        return plan_json(plan)
+    if output_format == "md":
+        from khronika_ops.planner.report.markdown import render_markdown
+
+        return render_markdown(plan)
+    if output_format == "html":
+        from khronika_ops.planner.report.html import render_html
+
+        return render_html(plan)
+    from khronika_ops.planner.report.table import render_table
+
+    return render_table(plan)

@@ -1,0 +1,64 @@
+"""Self-contained HTML: the Markdown tables plus inline SVG plots (history, forecast band, capacity)."""
+
+from __future__ import annotations
+
+import html
+import io
+
+import numpy as np
+import numpy.typing as npt
+
+from khronika_ops.planner.models import FloatArray, SizeResult
+from khronika_ops.planner.pipeline import Plan
+
+_STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:90%}
+.CRITICAL{color:#b00}.WARNING{color:#a60}.GOOD{color:#070}figure{margin:1em 0}"""
+
+
+def _dates(epochs: FloatArray) -> npt.NDArray[np.datetime64]:
+    return (epochs * 1000).astype("datetime64[ms]")
+
+
+def plot_svg(figure: SizeResult) -> str:
+    """History (max-pooled), forecast mean and band, and the recommended capacity as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(8, 2.6))
+    band = figure.band
+    if band is not None:
+        axis.plot(_dates(band.history_t), band.history_y, lw=0.8, label="history (max per point)")
+        future = _dates(band.future_t)
+        axis.plot(future, band.future_mean, lw=0.8, label="forecast")
+        axis.fill_between(future, band.future_lower, band.future_upper, alpha=0.25, label="1-99 % band")
+    if figure.recommended is not None:
+        axis.axhline(figure.recommended, color="red", lw=1, ls="--", label="recommended")
+    axis.set_title(f"{figure.series} ({figure.unit})", fontsize=9)
+    axis.legend(fontsize=7, loc="upper left")
+    axis.tick_params(labelsize=7)
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+def render_html(plan: Plan) -> str:
+    from khronika_ops.planner.report.markdown import render_markdown
+
+    body = [
+        f"<h1>Khronika capacity plan</h1><pre>{html.escape(render_markdown(plan))}</pre>",
+        "<h2>Plots</h2>",
+    ]
+    captioned = [(module.name, figure) for module in plan.modules for figure in module.figures]
+    captioned += [(host.name, figure) for host in plan.hosts for figure in host.disk]
+    for owner, figure in captioned:
+        caption = html.escape(f"{owner}: {figure.reason}")
+        body.append(f"<figure>{plot_svg(figure)}<figcaption>{caption}</figcaption></figure>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Khronika capacity plan</title>"
+        f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    )

@@ -1,0 +1,125 @@
+"""Markdown report: summary, modules, hosts, changes with downtime, N-1, host_vars fragment."""
+
+from __future__ import annotations
+
+import yaml
+
+from khronika_ops.planner.pipeline import Plan
+
+
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+
+def render_markdown(plan: Plan) -> str:
+    lines = [
+        "# Khronika capacity plan",
+        "",
+        f"- Horizon: {plan.horizon_days:g} days; history: {plan.history_source} ({plan.series_read} series)",
+        f"- Placement: {plan.placement.solver} ({plan.placement.status}), cost of new hosts {plan.total_new_cost:g}",
+        f"- N-1 (any one host drained): {'holds' if all(plan.n_minus_1.values()) else 'FAILS'}",
+        "",
+        "## Modules",
+        "",
+        _row(
+            "Module",
+            "Replicas",
+            "Cores/replica",
+            "Memory GiB/replica",
+            "GPUs",
+            "Bottleneck",
+            "Severity",
+            "Why",
+        ),
+        _row(*["---"] * 8),
+    ]
+    for module in plan.modules:
+        gpus = f"{module.gpus_per_replica} x {module.gpu_model}" if module.gpus_per_replica else "-"
+        why = "; ".join(f"{k}: {v}" for k, v in module.reasons.items())
+        lines.append(
+            _row(
+                module.name,
+                module.replicas,
+                f"{module.cores_per_replica:g}",
+                f"{module.memory_gib_per_replica:.2f}",
+                gpus,
+                module.bottleneck,
+                module.severity,
+                why,
+            )
+        )
+    lines += [
+        "",
+        "## Hosts",
+        "",
+        _row(
+            "Host",
+            "Shape",
+            "Cores used/total",
+            "Memory GiB used/total",
+            "Disk class",
+            "Bottleneck",
+            "Severity",
+            "N-1",
+            "Modules",
+        ),
+        _row(*["---"] * 9),
+    ]
+    for host in plan.hosts:
+        lines.append(
+            _row(
+                host.name,
+                host.shape,
+                f"{host.cores_used:g}/{host.cores:g}",
+                f"{host.memory_gib_used:.1f}/{host.memory_gib:g}",
+                host.disk_class,
+                host.bottleneck,
+                host.severity,
+                "ok" if host.n_minus_1_holds else "FAILS",
+                ", ".join(host.modules) or "-",
+            )
+        )
+    lines += [
+        "",
+        "## Disks",
+        "",
+        _row("Host", "Mount", "Recommended GiB", "Days until 85 %", "Why"),
+        _row(*["---"] * 5),
+    ]
+    for host in plan.hosts:
+        for disk in host.disk:
+            days = disk.extra.get("days_until_max_usage")
+            lines.append(
+                _row(
+                    host.name,
+                    disk.extra.get("mount", "?"),
+                    f"{(disk.recommended or 0) / 1024**3:.1f}",
+                    "never (no growth)" if days is None else f"{days:g}",
+                    disk.reason,
+                )
+            )
+    lines += ["", "## Changes and downtime", ""]
+    for host in plan.hosts:
+        for change in host.changes:
+            lines.append(f"- **{host.name}**: {change} — downtime: {host.downtime}")
+    lines += [
+        f"- {change}"
+        for change in plan.changes
+        if not any(change.startswith(h.name + ":") for h in plan.hosts)
+    ]
+    if plan.warnings:
+        lines += ["", "## Warnings", ""] + [f"- {warning}" for warning in plan.warnings]
+    if plan.insufficient_series:
+        lines += ["", "## Insufficient data (not sized)", ""] + [
+            f"- `{name}`" for name in plan.insufficient_series
+        ]
+    lines += [
+        "",
+        "## Inventory fragment (host_vars)",
+        "",
+        "```yaml",
+        yaml.safe_dump(plan.host_vars, sort_keys=True).rstrip(),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""Helpers shared by the planner tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from typer.testing import CliRunner
+
+from khronika_ops.cli import app
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+NAB = DATA / "nab"
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def size_json(path: Path, resource: str, *extra: str) -> dict[str, Any]:
+    code, out, err = run_cli("plan", "size", "--csv", str(path), "--resource", resource, "--json", *extra)
+    assert code == 0, err
+    parsed: dict[str, Any] = json.loads(out)
+    return parsed
+
+
+def write_series(
+    path: Path,
+    values: np.ndarray,
+    *,
+    step: int = 300,
+    start: int = 1_700_000_000,
+    header: str | None = "timestamp,value",
+    iso: bool = True,
+) -> Path:
+    from datetime import UTC, datetime
+
+    lines = [header] if header else []
+    for index, value in enumerate(values):
+        moment = start + index * step
+        stamp = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S") if iso else str(moment)
+        lines.append(f"{stamp},{float(value)!r}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def daily_load(days: float, step: int = 300, seed: int = 7, level: float = 40.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(days * 86400 / step)) * step / 86400
+    return level + 10 * np.sin(2 * np.pi * t) + rng.normal(0, 2, t.size).clip(-6, 6)

@@ -1,0 +1,101 @@
+"""`khronika collect` on the real host, and the planner reading what it wrote."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from khronika_ops.collector.sampler import DOCKER_SOCKET, Sample, Sampler, parse_nvidia_smi
+from khronika_ops.collector.writers import render_textfile, write_textfile
+from khronika_ops.planner.ingest import read_csv
+
+from .helpers import run_cli
+
+_EXPOSITION_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*\{([a-zA-Z_]\w*="(?:[^"\\]|\\.)*",?)*\} \S+$')
+
+
+@pytest.fixture
+def running_container() -> object:
+    """A short-lived container, when Docker and a local image with `sleep` exist (no pulls)."""
+    docker = pytest.importorskip("docker")
+    if not DOCKER_SOCKET.exists():
+        yield None
+        return
+    client = docker.from_env()
+    images = [
+        tag for image in client.images.list() for tag in image.tags if "busybox" in tag or "alpine" in tag
+    ]
+    if not images:
+        yield None
+        return
+    container = client.containers.run(
+        images[0],
+        ["sleep", "60"],
+        name=f"khronika-collect-test-{uuid.uuid4().hex[:8]}",
+        detach=True,
+        auto_remove=True,
+    )
+    try:
+        yield container
+    finally:
+        container.remove(force=True)
+
+
+def test_collect_once_real_host(tmp_path: Path, running_container: object) -> None:
+    code, _, err = run_cli(
+        "collect", "--once", "--csv", str(tmp_path / "csv"), "--textfile", str(tmp_path / "tf")
+    )
+    assert code == 0, err
+    if DOCKER_SOCKET.exists():
+        assert "docker:" not in err
+    files = list((tmp_path / "csv").glob("khronika-*.csv"))
+    assert len(files) == 1
+    series = {str(s.key).split("{")[0] for s in read_csv(files[0])}  # every name is a known metric
+    assert {"khronika_host_cpu_utilisation_ratio", "khronika_host_memory_used_bytes"} <= series
+    assert "khronika_filesystem_used_bytes" in series
+    if running_container is not None:
+        name = running_container.name  # type: ignore[attr-defined]
+        keys = [str(s.key) for s in read_csv(files[0])]
+        assert any(f'container="{name}"' in key and "memory" in key for key in keys)
+        assert any(f'container="{name}"' in key and "cpu_cores" in key for key in keys)
+    prom = (tmp_path / "tf" / "khronika.prom").read_text()
+    for line in prom.splitlines():
+        assert line.startswith("#") or _EXPOSITION_LINE.match(line), line
+    assert not list((tmp_path / "tf").glob(".khronika-*"))  # temp file renamed, nothing left behind
+
+
+def test_planner_reads_collector_csv(tmp_path: Path) -> None:
+    run_cli("collect", "--once", "--csv", str(tmp_path))
+    path = next(tmp_path.glob("khronika-*.csv"))
+    code, out, err = run_cli("plan", "size", "--csv", str(path), "--resource", "memory", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["series"].startswith("khronika_host_memory_used_bytes")
+    assert result["insufficient_data"] is True  # one sample is not history
+    assert result["recommended"] is None
+
+
+def test_missing_docker_is_a_note(tmp_path: Path) -> None:
+    sampler = Sampler(docker_socket=tmp_path / "no.sock", nvidia_smi="")
+    samples = sampler.sample()
+    assert not any(s.metric.startswith("khronika_container") for s in samples)
+    assert any("container metrics skipped" in note for note in sampler.notes)
+
+
+def test_nvidia_smi_parsing() -> None:
+    output = "0, NVIDIA L4, 37, 1024, 23034\n1, NVIDIA L4, [N/A], 0, 23034\n"
+    samples = parse_nvidia_smi(output, "h")
+    ratio = [s for s in samples if s.metric == "khronika_gpu_utilisation_ratio"]
+    assert len(ratio) == 1 and ratio[0].value == pytest.approx(0.37)
+    assert dict(ratio[0].labels) == {"gpu": "0", "host": "h", "model": "NVIDIA L4"}
+
+
+def test_textfile_escapes_and_is_atomic(tmp_path: Path) -> None:
+    samples = [Sample("khronika_container_memory_bytes", (("container", 'we"ird\\'),), 1.0)]
+    assert 'container="we\\"ird\\\\"' in render_textfile(samples)
+    target = write_textfile(tmp_path, samples)
+    assert target.read_text().startswith("# HELP khronika_container_memory_bytes")

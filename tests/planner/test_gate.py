@@ -1,0 +1,139 @@
+"""Capacity gate: the Python logic and the Ansible action plugin that wraps it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from khronika_ops.planner.gate import HostFacts, ModuleMinimum, check, facts_from_ansible, mount_for
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+
+
+def _hosts() -> list[HostFacts]:
+    return [
+        HostFacts(name="a", cores=8, memory_mb=16384, disk_free_mb={"/": 50_000, "/var/lib/docker": 5_000}),
+        HostFacts(
+            name="b", cores=4, memory_mb=8192, disk_free_mb={"/": 100_000}, gpus=1, gpu_model="nvidia-l4"
+        ),
+    ]
+
+
+def test_passes_when_everything_fits() -> None:
+    modules = [
+        ModuleMinimum(name="web", cores=2, memory_mb=2048, disk_mb=1000, disk_path="/var/lib/docker/x")
+    ]
+    result = check(_hosts(), modules, {"web": ["a", "b"]})
+    assert result.ok
+    assert "disk_mb /var/lib/docker" in result.table and "disk_mb /" in result.table
+
+
+def test_fails_with_a_per_host_table() -> None:
+    modules = [
+        ModuleMinimum(name="web", cores=3, memory_mb=6000, disk_mb=6000, disk_path="/var/lib/docker"),
+        ModuleMinimum(name="db", cores=2, memory_mb=4000),
+        ModuleMinimum(name="infer", gpus=2, gpu_model="nvidia-l4"),
+    ]
+    result = check(_hosts(), modules, {"web": ["a", "b"], "db": ["b"], "infer": ["b"]})
+    assert not result.ok
+    short = {(row.host, row.resource) for row in result.rows if not row.ok}
+    assert short == {("a", "disk_mb /var/lib/docker"), ("b", "cores"), ("b", "memory_mb"), ("b", "gpus")}
+    assert result.table.splitlines()[0].split() == [
+        "HOST",
+        "RESOURCE",
+        "NEEDED",
+        "AVAILABLE",
+        "STATUS",
+        "MODULES",
+    ]
+    assert "SHORT" in result.table
+
+
+def test_wrong_gpu_model_is_short() -> None:
+    result = check(
+        _hosts(), [ModuleMinimum(name="infer", gpus=1, gpu_model="nvidia-h100-80gb")], {"infer": ["b"]}
+    )
+    assert not result.ok
+
+
+def test_unknown_module_in_placement() -> None:
+    with pytest.raises(ValueError, match="ghost"):
+        check(_hosts(), [], {"ghost": ["a"]})
+
+
+def test_mount_for_longest_prefix() -> None:
+    mounts = {"/": 1.0, "/var": 1.0, "/var/lib/docker": 1.0}
+    assert mount_for("/var/lib/docker/volumes", mounts) == "/var/lib/docker"
+    assert mount_for("/var/log", mounts) == "/var"
+    assert mount_for("/srv", mounts) == "/"
+
+
+def test_facts_from_ansible_setup_output() -> None:
+    hostvars = {
+        "ansible_facts": {
+            "processor_vcpus": 16,
+            "memtotal_mb": 64000,
+            "mounts": [{"mount": "/", "size_available": 10 * 1024**3}],
+            "local": {"khronika": {"gpus": 2, "gpu_model": "nvidia-l4"}},
+        }
+    }
+    facts = facts_from_ansible("h", hostvars)
+    assert (facts.cores, facts.memory_mb, facts.disk_free_mb, facts.gpus) == (16, 64000, {"/": 10240.0}, 2)
+
+
+def _run_playbook(tmp_path: Path, tasks: list[dict[str, object]]) -> subprocess.CompletedProcess[str]:
+    collections = tmp_path / "collections" / "ansible_collections" / "khronika"
+    collections.mkdir(parents=True)
+    (collections / "platform").symlink_to(REPO)
+    playbook = tmp_path / "check.yml"
+    play = {"hosts": "localhost", "connection": "local", "gather_facts": True, "gather_subset": ["hardware"]}
+    playbook.write_text(yaml.safe_dump([{**play, "tasks": tasks}]), encoding="utf-8")
+    env = {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(tmp_path / "collections"),
+        "ANSIBLE_CONFIG": str(tmp_path / "none.cfg"),  # a plain run, whatever the checkout's ansible.cfg says
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        "ANSIBLE_STDOUT_CALLBACK": "default",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+    }
+    return subprocess.run(
+        [str(ANSIBLE_PLAYBOOK), "-v", "-i", "localhost,", str(playbook)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not ANSIBLE_PLAYBOOK.exists(), reason="ansible-playbook not installed next to this Python"
+)
+def test_action_plugin_in_a_playbook(tmp_path: Path) -> None:
+    task = {
+        "name": "capacity",
+        "khronika.platform.capacity_check": {
+            "modules": [{"name": "tiny", "cores": 0.1, "memory_mb": 16, "disk_mb": 1, "disk_path": "/"}],
+            "placement": {"tiny": ["localhost"]},
+        },
+    }
+    passed = _run_playbook(tmp_path / "pass", [task])
+    assert passed.returncode == 0, passed.stdout[-3000:] + passed.stderr[-2000:]
+    assert "capacity check passed" in passed.stdout
+
+    huge = {"name": "huge", "cores": 4096, "memory_mb": 1e9, "gpus": 8}
+    task["khronika.platform.capacity_check"] = {"modules": [huge], "placement": {"huge": ["localhost"]}}
+    failed = _run_playbook(tmp_path / "fail", [task])
+    assert failed.returncode != 0
+    assert "capacity check failed" in failed.stdout
+    assert "SHORT" in failed.stdout and "memory_mb" in failed.stdout

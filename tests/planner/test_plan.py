@@ -1,0 +1,123 @@
+"""The full plan: long CSV history + site catalog -> placement, N-1, reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from khronika_ops.planner.catalog import load_catalog
+from khronika_ops.planner.place import Replica, candidate_bins, check_n_minus_1, first_fit_decreasing, place
+
+from .helpers import run_cli
+
+GIB = 1024**3
+
+
+def write_history(path: Path, days: float = 3.0, step: int = 600) -> Path:
+    rng = np.random.default_rng(3)
+    t = np.arange(int(days * 86400 / step))
+    daily = np.sin(2 * np.pi * t * step / 86400)
+    rows = ["timestamp,metric,labels,value"]
+    for i, stamp in enumerate(1_700_000_000 + t * step):
+        web = 3 + 1.5 * daily[i] + rng.normal(0, 0.2)
+        rows += [
+            f"{stamp},khronika_container_cpu_cores,host=h1;container=web,{max(web, 0):.4f}",
+            f"{stamp},khronika_container_memory_bytes,host=h1;container=web,{2.5 * GIB + 1e6 * i:.0f}",
+            f"{stamp},khronika_container_cpu_cores,host=h2;container=db,{1.2 + 0.3 * daily[i]:.4f}",
+            f"{stamp},khronika_container_memory_bytes,host=h2;container=db,{6 * GIB:.0f}",
+            f"{stamp},khronika_module_requests_per_second,module=web,{200 + 80 * daily[i]:.2f}",
+            f"{stamp},khronika_filesystem_used_bytes,host=h2;mount=/var/lib/khronika,{400 * GIB + 2 * GIB * i * step / 86400:.0f}",
+            f"{stamp},khronika_disk_iops,host=h2;device=sda,{900 + 300 * daily[i]:.1f}",
+        ]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def write_catalog(path: Path) -> Path:
+    catalog = {
+        "hosts": [
+            {"name": "h1", "cores": 8, "memory_gib": 32, "disk_gib": 500, "disk_class": "hdd"},
+            {"name": "h2", "cores": 8, "memory_gib": 32, "disk_gib": 500, "disk_class": "hdd",
+             "mounts": {"/var/lib/khronika": 450}},
+        ],
+        "modules": [
+            {"name": "web", "replicas": 2, "host": "h1", "cpu_seconds_per_request": 0.02, "latency_target_seconds": 0.05},
+            {"name": "db", "replicas": 1, "host": "h2"},
+            {"name": "infer", "replicas": 1, "gpu_requests_per_second": 40, "gpu_vram_gib": 14},
+        ],
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(catalog), encoding="utf-8")
+    return path
+
+
+def test_full_plan_json(tmp_path: Path) -> None:
+    history = write_history(tmp_path / "history.csv")
+    catalog = write_catalog(tmp_path / "site.yml")
+    code, out, err = run_cli(
+        "plan", "--csv", str(history), "--catalog", str(catalog), "--format", "json", "--horizon", "30d"
+    )
+    assert code == 0, err
+    plan = json.loads(out)
+    web = next(m for m in plan["modules"] if m["name"] == "web")
+    assert "Erlang C" in web["reasons"]["cpu"]  # 200-280 req/s x 20 ms needs more than the percentile size
+    infer = next(m for m in plan["modules"] if m["name"] == "infer")
+    assert infer["gpu_model"] is not None and infer["gpus_per_replica"] >= 1
+    assert plan["placement"]["solver"] == "cp-sat"
+    assert set(plan["placement"]["assignment"]) == {"web#0", "web#1", "db#0", "infer#0"}
+    h2 = next(h for h in plan["hosts"] if h["name"] == "h2")
+    assert h2["disk_class"] == "sata_ssd"  # 1,200 IOPS is beyond an HDD
+    assert any("change disk class" in change for change in h2["changes"])
+    assert plan["host_vars"]["h2"]["khronika_capacity"]["disk_class"] == "sata_ssd"
+    assert any(h["new"] and h["gpus"] for h in plan["hosts"])  # the GPU module needs a bought GPU host
+
+
+def test_plan_is_deterministic_and_renders_all_formats(tmp_path: Path) -> None:
+    history = write_history(tmp_path / "history.csv")
+    catalog = write_catalog(tmp_path / "site.yml")
+    args = ("plan", "--csv", str(history), "--catalog", str(catalog), "--format", "json")
+    assert run_cli(*args)[1] == run_cli(*args)[1]
+    for fmt, marker in (("md", "## Inventory fragment"), ("table", "Modules"), ("html", "<svg")):
+        output = tmp_path / f"plan.{fmt}"
+        code, _, err = run_cli(
+            "plan", "--csv", str(history), "--catalog", str(catalog), "--format", fmt, "-o", str(output)
+        )
+        assert code == 0, err
+        assert marker in output.read_text()
+
+
+def test_plan_needs_a_source() -> None:
+    code, _, err = run_cli("plan", "--format", "json")
+    assert code != 0 and "--prometheus" in err
+
+
+def _replicas(count: int, cores: float, memory: float, module: str = "m") -> list[Replica]:
+    return [Replica(module=f"{module}{i}", index=0, cores=cores, memory_gib=memory) for i in range(count)]
+
+
+def test_exact_packing_beats_or_matches_ffd_and_respects_anti_affinity(tmp_path: Path) -> None:
+    catalog = load_catalog(None)
+    replicas = _replicas(6, 5, 10) + [Replica(module="ha", index=i, cores=1, memory_gib=1) for i in range(3)]
+    exact = place(replicas, catalog)
+    greedy = first_fit_decreasing(replicas, candidate_bins(catalog))
+    assert exact.solver == "cp-sat" and exact.cost <= greedy.cost
+    ha_hosts = {exact.assignment[f"ha#{i}"] for i in range(3)}
+    assert len(ha_hosts) == 3
+
+
+def test_large_inputs_fall_back_to_ffd() -> None:
+    catalog = load_catalog(None)
+    result = place(_replicas(40, 1, 1), catalog, exact_limit=10)
+    assert result.solver == "first-fit-decreasing" and not result.unplaced
+
+
+def test_n_minus_1_detects_a_host_that_cannot_be_drained() -> None:
+    catalog = load_catalog(None).model_copy(
+        update={"max_new_hosts_per_shape": 1, "host_shapes": load_catalog(None).host_shapes[:1]}
+    )
+    replicas = _replicas(1, 7, 10)
+    placement = place(replicas, catalog)
+    checks = check_n_minus_1(replicas, placement, catalog)
+    assert checks and not checks[0].holds
