@@ -59,7 +59,8 @@ def galaxy_bin() -> str:
 
 def from_dir(requirements: Path, dest: Path, source_dir: Path) -> None:
     reqs = source_dir / "requirements.yml"
-    cmd = [galaxy_bin(), "collection", "install", "--offline", "--force", "-p", str(dest)]
+    # A download folder lists every collection it holds (dependencies included), so none is resolved.
+    cmd = [galaxy_bin(), "collection", "install", "--offline", "--no-deps", "--force", "-p", str(dest)]
     cmd += ["-r", str(reqs if reqs.is_file() else requirements)]
     subprocess.run(cmd, check=True, cwd=source_dir)
 

@@ -85,6 +85,8 @@ def test_non_mapping_layer_is_refused():
             },
             "overlaps",
         ),
+        ({"bip": "10.200.0.0/24"}, "bip: '10.200.0.0/24' must be the bridge address"),
+        ({"bip": "10.200.0.1"}, "bip: '10.200.0.1' must be the bridge address"),
         ({"data-root": "var/lib/docker"}, "data-root: 'var/lib/docker' must be an absolute path"),
         ({"live-restore": "yes"}, "live-restore: must be true or false"),
         ({"default-runtime": "nvidia"}, "default-runtime: 'nvidia' is not defined"),

@@ -105,3 +105,8 @@ def test_unsupported_os_is_refused(target_host, tmp_path):
             "-c",
             "mv /etc/os-release.orig /etc/os-release && mv /etc/debian_version.orig /etc/debian_version",
         )
+
+
+def test_docker_user_that_does_not_exist(target_host, tmp_path):
+    run = run_role(target_host, "docker", tmp_path, {"docker_users": ["root", "no-such-operator"]})
+    assert_refused(run, "docker_users: no-such-operator do(es) not exist")

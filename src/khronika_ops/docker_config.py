@@ -150,6 +150,16 @@ def validate(config: Mapping[str, Any]) -> list[str]:
                 f"insecure-registries: {registry!r} must be host[:port] or a CIDR, without a scheme"
             )
     errors.extend(_validate_pools(config.get("default-address-pools")))
+    bip = config.get("bip")
+    if bip is not None:
+        try:
+            interface = ipaddress.ip_interface(str(bip))
+            if interface.ip == interface.network.network_address or "/" not in str(bip):
+                raise ValueError("use the bridge's own address with a prefix")
+        except ValueError as exc:
+            errors.append(
+                f"bip: {bip!r} must be the bridge address with its prefix, e.g. '10.200.0.1/24' ({exc})"
+            )
     data_root = config.get("data-root")
     if data_root is not None and (not isinstance(data_root, str) or not data_root.startswith("/")):
         errors.append(f"data-root: {data_root!r} must be an absolute path")

@@ -32,6 +32,7 @@ def test_daemon_json_merges_all_layers(host):
     # group layer (the khronika_gpu group wins for deb13 by Ansible's group precedence)
     pool = "10.202.0.0/16" if hostname.endswith("deb13") else "10.201.0.0/16"
     assert config["default-address-pools"] == [{"base": pool, "size": 24}]
+    assert config["bip"] == ("10.200.2.1/24" if hostname.endswith("deb13") else "10.200.1.1/24")
     # host layer
     assert config["log-opts"]["max-file"] == ("3" if hostname.endswith("deb13") else "5")
     # contribution file is kept for later runs
@@ -44,6 +45,8 @@ def test_dockerd_runs_with_the_merged_config(host):
     assert info["LiveRestoreEnabled"] is True
     assert info["LoggingDriver"] == "json-file"
     assert "khronika.site=molecule" in info["Labels"]
+    bridge = host.check_output("docker network inspect bridge --format '{{(index .IPAM.Config 0).Subnet}}'")
+    assert bridge.startswith("10.200.")
     # a new network is carved out of the merged address pool
     host.run("docker network rm kh-verify-net")
     host.check_output("docker network create kh-verify-net")
@@ -81,3 +84,10 @@ def test_log_rotation_applies_to_containers(host):
 
 def test_operator_in_docker_group(host):
     assert "docker" in host.user("khronika-operator").groups
+
+
+def test_service_environment_drop_in(host):
+    dropin = host.file("/etc/systemd/system/docker.service.d/khronika-environment.conf")
+    assert dropin.contains('^Environment="DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1"$')
+    env = host.check_output("systemctl show docker --property Environment")
+    assert "DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1" in env
