@@ -7,6 +7,10 @@ pool of 2 workers (2 cores). The baseline is a straightforward per-series pandas
 the same sizing (resample max, Fourier least squares per series, weighted quantiles by sorting),
 timed on a subset of files and scaled to 2,000 series (stated in the output).
 
+The machine may be shared: besides wall time, the output gives the CPU seconds each side used
+(workers: `getrusage(RUSAGE_CHILDREN)`; baseline: `process_time`) and the load average, so a run on a
+busy machine can still be read (CPU seconds / workers is the wall time on idle cores).
+
 Run: nice .venv/bin/python benchmarks/speed.py [--series 2000] [--baseline-files 2]
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -111,21 +116,30 @@ def main() -> None:
         size_mb = sum(p.stat().st_size for p in paths) / 1e6
         print(f"generated {args.series} series x {DAYS} d at {STEP} s in {len(paths)} wide CSV files "
               f"({size_mb:.0f} MB) in {time.perf_counter() - started:.1f} s (not timed)")  # fmt: skip
+        print("load average before timing (1/5/15 min): " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
         started = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         with ProcessPoolExecutor(args.workers) as pool:
             results = [value for chunk in pool.map(plan_file, paths) for value in chunk]
         ours = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        ours_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         print(f"khronika: {len(results)} series sized end to end in {ours:.2f} s with {args.workers} workers "
-              f"({ours / len(results) * 1000:.2f} ms per series)")  # fmt: skip
+              f"({ours / len(results) * 1000:.2f} ms per series); workers used {ours_cpu:.1f} CPU s "
+              f"(= {ours_cpu / args.workers:.1f} s on {args.workers} idle cores)")  # fmt: skip
         subset = paths[: args.baseline_files]
         started = time.perf_counter()
+        started_cpu = time.process_time()
         baseline = [value for path in subset for value in pandas_file(path)]
         pandas_seconds = time.perf_counter() - started
+        pandas_cpu = time.process_time() - started_cpu
         scaled = pandas_seconds * len(paths) / len(subset)
-        print(f"pandas per-series baseline: {len(baseline)} series in {pandas_seconds:.2f} s on 1 core; "
-              f"scaled to {len(results)} series: {scaled:.1f} s")  # fmt: skip
+        scaled_cpu = pandas_cpu * len(paths) / len(subset)
+        print(f"pandas per-series baseline: {len(baseline)} series in {pandas_seconds:.2f} s on 1 core "
+              f"({pandas_cpu:.2f} CPU s); scaled to {len(results)} series: {scaled:.1f} s")  # fmt: skip
         print(f"ratio (pandas scaled, 1 core) / khronika ({args.workers} workers): {scaled / ours:.1f}x; "
-              f"per core: {scaled / (ours * args.workers):.1f}x")  # fmt: skip
+              f"per core: {scaled / (ours * args.workers):.1f}x; "
+              f"CPU seconds, pandas / khronika: {scaled_cpu / ours_cpu:.1f}x")  # fmt: skip
         agreement = np.median(np.abs(np.array(baseline) / np.array(results[: len(baseline)]) - 1))
         print(f"median relative difference between the two sizings: {agreement:.2%}")
 

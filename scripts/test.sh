@@ -63,7 +63,8 @@ stage setup scripts/setup.sh || exit 1
 export PATH=$REPO/.venv/bin:$PATH
 export ANSIBLE_CONFIG=$REPO/ansible.cfg
 export KHRONIKA_REQUIRE_SERVICES=1
-export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
+# No PY_COLORS here: typer forces a terminal (and escape codes) whenever that variable is set at all.
+export ANSIBLE_FORCE_COLOR=0 NO_COLOR=1
 stage "test registry" scripts/test-registry.sh start || exit 1
 # shellcheck disable=SC1091
 . .cache/test-registry/env

@@ -3,12 +3,73 @@
 from __future__ import annotations
 
 import importlib
-from typing import Annotated
+from functools import cache
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
+from typer.core import TyperGroup
 
 from khronika_ops import __version__
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from typer import _click  # typer's own copy of click: the types its group methods take
+
+# Command groups that live in their own modules: (module, attribute, name). A group whose module
+# is absent is simply not offered, so the CLI grows as features land without touching this file twice.
+# Their modules are imported only when the group is run or listed (help): `khronika plan size` must
+# not pay for the collector's psutil/HTTP imports, nor `khronika --version` for numpy and pydantic.
+_SUBCOMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
+    ("khronika_ops.planner.cli", "plan_app", "plan"),
+    ("khronika_ops.collector.cli", "collect_app", "collect"),
+    ("khronika_ops.platform.cli", "release_app", "release"),
+    ("khronika_ops.platform.cli", "validate_app", "catalog"),
+)
+
+
+@cache
+def _load_group(name: str) -> _click.Command | None:
+    for module_name, attribute, group_name in _SUBCOMMAND_GROUPS:
+        if group_name != name:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module_name.startswith(exc.name):
+                return None  # the feature is not part of this build
+            raise
+        # Registered on a throwaway root exactly as `add_typer`/`command` on `app` would (same help,
+        # same settings), then taken out as the click command the root group dispatches to.
+        holder = typer.Typer(add_completion=False)
+        holder.callback()(_no_op)
+        group = getattr(module, attribute)
+        if isinstance(group, typer.Typer):
+            holder.add_typer(group, name=name)
+        else:
+            holder.command(name=name)(group)
+        root = typer.main.get_command(holder)
+        assert isinstance(root, TyperGroup)
+        return root.commands[name]
+    return None
+
+
+def _no_op() -> None:
+    """Placeholder callback of the holder used by `_load_group`."""
+
+
+class _LazyGroups(TyperGroup):
+    """The root group: subcommand groups from `_SUBCOMMAND_GROUPS` are imported on first use."""
+
+    def list_commands(self, ctx: _click.Context) -> list[str]:
+        names = list(super().list_commands(ctx))
+        loaded = [(name, command) for _, _, name in _SUBCOMMAND_GROUPS if (command := _load_group(name))]
+        # Listed as typer lists them: plain commands before command groups.
+        loaded.sort(key=lambda item: isinstance(item[1], TyperGroup))
+        return names + [name for name, _ in loaded]
+
+    def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
+        return super().get_command(ctx, cmd_name) or _load_group(cmd_name)
+
 
 app = typer.Typer(
     name="khronika",
@@ -16,20 +77,20 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_LazyGroups,
 )
-console = Console()
 
-# Command groups that live in their own modules: (module, attribute, name). A group whose module
-# is absent is simply not offered, so the CLI grows as features land without touching this file twice.
-_SUBCOMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
-    ("khronika_ops.planner.cli", "plan_app", "plan"),
-    ("khronika_ops.collector.cli", "collect_app", "collect"),
-)
+
+@cache
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console()
 
 
 def _version_callback(value: bool) -> None:
     if value:
-        console.print(f"khronika-ops {__version__}")
+        _console().print(f"khronika-ops {__version__}")
         raise typer.Exit()
 
 
@@ -59,26 +120,8 @@ def doctor(
     if json_output:
         typer.echo(doctor_mod.results_to_json(results))
     else:
-        doctor_mod.print_results(results, console)
+        doctor_mod.print_results(results, _console())
     raise typer.Exit(code=0 if doctor_mod.all_required_ok(results) else 1)
-
-
-def _register_groups() -> None:
-    for module_name, attribute, name in _SUBCOMMAND_GROUPS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module_name.startswith(exc.name):
-                continue  # the feature is not part of this build
-            raise
-        group = getattr(module, attribute)
-        if isinstance(group, typer.Typer):
-            app.add_typer(group, name=name)
-        else:
-            app.command(name=name)(group)
-
-
-_register_groups()
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,14 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 NAB = DATA / "nab"
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def run_cli(*args: str) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr, without terminal styling (typer styles errors when it thinks
+    it writes to a terminal, e.g. whenever PY_COLORS or FORCE_COLOR is set)."""
     result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
+    return result.exit_code, _ANSI.sub("", result.stdout), _ANSI.sub("", result.stderr)
 
 
 def size_json(path: Path, resource: str, *extra: str) -> dict[str, Any]:

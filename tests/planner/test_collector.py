@@ -71,7 +71,11 @@ def test_collect_once_real_host(tmp_path: Path, running_container: object) -> No
 def test_planner_reads_collector_csv(tmp_path: Path) -> None:
     run_cli("collect", "--once", "--csv", str(tmp_path))
     path = next(tmp_path.glob("khronika-*.csv"))
-    code, out, err = run_cli("plan", "size", "--csv", str(path), "--resource", "memory", "--json")
+    # Named explicitly: containers running on this machine add more memory series to the file.
+    series = "khronika_host_memory_used_bytes"
+    code, out, err = run_cli(
+        "plan", "size", "--csv", str(path), "--resource", "memory", "--series", series, "--json"
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["series"].startswith("khronika_host_memory_used_bytes")

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from khronika_ops.planner.errors import PlannerError
 from khronika_ops.planner.models import ForecastSettings
 from khronika_ops.planner.units import Resource
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 plan_app = typer.Typer(
     help="Capacity planning: forecast load and size hosts, disks and GPUs before a maintenance window.",
@@ -21,7 +24,14 @@ plan_app = typer.Typer(
     no_args_is_help=False,
     pretty_exceptions_enable=False,
 )
-_stderr = Console(stderr=True)
+
+
+@cache
+def _stderr() -> Console:
+    """Rich is imported only to print an error or a note: not on the `plan size --json` path."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 class OutputFormat(StrEnum):
@@ -62,7 +72,7 @@ def parse_window(text: str | None) -> float | None:
 
 
 def _fail(error: Exception) -> typer.Exit:
-    _stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+    _stderr().print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -116,7 +126,7 @@ def plan(
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
-        _stderr.print(f"report written to {output}")
+        _stderr().print(f"report written to {output}")
 
 
 @plan_app.command()

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from khronika_ops.planner.errors import InputError
+from khronika_ops.planner.ingest.numeric import parse_decimal_rows
 from khronika_ops.planner.metrics import lookup
 from khronika_ops.planner.models import FloatArray, IntArray, RawSeries, SeriesKey
 from khronika_ops.planner.units import UNKNOWN_UNIT, parse_unit, unit_from_name
@@ -38,6 +39,9 @@ def read_csv(
         data = Path(path).read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read file: {exc.strerror}", source=source) from exc
+    fast = _read_plain_wide(data, source=source, unit=unit, allow_unsorted=allow_unsorted)
+    if fast is not None:
+        return fast
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -160,6 +164,74 @@ def _read_wide(
             rows, delimiter, len(header), time_index=time_index, value_indices=value_indices, source=source
         )
         times = parse_timestamps(time_tokens, line_numbers, source)
+    return _wide_series(
+        header,
+        value_indices,
+        times,
+        values,
+        line_numbers,
+        source=source,
+        explicit_unit=explicit_unit,
+        allow_unsorted=allow_unsorted,
+    )
+
+
+def _read_plain_wide(
+    data: bytes, *, source: str, unit: str | None, allow_unsorted: bool
+) -> list[RawSeries] | None:
+    """The common case without per-row Python: a wide (or NAB) file whose rows are all plain decimals
+    (epoch times), `\n` line ends, no comments or blank lines. None means "use the general path"
+    (which also produces every error message)."""
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    newline = data.find(b"\n")
+    if newline <= 0 or b"\r" in data[:newline]:
+        return None
+    try:
+        first_line = data[:newline].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not first_line.strip() or first_line.lstrip().startswith("#"):
+        return None
+    delimiter = _detect_delimiter(first_line)
+    first = next(csv.reader([first_line], delimiter=delimiter))
+    if len(first) < 2:
+        return None
+    has_header = not _looks_like_timestamp(first[0])
+    header = [name.strip() for name in first] if has_header else _default_header(len(first))
+    lowered = [name.lower() for name in header]
+    if any(name in _METRIC_COLUMNS for name in lowered) and "value" in lowered:
+        return None  # long format
+    body = data[newline + 1 :] if has_header else data
+    matrix = parse_decimal_rows(body, delimiter, len(header))
+    if matrix is None:
+        return None
+    first_number = 2 if has_header else 1
+    line_numbers = np.arange(first_number, first_number + matrix.shape[0], dtype=np.int64)
+    time_index = _time_column(lowered)
+    value_indices = [index for index in range(len(header)) if index != time_index]
+    return _wide_series(
+        header,
+        value_indices,
+        _epoch_seconds(matrix[:, time_index]),
+        matrix.T[value_indices].T,  # column-major: each series' values stay contiguous
+        line_numbers,
+        source=source,
+        explicit_unit=_parse_unit_option(unit, source),
+        allow_unsorted=allow_unsorted,
+    )
+
+
+def _wide_series(
+    header: list[str],
+    value_indices: list[int],
+    times: FloatArray,
+    values: FloatArray,
+    line_numbers: IntArray,
+    *,
+    source: str,
+    explicit_unit: tuple[str, float] | None,
+    allow_unsorted: bool,
+) -> list[RawSeries]:
     order = _check_order(times, line_numbers, source, allow_unsorted)
     series: list[RawSeries] = []
     for column, index in enumerate(value_indices):

@@ -1,0 +1,123 @@
+"""The fast paths (vectorised CSV parsing, sort-based quantiles, lazy CLI imports) give the same answers
+as the straightforward ones."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from khronika_ops.planner.forecast import DEMAND_QUANTILES, quantiles, weighted_quantiles
+from khronika_ops.planner.ingest import csvfile, read_csv
+from khronika_ops.planner.ingest.numeric import parse_decimal_rows
+
+FORMATS = ["%.3f", "%.6f", "%.1f", "%.0f", "%.10f", "%.12g", "%.15g", "%.17g"]
+
+
+def test_decimal_parser_is_bit_identical_to_loadtxt() -> None:
+    rng = np.random.default_rng(7)
+    parsed = 0
+    for trial in range(400):
+        values = rng.standard_normal((40, 3)) * 10.0 ** rng.integers(-6, 10, (40, 3))
+        buffer = io.StringIO()
+        np.savetxt(buffer, values, delimiter=";" if trial % 2 else ",", fmt=FORMATS[trial % len(FORMATS)])
+        body = buffer.getvalue().encode()
+        expected = np.loadtxt(io.BytesIO(body), delimiter=";" if trial % 2 else ",", ndmin=2)
+        got = parse_decimal_rows(body, ";" if trial % 2 else ",", 3)
+        if got is None:  # exponents or more than 15 digits: the general path parses those
+            continue
+        parsed += 1
+        assert np.array_equal(got, expected)
+        assert np.array_equal(np.signbit(got), np.signbit(expected))
+    assert parsed > 150
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"1,,\n", b"1,2\n3\n", b"1..2,3\n", b"-,3\n", b"1-2,3\n", b"1e5,3\n", b"--1,2\n", b"nan,3\n",
+     b"1,2\n\n3,4\n", b"1,2\r\n3,4\n", b".,3\n", b" 1,2\n", b"1,2,3\n", b"12345678901234567,1\n"],
+)  # fmt: skip
+def test_decimal_parser_declines_anything_unusual(body: bytes) -> None:
+    assert parse_decimal_rows(body, ",", 2) is None
+
+
+def test_decimal_parser_edge_tokens() -> None:
+    got = parse_decimal_rows(b"1.,.5\n-0,-.25\n007,-0.000", ",", 2)
+    assert got is not None
+    assert got.tolist() == [[1.0, 0.5], [0.0, -0.25], [7.0, 0.0]]
+    assert np.signbit(got[1, 0]) and np.signbit(got[2, 1])
+
+
+def test_fast_wide_read_equals_the_general_path(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    times = 1_700_000_000 + 60 * np.arange(500)
+    path = tmp_path / "wide.csv"
+    values = np.column_stack([times, rng.gamma(2, 10, (500, 4)) * [1, 100, 0.01, 1]])
+    np.savetxt(path, values, delimiter=",", fmt="%.4f", header="timestamp,a,b_bytes,c,d", comments="")
+    data = path.read_bytes()
+    fast = csvfile._read_plain_wide(data, source=str(path), unit=None, allow_unsorted=False)
+    assert fast is not None
+    general = csvfile.read_csv_text(data.decode(), source=str(path))
+    assert [s.key for s in fast] == [s.key for s in general]
+    for a, b in zip(fast, general, strict=True):
+        assert (a.unit, a.counter, a.resorted) == (b.unit, b.counter, b.resorted)
+        assert np.array_equal(a.timestamps, b.timestamps)
+        assert np.array_equal(a.values, b.values)
+        assert a.lines is not None and b.lines is not None and np.array_equal(a.lines, b.lines)
+    assert [s.key.metric for s in read_csv(path)] == ["a", "b_bytes", "c", "d"]
+
+
+def test_quantiles_match_numpy_exactly() -> None:
+    rng = np.random.default_rng(11)
+    for trial in range(300):
+        rows = int(rng.integers(1, 400))
+        matrix = rng.integers(0, 5, (rows, 3)).astype(float) if trial % 2 else rng.standard_normal((rows, 3))
+        for levels in ((0.01, 0.5, 0.99), (0.5,), (0.0, 0.95, 1.0)):
+            expected = np.quantile(matrix, levels, axis=0)
+            assert np.array_equal(quantiles(matrix, levels), expected)
+
+
+def _reference_weighted(matrix: np.ndarray, weights: np.ndarray, levels: list[float]) -> np.ndarray:
+    """The original column-wise implementation (argsort down the columns, count below q x total)."""
+    weight_matrix = np.where(np.isfinite(matrix), weights[:, None], 0.0)
+    filled = np.where(np.isfinite(matrix), matrix, np.inf)
+    order = np.argsort(filled, axis=0)
+    sorted_values = np.take_along_axis(filled, order, axis=0)
+    cumulative = np.cumsum(np.take_along_axis(weight_matrix, order, axis=0), axis=0)
+    counts = np.isfinite(matrix).sum(axis=0)
+    result = np.empty((len(levels), matrix.shape[1]))
+    for row, level in enumerate(levels):
+        if level >= 1.0:
+            index = counts - 1
+        else:
+            index = np.minimum((cumulative < level * cumulative[-1]).sum(axis=0), counts - 1)
+        result[row] = sorted_values[np.maximum(index, 0), np.arange(matrix.shape[1])]
+    return result
+
+
+def test_weighted_quantiles_match_the_reference() -> None:
+    rng = np.random.default_rng(5)
+    levels = list(DEMAND_QUANTILES.values())
+    for trial in range(200):
+        rows = int(rng.integers(1, 300))
+        matrix = rng.integers(0, 20, (rows, 4)).astype(float) if trial % 2 else rng.standard_normal((rows, 4))
+        if trial % 3 == 0:
+            matrix[rng.random(matrix.shape) < 0.3] = np.nan
+        weights = 0.5 ** (rng.random(rows) * 3)
+        assert np.array_equal(
+            weighted_quantiles(matrix, weights, levels), _reference_weighted(matrix, weights, levels)
+        )
+
+
+def test_cli_imports_stay_lazy() -> None:
+    code = (
+        "import sys, khronika_ops.cli; "
+        "print(sorted(m for m in ('rich', 'numpy', 'pydantic', 'psutil', 'khronika_ops.collector.cli') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
