@@ -1,0 +1,93 @@
+"""Filters of khronika.platform for the `platform` and `gateway` roles: thin adapters over khronika_ops.platform.
+
+khronika_catalog_plan(khronika_modules, groups, hostvars, release, registry)
+    -> the plan (per host: containers in dependency order with image@digest, networks, volumes;
+       gateway routes), or AnsibleFilterError listing every catalog error.
+khronika_release_record(release, deployed_at, containers)
+    -> the JSON written to /etc/khronika/release.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+try:
+    from khronika_ops.platform import catalog as platform_catalog
+    from khronika_ops.platform import release as platform_release
+    from khronika_ops.platform.common import ProblemsError
+    from khronika_ops.platform.inventory_file import gpu_count
+except ImportError as exc:  # pragma: no cover - depends on the controller's environment
+    raise AnsibleFilterError(
+        "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
+    ) from exc
+
+
+def _release(release: Any) -> platform_release.Release | None:
+    """A release given as a mapping (`lookup('file', ...) | from_yaml`) or as the path of its manifest."""
+    if release is None or release == "":
+        return None
+    if isinstance(release, str):
+        return platform_release.load_release(release)
+    return platform_release.parse_release(_plain(release), "release")
+
+
+def _plain(value: Any) -> Any:
+    """Ansible's lazy containers and tagged strings as plain Python, so pydantic sees ordinary types."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _gpu_counts(hosts: list[str], gpus: Any) -> dict[str, int]:
+    """`gpus` is host -> count, or hostvars (host -> vars with khronika_gpu_count / _expected_count)."""
+    counts = {}
+    for host in hosts:
+        value = gpus.get(host) if gpus is not None else None
+        counts[host] = gpu_count(value) if isinstance(value, Mapping) else int(value or 0)
+    return counts
+
+
+def khronika_catalog_plan(
+    catalog: Any, groups: Any, gpus: Any = None, release: Any = None, registry: str | None = None
+) -> dict[str, Any]:
+    if not isinstance(groups, Mapping):
+        raise AnsibleFilterError("khronika_catalog_plan: the second argument must be `groups`")
+    try:
+        plain_groups = {str(name): [str(host) for host in members] for name, members in groups.items()}
+        all_hosts = sorted({host for members in plain_groups.values() for host in members})
+        inventory = platform_catalog.Inventory.from_groups(plain_groups, _gpu_counts(all_hosts, gpus))
+        plan = platform_catalog.build_plan(
+            _plain(catalog), inventory, release=_release(release), default_registry=registry or None
+        )
+    except ProblemsError as exc:
+        raise AnsibleFilterError(f"khronika_catalog_plan: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"khronika_catalog_plan: {exc}") from exc
+    return plan.model_dump(mode="json")
+
+
+def khronika_release_record(release: Any, deployed_at: str, containers: Any = None) -> dict[str, Any]:
+    try:
+        parsed = _release(release)
+    except ProblemsError as exc:
+        raise AnsibleFilterError(f"khronika_release_record: {exc}") from exc
+    if parsed is None:
+        raise AnsibleFilterError("khronika_release_record: no release given")
+    return platform_release.release_record(
+        parsed, str(deployed_at), _plain(containers) if containers else None
+    )
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "khronika_catalog_plan": khronika_catalog_plan,
+            "khronika_release_record": khronika_release_record,
+        }

@@ -1,0 +1,69 @@
+"""SAMPLE module appeals-api: stores citizens' appeals as JSON files on its data volume.
+
+    POST /appeals        {"text": "...", ...}  -> 201 {"id", "location"}; 413 above APPEALS_MAX_BYTES
+    GET  /appeals/<id>   -> the stored appeal
+    GET  /health, /version, /metrics (see khronika_sample.py)
+
+Environment: APPEALS_DATA_DIR (the named volume, default /var/lib/appeals), APPEALS_MAX_BYTES
+(default 1 MiB), KHRONIKA_SAMPLE_PORT (default 8080).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import sys
+import uuid
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "common"))  # running from the source tree
+
+from khronika_sample import HttpError, Response, SampleHandler, sample_version, serve
+
+MODULE = "appeals-api"
+DEFAULT_PORT = 8080
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("APPEALS_DATA_DIR", "/var/lib/appeals")) / "appeals"
+
+
+def create_appeal(_match: re.Match[str], handler: SampleHandler) -> Response:
+    limit = int(os.environ.get("APPEALS_MAX_BYTES") or 1024 * 1024)
+    appeal = handler.read_json(limit)
+    if not isinstance(appeal, dict) or not isinstance(appeal.get("text"), str) or not appeal["text"].strip():
+        raise HttpError(HTTPStatus.BAD_REQUEST, 'an appeal is a JSON object with a non-empty "text"')
+    appeal_id = uuid.uuid4().hex
+    record: dict[str, Any] = {
+        "id": appeal_id,
+        "received_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "stored_by": f"{MODULE} {sample_version()}",
+        "appeal": appeal,
+    }
+    directory = data_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = directory / f".{appeal_id}.tmp"
+    partial.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+    partial.replace(directory / f"{appeal_id}.json")  # readers never see half an appeal
+    return HTTPStatus.CREATED, {"id": appeal_id, "location": f"/appeals/{appeal_id}"}
+
+
+def read_appeal(match: re.Match[str], _handler: SampleHandler) -> Response:
+    path = data_dir() / f"{match['id']}.json"
+    if not path.is_file():
+        raise HttpError(HTTPStatus.NOT_FOUND, f"no appeal {match['id']}")
+    return HTTPStatus.OK, json.loads(path.read_text(encoding="utf-8"))
+
+
+ROUTES = [
+    ("POST", re.compile(r"/appeals"), "/appeals", create_appeal),
+    ("GET", re.compile(r"/appeals/(?P<id>[0-9a-f]{32})"), "/appeals/<id>", read_appeal),
+]
+
+if __name__ == "__main__":
+    serve(MODULE, ROUTES, DEFAULT_PORT)

@@ -1,0 +1,1 @@
+"""Platform deployment: the module catalog, release manifests and the plan the `platform` role applies."""

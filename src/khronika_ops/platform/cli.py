@@ -1,0 +1,191 @@
+"""`khronika release list|show|diff` and `khronika catalog validate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from khronika_ops.platform.common import ProblemsError
+
+release_app = typer.Typer(
+    help="Release manifests (releases/<version>.yml): list, show, and what a move from A to B changes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+validate_app = typer.Typer(
+    help="The module catalog (khronika_modules): validate it against an inventory.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+_stdout = Console(highlight=False, soft_wrap=True)
+_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ReleasesDir = Annotated[Path, typer.Option("--dir", help="Folder holding <version>.yml manifests.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _fail(error: ProblemsError) -> typer.Exit:
+    _stderr.print(f"[bold red]error:[/] {error}")
+    return typer.Exit(code=1)
+
+
+@release_app.command("list")
+def list_command(directory: ReleasesDir = Path("releases"), json_output: JsonFlag = False) -> None:
+    """Every release in the folder, oldest first."""
+    from khronika_ops.platform.release import list_releases
+
+    try:
+        releases = list_releases(directory)
+    except ProblemsError as exc:
+        raise _fail(exc) from None
+    if json_output:
+        rows = [{"version": r.version, "kind": r.kind, "date": r.date.isoformat()} for r in releases]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("version", "kind", "date", "modules", title=f"releases in {directory}")
+    for release in releases:
+        table.add_row(release.version, release.kind, release.date.isoformat(), str(len(release.modules)))
+    _stdout.print(table)
+
+
+@release_app.command("show")
+def show_command(
+    version: Annotated[str, typer.Argument(help="Release version, e.g. 1.1.0.")],
+    directory: ReleasesDir = Path("releases"),
+    json_output: JsonFlag = False,
+) -> None:
+    """One release: images by digest, minimum resources, configuration changes, notes."""
+    from khronika_ops.platform.release import find_release
+
+    try:
+        release = find_release(directory, version)
+    except ProblemsError as exc:
+        raise _fail(exc) from None
+    if json_output:
+        typer.echo(release.model_dump_json(indent=2, by_alias=True))
+        return
+    _stdout.print(f"[bold]{release.version}[/] ({release.kind}, {release.date.isoformat()})")
+    table = Table("module", "image", "cores", "memory", "disk", "gpus")
+    for module in release.modules:
+        minimum = module.min_resources.model_dump()
+        table.add_row(
+            module.name, module.image, *(str(minimum[key]) for key in ("cores", "memory", "disk", "gpus"))
+        )
+    _stdout.print(table)
+    for change in release.config_changes:
+        _stdout.print(f"config: {change.key}: {change.from_value!r} -> {change.to_value!r}  {change.note}")
+    if release.notes:
+        _stdout.print(release.notes.rstrip())
+
+
+@release_app.command("diff")
+def diff_command(
+    from_version: Annotated[str, typer.Argument(metavar="A", help="The release a site runs now.")],
+    to_version: Annotated[str, typer.Argument(metavar="B", help="The release to move to.")],
+    directory: ReleasesDir = Path("releases"),
+    catalog: Annotated[
+        Path | None,
+        typer.Option(help="The site's catalog, for each module's update strategy (default: recreate)."),
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """What moving from A to B changes: images, modules, configuration, resources, downtime class."""
+    from khronika_ops.platform.catalog import load_yaml_file, update_strategies
+    from khronika_ops.platform.release import diff, find_release, list_releases
+
+    try:
+        a = find_release(directory, from_version)
+        b = find_release(directory, to_version)
+        low, high = sorted((a.sort_key, b.sort_key))
+        between = [r for r in list_releases(directory) if low < r.sort_key < high]
+        strategies = update_strategies(load_yaml_file(catalog)) if catalog else None
+    except ProblemsError as exc:
+        raise _fail(exc) from None
+    result = diff(a, b, strategies=strategies, between=between)
+    if json_output:
+        typer.echo(result.model_dump_json(indent=2, by_alias=True))
+        return
+    _print_diff(result.model_dump(by_alias=True))
+
+
+def _short(image: str) -> str:
+    """repo@sha256:0123456789ab: enough of a digest to tell two apart in a table (--json has it whole)."""
+    repository, _, digest = image.partition("@")
+    return f"{repository}@{digest[:19]}" if digest else repository
+
+
+def _print_diff(result: dict[str, Any]) -> None:
+    _stdout.print(f"[bold]{result['from_version']} -> {result['to_version']}[/] ({result['direction']})")
+    table = Table("change", "module", "from", "to", title="what changes")
+    for change in result["image_changes"]:
+        table.add_row(
+            f"image ({change['update']})", change["module"], change["from_image"], change["to_image"]
+        )
+    for module in result["added"]:
+        table.add_row("added", module["module"], "", module["image"])
+    for module in result["removed"]:
+        table.add_row("removed", module["module"], module["image"], "")
+    for change in result["resource_changes"]:
+        before, after = change["from_resources"], change["to_resources"]
+        keys = [key for key in before if before[key] != after[key]]
+        table.add_row(
+            "min resources",
+            change["module"],
+            ", ".join(f"{key} {before[key]}" for key in keys),
+            ", ".join(f"{key} {after[key]}" for key in keys),
+        )
+    for change in result["config_changes"]:
+        table.add_row("config", change["key"], repr(change["from"]), f"{change['to']!r}  {change['note']}")
+    _stdout.print(table)
+    colour = {"none": "green", "partial": "yellow", "full": "red"}[result["downtime"]]
+    _stdout.print(f"downtime: [bold {colour}]{result['downtime']}[/]")
+    for reason in result["downtime_reasons"]:
+        _stdout.print(f"  - {reason}")
+
+
+@validate_app.command("validate")
+def validate_command(
+    catalog: Annotated[Path, typer.Argument(help="khronika_modules.yml (group_vars form or a bare list).")],
+    inventory: Annotated[
+        Path,
+        typer.Option(
+            help="Hosts, groups and GPU counts: an Ansible inventory or {hosts: {name: {groups, gpus}}}."
+        ),
+    ],
+    release: Annotated[
+        Path | None, typer.Option(help="A release manifest: also check that it has every enabled module.")
+    ] = None,
+    registry: Annotated[
+        str | None, typer.Option(help="khronika_registry: where repositories without a registry come from.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the resolved plan as JSON.")] = False,
+) -> None:
+    """Validate a module catalog; print every error (exit 1) or, with --json, the plan per host."""
+    from khronika_ops.platform.catalog import build_plan, load_yaml_file
+    from khronika_ops.platform.inventory_file import load_inventory
+    from khronika_ops.platform.release import load_release
+
+    try:
+        plan = build_plan(
+            load_yaml_file(catalog),
+            load_inventory(inventory),
+            release=load_release(release) if release else None,
+            default_registry=registry,
+            source=str(catalog),
+        )
+    except ProblemsError as exc:
+        raise _fail(exc) from None
+    if json_output:
+        typer.echo(plan.model_dump_json(indent=2))
+        return
+    containers = sum(len(host.containers) for host in plan.hosts.values())
+    _stdout.print(
+        f"[green]ok[/]: {len(plan.order)} enabled module(s), {containers} container(s) on {len(plan.hosts)} host(s)"
+    )
+    for host in plan.hosts.values():
+        _stdout.print(f"  {host.host}: {', '.join(host.container_names)}")

@@ -1,0 +1,76 @@
+"""Read the hosts, groups and GPU counts the catalog needs from an inventory file, for the CLI.
+
+Two forms: the plain one tests and quick checks use (`{hosts: {name: {groups, gpus, cores, memory,
+disk}}}`), or any inventory Ansible reads (group_vars and host_vars beside it included), where a
+host's GPUs are `khronika_gpu_count` or else `khronika_gpu_expected_count`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from khronika_ops.platform.catalog import CatalogError, Inventory
+from khronika_ops.platform.common import Problem
+
+GPU_COUNT_VARIABLES = ("khronika_gpu_count", "khronika_gpu_expected_count")
+
+
+def gpu_count(host_vars: Mapping[str, Any]) -> int:
+    for name in GPU_COUNT_VARIABLES:
+        value = host_vars.get(name)
+        if value not in (None, ""):
+            return int(value)
+    return 0
+
+
+def _is_plain_form(data: Any) -> bool:
+    hosts = data.get("hosts") if isinstance(data, Mapping) else None
+    return (
+        isinstance(hosts, Mapping)
+        and len(data) == 1
+        and all(isinstance(entry, Mapping) and "groups" in entry for entry in hosts.values())
+    )
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    path = Path(path)
+    if path.is_file() and path.suffix in {".yml", ".yaml"}:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise CatalogError([Problem(None, "", f"cannot read the inventory: {exc}")], str(path)) from exc
+        if _is_plain_form(data):
+            return Inventory.from_mapping(data)
+    return _load_ansible_inventory(path)
+
+
+def _load_ansible_inventory(path: Path) -> Inventory:
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.vars.manager import VariableManager
+
+    if not path.exists():
+        raise CatalogError([Problem(None, "", "no such inventory")], str(path))
+    loader = DataLoader()
+    manager = InventoryManager(loader=loader, sources=[str(path)])
+    variables = VariableManager(loader=loader, inventory=manager)
+    groups = {name: list(members) for name, members in manager.get_groups_dict().items()}
+    if not groups.get("all"):
+        raise CatalogError([Problem(None, "", "the inventory has no hosts")], str(path))
+    gpu_counts = {}
+    for host in manager.get_hosts():
+        try:
+            host_vars = variables.get_vars(host=host, include_hostvars=False)
+        except AnsibleError:
+            host_vars = host.get_vars()  # e.g. a vault file without its password: inventory vars only
+        try:
+            gpu_counts[host.name] = gpu_count(host_vars)
+        except (TypeError, ValueError):
+            problem = Problem(None, f"{host.name}", f"{GPU_COUNT_VARIABLES[0]} must be a whole number")
+            raise CatalogError([problem], str(path)) from None
+    return Inventory.from_groups(groups, gpu_counts)
