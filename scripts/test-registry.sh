@@ -40,10 +40,13 @@ make_auth() {
   htpasswd -Bbc "$STATE/htpasswd" "$USER_NAME" "$(cat "$STATE/password")" 2>/dev/null
   openssl rand -hex 24 >"$STATE/vault-pass"
   chmod 600 "$STATE/password" "$STATE/vault-pass"
+  # The secrets a site keeps in its vault: the registry password and a module's API token.
   {
     echo "---"
     "$VENV/bin/ansible-vault" encrypt_string --vault-password-file "$STATE/vault-pass" \
       --name vault_test_registry_password "$(cat "$STATE/password")" 2>/dev/null
+    "$VENV/bin/ansible-vault" encrypt_string --vault-password-file "$STATE/vault-pass" \
+      --name vault_appeals_api_token "$(openssl rand -hex 16)" 2>/dev/null
   } >"$STATE/registry-vault.yml"
 }
 

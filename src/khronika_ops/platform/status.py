@@ -1,0 +1,109 @@
+"""`khronika status`: the release each host runs, read from /etc/khronika/release.json over Ansible.
+
+The record is written by the platform role; reading it through `ansible` (the slurp module) reaches
+hosts exactly as the playbooks do: same inventory, connection, become and vault settings.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+RECORD_PATH = "/etc/khronika/release.json"
+
+
+def _ansible_bin() -> str:
+    candidate = Path(sys.executable).with_name("ansible")
+    return str(candidate) if candidate.exists() else "ansible"
+
+
+def read_records(inventory: str, pattern: str = "khronika", timeout: int = 300) -> dict[str, dict[str, Any]]:
+    """host -> record, or -> {"error": ...} for hosts that could not be read."""
+    env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json")
+    cmd = [
+        _ansible_bin(),
+        pattern,
+        "-i",
+        inventory,
+        "-m",
+        "ansible.builtin.slurp",
+        "-a",
+        f"src={RECORD_PATH}",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    try:
+        document = parse_stdout(proc.stdout)
+    except json.JSONDecodeError as exc:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"ansible failed (rc {proc.returncode}): {detail[0]}") from exc
+    return parse_ansible_json(document)
+
+
+def parse_stdout(stdout: str) -> dict[str, Any]:
+    """The json callback's document; other enabled callbacks (profile_tasks, say) may print around it."""
+    start = stdout.find("{")
+    if start < 0:
+        raise json.JSONDecodeError("no JSON document in ansible's output", stdout, 0)
+    document, _ = json.JSONDecoder().raw_decode(stdout, start)
+    if not isinstance(document, dict):
+        raise json.JSONDecodeError("ansible's output is not a JSON object", stdout, start)
+    return document
+
+
+def parse_ansible_json(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    records: dict[str, dict[str, Any]] = {}
+    for play in document.get("plays", []):
+        for task in play.get("tasks", []):
+            for host, result in task.get("hosts", {}).items():
+                if result.get("unreachable"):
+                    records[host] = {"error": f"unreachable: {result.get('msg', '')}".strip()}
+                elif result.get("failed") or "content" not in result:
+                    message = str(result.get("msg", "no release record"))
+                    if "not found" in message or "No such file" in message:
+                        message = f"no release recorded ({RECORD_PATH} missing)"
+                    records[host] = {"error": message}
+                else:
+                    records[host] = json.loads(base64.b64decode(result["content"]))
+    return dict(sorted(records.items()))
+
+
+def status(
+    inventory: Annotated[str, typer.Option("--inventory", "-i", help="Ansible inventory of the site.")],
+    pattern: Annotated[str, typer.Option("--limit", "-l", help="Hosts or groups to ask.")] = "khronika",
+    json_output: Annotated[bool, typer.Option("--json", help="Print the records as JSON.")] = False,
+) -> None:
+    """Show the release each host runs (the platform role's record)."""
+    try:
+        records = read_records(inventory, pattern)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        typer.echo(f"khronika status: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if json_output:
+        typer.echo(json.dumps(records, indent=2, sort_keys=True))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="Khronika release per host", title_justify="left")
+        for column in ("host", "release", "kind", "deployed at", "modules"):
+            table.add_column(column)
+        for host, record in records.items():
+            if "error" in record:
+                table.add_row(host, "[red]?[/]", "", "", str(record["error"]))
+                continue
+            modules = ", ".join(
+                f"{m['name']}@{str(m.get('digest', ''))[7:19]}" for m in record.get("modules", [])
+            )
+            table.add_row(host, record["version"], record["kind"], record.get("deployed_at", ""), modules)
+        Console().print(table)
+    versions = {record.get("version") for record in records.values() if "error" not in record}
+    if len(versions) > 1:
+        typer.echo(f"hosts run different releases: {', '.join(sorted(map(str, versions)))}", err=True)
+    raise typer.Exit(0 if records and all("error" not in r for r in records.values()) else 1)
