@@ -125,7 +125,11 @@ def test_khronika_status_reads_every_host(host):
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE") or str(
         Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory" / "ansible_inventory.yml"
     )
-    khronika = Path(os.environ.get("VIRTUAL_ENV", Path(__file__).resolve().parents[3] / ".venv")) / "bin" / "khronika"
+    khronika = (
+        Path(os.environ.get("VIRTUAL_ENV", Path(__file__).resolve().parents[3] / ".venv"))
+        / "bin"
+        / "khronika"
+    )
     proc = subprocess.run(
         [str(khronika), "status", "-i", inventory, "--json"], capture_output=True, text=True, check=False
     )
