@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from khronika_ops.collector.sampler import Sampler
-from khronika_ops.collector.writers import CSV_HEADER, RotatingCsv, format_labels, write_textfile
+from khronika_ops.collector.service import parse_interval, run
 
 
 def _seconds(text: str) -> float:
-    token = text.strip().lower()
-    factors = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for suffix in ("ms", "s", "m", "h"):
-        if token.endswith(suffix):
-            try:
-                return float(token[: -len(suffix)]) * factors[suffix]
-            except ValueError:
-                break
     try:
-        return float(token)
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not an interval like 15s or 1m") from None
+        return parse_interval(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def collect_app(
@@ -42,24 +31,4 @@ def collect_app(
     period = _seconds(interval)
     if period <= 0:
         raise typer.BadParameter("the interval must be positive")
-    sampler = Sampler()
-    rotating = RotatingCsv(csv, keep_days) if csv else None
-    reported = 0
-    while True:
-        started = time.time()
-        samples = sampler.sample()
-        for note in sampler.notes[reported:]:
-            typer.echo(f"note: {note}", err=True)
-        reported = len(sampler.notes)
-        if rotating:
-            rotating.write(started, samples)
-        if textfile:
-            write_textfile(textfile, samples)
-        if not rotating and not textfile:
-            typer.echo(",".join(CSV_HEADER))
-            for sample in samples:
-                typer.echo(f"{started:.3f},{sample.metric},{format_labels(sample.labels)},{sample.value!r}")
-        if once:
-            return
-        sys.stdout.flush()
-        time.sleep(max(0.0, period - (time.time() - started)))
+    run(period, csv, textfile, once, keep_days)

@@ -1,0 +1,45 @@
+"""Monitoring filters of khronika.platform: thin adapters over khronika_ops.monitoring and khronika_ops.gpu."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+try:
+    from khronika_ops import gpu, monitoring
+except ImportError as exc:  # pragma: no cover - depends on the controller's environment
+    raise AnsibleFilterError(
+        "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
+    ) from exc
+
+
+def alertmanager_receiver_errors(receivers: Any, route: Any) -> list[str]:
+    return monitoring.receiver_errors(receivers, route)
+
+
+def alertmanager_receivers(receivers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return monitoring.alertmanager_receivers(receivers)
+
+
+def web_config(users: dict[str, str], cert_file: str, key_file: str, seed: str) -> dict[str, Any]:
+    """Exporter-toolkit web config (TLS + bcrypt basic auth); the same input gives the same file."""
+    try:
+        return monitoring.web_config(users, cert_file, key_file, seed)
+    except RuntimeError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def gpu_mismatches(fact: dict[str, Any], expected_count: Any = None, expected_model: str = "") -> list[str]:
+    count = None if expected_count in (None, "") else int(expected_count)
+    return gpu.compare_with_inventory(fact or {}, count, expected_model or "")
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "alertmanager_receiver_errors": alertmanager_receiver_errors,
+            "alertmanager_receivers": alertmanager_receivers,
+            "web_config": web_config,
+            "gpu_mismatches": gpu_mismatches,
+        }
