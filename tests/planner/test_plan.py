@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from khronika_ops.planner.catalog import load_catalog
@@ -86,6 +87,9 @@ def test_plan_is_deterministic_and_renders_all_formats(tmp_path: Path) -> None:
         )
         assert code == 0, err
         assert marker in output.read_text()
+    page = (tmp_path / "plan.html").read_text()
+    assert "<th>Module</th>" in page and "<td class='CRITICAL'>CRITICAL</td>" in page  # real tables
+    assert "<pre>" in page and "khronika_capacity:" in page  # the host_vars fragment stays verbatim
 
 
 def test_plan_needs_a_source() -> None:
@@ -121,3 +125,73 @@ def test_n_minus_1_detects_a_host_that_cannot_be_drained() -> None:
     placement = place(replicas, catalog)
     checks = check_n_minus_1(replicas, placement, catalog)
     assert checks and not checks[0].holds
+
+
+def write_exporter_export(path: Path, days: float = 3.0, step: int = 300) -> Path:
+    """A wide CSV as Prometheus/Grafana exports write it: exporter names, labels in the headers,
+    counters as raw totals. h1 runs at a known 1.5 Gbit/s on eth0 against a 1 Gbit/s NIC."""
+    t = np.arange(int(days * 86400 / step)) * step
+    columns = {
+        'node_cpu_seconds_total{instance="h1:9100",cpu="0",mode="user"}': 0.6 * t,
+        'node_cpu_seconds_total{instance="h1:9100",cpu="0",mode="idle"}': 0.4 * t,
+        'node_cpu_seconds_total{instance="h1:9100",cpu="1",mode="system"}': 0.5 * t,
+        'node_network_receive_bytes_total{instance="h1:9100",device="eth0"}': 1.5e9 / 8 * t,
+        'node_network_receive_bytes_total{instance="h1:9100",device="veth1a2b"}': 1.5e9 / 8 * t,
+        'node_filesystem_size_bytes{instance="h1:9100",mountpoint="/srv",fstype="xfs"}': np.full(t.size, 100.0 * GIB),
+        'node_filesystem_free_bytes{instance="h1:9100",mountpoint="/srv",fstype="xfs"}': 60.0 * GIB - t * (GIB / 86400),
+        'container_cpu_usage_seconds_total{instance="h1:8080",name="web"}': 2.0 * t,
+        'container_memory_working_set_bytes{instance="h1:8080",name="web"}': np.full(t.size, 3.0 * GIB),
+        'DCGM_FI_DEV_GPU_UTIL{instance="h1:9400",gpu="0",modelName="NVIDIA L4"}': np.full(t.size, 80.0),
+        'DCGM_FI_DEV_FB_USED{instance="h1:9400",gpu="0",modelName="NVIDIA L4"}': np.full(t.size, 22.0 * 1024),
+    }  # fmt: skip
+    header = "timestamp," + ",".join('"' + name.replace('"', '""') + '"' for name in columns)
+    rows = [header] + [
+        f"{1_700_000_000 + stamp}," + ",".join(f"{values[i]:.1f}" for values in columns.values())
+        for i, stamp in enumerate(t)
+    ]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_plan_from_an_exporter_export(tmp_path: Path) -> None:
+    history = write_exporter_export(tmp_path / "export.csv")
+    catalog = tmp_path / "site.yml"
+    site = {
+        "hosts": [
+            {"name": "h1", "cores": 4, "memory_gib": 16, "disk_gib": 100, "nic_gbps": 1,
+             "gpus": 1, "gpu_model": "nvidia-l4", "mounts": {"/srv": 100}},
+        ],
+        "modules": [
+            {"name": "web", "host": "h1"},
+            {"name": "infer", "host": "h1", "gpu_requests_per_second": 40, "gpu_vram_gib": 14},
+        ],
+    }  # fmt: skip
+    catalog.write_text(yaml.safe_dump(site), encoding="utf-8")
+    code, out, err = run_cli("plan", "--csv", str(history), "--catalog", str(catalog), "--format", "json")
+    assert code == 0, err
+    plan = json.loads(out)
+    web = next(m for m in plan["modules"] if m["name"] == "web")
+    cpu = next(f for f in web["figures"] if f["series"].startswith("khronika_container_cpu_cores"))
+    assert cpu["demand"]["max"] == pytest.approx(2.0, rel=1e-5)  # rate of container_cpu_usage_seconds_total
+    memory = next(f for f in web["figures"] if f["series"].startswith("khronika_container_memory_bytes"))
+    assert memory["observed"]["max"] == pytest.approx(3.0 * GIB, rel=1e-5)
+    h1 = next(h for h in plan["hosts"] if h["name"] == "h1")
+    # 1.5 Gbit/s on eth0 (the veth copy left out) exceeds 70 % of the 1 Gbit/s NIC.
+    assert "p99 1.5 Gbit/s" in h1["network_reason"] and h1["network_over_limit"]
+    assert any(change.startswith("network:") for change in h1["changes"])
+    assert h1["downtime"] == "host stop (NIC change)"
+    srv = next(d for d in h1["disk"] if d["extra"]["mount"] == "/srv")
+    assert srv["observed"]["max"] > 40 * GIB  # used = size - free, growing by 1 GiB a day
+    assert h1["gpu_observed"]["utilisation_max"] == 0.8
+    assert h1["gpu_observed"]["memory_used_gib_max"] == pytest.approx(22.0, rel=1e-5)
+    infer = next(m for m in plan["modules"] if m["name"] == "infer")
+    assert "on h1 observed" in infer["reasons"]["gpu"]
+    assert "WARNING: observed VRAM use 22 GiB" in infer["reasons"]["gpu"]  # an L4 holds 24 / 1.2 = 20
+
+
+def test_bad_series_header_names_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text('timestamp,"node_cpu_seconds_total{mode=idle}"\n1,2\n', encoding="utf-8")
+    code, _, err = run_cli("plan", "--csv", str(path), "--format", "json")
+    assert code == 2
+    assert "bad.csv, line 1" in err and "node_cpu_seconds_total{mode=idle}" in err

@@ -42,6 +42,8 @@ class HostShape(_Strict):
     disk_class: str = "sata_ssd"
     gpus: int = Field(0, ge=0)
     gpu_model: str | None = None
+    # Network: the NIC speed a host is planned for, in Gbit/s (sum of its bonded links).
+    nic_gbps: float = Field(10.0, gt=0)
     cost: float = Field(0.0, ge=0)
 
 
@@ -79,6 +81,8 @@ class Catalog(_Strict):
     next_release_images_gib: float = Field(10.0, ge=0)
     backup_gib: float = Field(0.0, ge=0)
     vram_headroom: float = Field(1.2, ge=1)
+    # A NIC is planned to carry at most this share of its speed at the p99 rate (bursts, retransmits).
+    nic_max_utilisation: float = Field(0.7, gt=0, le=1)
     max_new_hosts_per_shape: int = Field(8, ge=0)
 
     def disk_class(self, name: str) -> DiskClass:

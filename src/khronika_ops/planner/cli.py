@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
@@ -76,11 +77,57 @@ def _fail(error: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+PASSWORD_VARIABLE = "KHRONIKA_PROMETHEUS_PASSWORD"
+TOKEN_VARIABLE = "KHRONIKA_PROMETHEUS_TOKEN"
+REPORT_STEM = "capacity-plan"
+_EXTENSIONS = {
+    OutputFormat.TABLE: "txt",
+    OutputFormat.JSON: "json",
+    OutputFormat.MD: "md",
+    OutputFormat.HTML: "html",
+}
+
+
+def parse_formats(values: list[str] | None) -> list[OutputFormat]:
+    """`--format md --format html` or `--format md,html,json`; order kept, repeats dropped."""
+    formats: list[OutputFormat] = []
+    for value in values or ["table"]:
+        for token in filter(None, (part.strip().lower() for part in value.split(","))):
+            try:
+                chosen = OutputFormat(token)
+            except ValueError:
+                allowed = ", ".join(item.value for item in OutputFormat)
+                raise typer.BadParameter(
+                    f"{token!r} is not a format ({allowed})", param_hint="--format"
+                ) from None
+            if chosen not in formats:
+                formats.append(chosen)
+    return formats
+
+
+def report_paths(formats: list[OutputFormat], output: Path | None) -> dict[OutputFormat, Path | None]:
+    """One format: `-o` is the file. Several: `-o` is a directory and each report is capacity-plan.<ext>."""
+    if len(formats) == 1:
+        return {formats[0]: output}
+    if output is None:
+        raise typer.BadParameter("several formats need -o DIRECTORY to write them to", param_hint="-o")
+    if output.exists() and not output.is_dir():
+        raise typer.BadParameter(f"{output} is a file; several formats need a directory", param_hint="-o")
+    return {item: output / f"{REPORT_STEM}.{_EXTENSIONS[item]}" for item in formats}
+
+
 @plan_app.callback()
 def plan(
     ctx: typer.Context,
     *,
     prometheus: Annotated[str | None, typer.Option(help="Prometheus base URL to read history from.")] = None,
+    prometheus_ca: Annotated[
+        Path | None, typer.Option(help="CA certificate that signed Prometheus' TLS certificate.")
+    ] = None,
+    prometheus_user: Annotated[
+        str | None,
+        typer.Option(help=f"Basic-auth user for Prometheus; the password is read from ${PASSWORD_VARIABLE}."),
+    ] = None,
     csv: Annotated[
         list[Path] | None, typer.Option("--csv", help="CSV file(s) with history (repeatable).")
     ] = None,
@@ -92,20 +139,36 @@ def plan(
     load_factor: Annotated[float, typer.Option(help="What-if: multiply all load by this.")] = 1.0,
     growth: Annotated[float, typer.Option(help="What-if: load growth in percent per month.")] = 0.0,
     output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="Report format.")
-    ] = OutputFormat.TABLE,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the report here.")] = None,
+        list[str] | None,
+        typer.Option(
+            "--format", help="Report format: table, json, md, html; repeat or comma-separate for several."
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Write the report here (a directory when several formats)."),
+    ] = None,
 ) -> None:
     """Build the full plan from Prometheus or CSV history and a site catalog (no subcommand)."""
     if ctx.invoked_subcommand is not None:
         return
     if prometheus is None and not csv:
         raise typer.BadParameter("give --prometheus URL or at least one --csv FILE")
+    formats = parse_formats(output_format)
+    paths = report_paths(formats, output)
+    password = os.environ.get(PASSWORD_VARIABLE) or None
+    token = os.environ.get(TOKEN_VARIABLE) or None
+    if prometheus_user is not None and password is None:
+        raise typer.BadParameter(f"--prometheus-user needs the password in ${PASSWORD_VARIABLE}")
     from khronika_ops.planner.pipeline import PlanRequest, run_plan
 
     try:
         request = PlanRequest(
             prometheus_url=prometheus,
+            prometheus_ca=str(prometheus_ca) if prometheus_ca else None,
+            prometheus_user=prometheus_user,
+            prometheus_password=password if prometheus_user is not None else None,
+            prometheus_token=token if prometheus_user is None else None,
             csv_files=[str(path) for path in csv or []],
             catalog_file=str(catalog) if catalog else None,
             history_days=parse_duration_days(history),
@@ -115,18 +178,19 @@ def plan(
                 maintenance_window=parse_window(window),
                 load_factor=load_factor,
                 growth_percent_per_month=growth,
-                keep_band=output_format in (OutputFormat.HTML, OutputFormat.MD),
+                keep_band=bool({OutputFormat.HTML, OutputFormat.MD} & set(formats)),
             ),
         )
-        text = run_plan(request, output_format.value)
+        texts = run_plan(request, [item.value for item in formats])
     except PlannerError as error:
         raise _fail(error) from error
-    if output is None:
-        typer.echo(text, nl=False)
-    else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
-        _stderr().print(f"report written to {output}")
+    for item, path in paths.items():
+        if path is None:
+            typer.echo(texts[item.value], nl=False)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(texts[item.value], encoding="utf-8")
+        _stderr().print(f"report written to {path}", highlight=False)
 
 
 @plan_app.command()

@@ -348,7 +348,7 @@ def _trend_reason(slope: float, t_statistic: float, threshold: float) -> str:
         return f"flat or falling ({slope:.4g}/day): not extrapolated, capacity is not planned to shrink"
     if t_statistic <= threshold:
         return f"rising {slope:.4g}/day but not significant (t={t_statistic:.2f} <= {threshold:g})"
-    return f"rising {slope:.4g}/day, significant (t={t_statistic:.2f}); extrapolated at most one history span"
+    return f"rising {slope:.4g}/day, significant (t={t_statistic:.3g}); extrapolated at most one history span"
 
 
 def _insufficiency(points: int, span_days: float, settings: ForecastSettings) -> str | None:

@@ -6,7 +6,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from khronika_ops.planner.catalog import Catalog, ExistingHost, ModuleSpec, load_catalog
 from khronika_ops.planner.clean import clean
@@ -18,6 +19,7 @@ from khronika_ops.planner.place import Placement, Replica, check_n_minus_1, plac
 from khronika_ops.planner.single import sum_on_grid
 from khronika_ops.planner.size import SizingPolicy, erlang_cores, round_figure, size_series
 from khronika_ops.planner.units import Resource
+from khronika_ops.planner.vocabulary import to_collector_names
 
 GIB = 1024.0**3
 Progress = Callable[[str], None]
@@ -27,6 +29,11 @@ class PlanRequest(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     prometheus_url: str | None = None
+    prometheus_ca: str | None = None
+    prometheus_user: str | None = None
+    # Never dumped or printed; from KHRONIKA_PROMETHEUS_PASSWORD / _TOKEN, not from the command line.
+    prometheus_password: SecretStr | None = None
+    prometheus_token: SecretStr | None = None
     csv_files: list[str] = Field(default_factory=list)
     catalog_file: str | None = None
     history_days: float = 14.0
@@ -68,6 +75,12 @@ class HostPlan(BaseModel):
     severity: str = "GOOD"
     disk: list[SizeResult] = Field(default_factory=list)
     disk_class_reason: str = ""
+    nic_gbps: float = 10.0
+    network: SizeResult | None = None
+    network_reason: str = ""
+    network_over_limit: bool = False
+    gpu_observed: dict[str, float] = Field(default_factory=dict)
+    gpu_reason: str = ""
     changes: list[str] = Field(default_factory=list)
     downtime: str = "none"
     n_minus_1_holds: bool = True
@@ -99,7 +112,13 @@ def ingest(request: PlanRequest, catalog: Catalog) -> list[RawSeries]:
 
         end = request.end_time or time.time()
         start = end - request.history_days * 86400.0
-        client = PrometheusClient(request.prometheus_url)
+        client = PrometheusClient(
+            request.prometheus_url,
+            ca_file=request.prometheus_ca,
+            username=request.prometheus_user,
+            password=request.prometheus_password.get_secret_value() if request.prometheus_password else None,
+            bearer_token=request.prometheus_token.get_secret_value() if request.prometheus_token else None,
+        )
         series += fetch_plan_series(
             client, start, end, request.step_seconds, hosts=[host.name for host in catalog.hosts]
         )
@@ -212,6 +231,23 @@ def _module_plan(spec: ModuleSpec, index: _Index, request: PlanRequest, catalog:
         peak = requests.demand.get("p99.9", 0.0) if requests and requests.recommended is not None else 0.0
         choice = choose_gpus(peak, spec, catalog)
         gpu_model, gpus, reasons["gpu"] = choice.model, choice.count, choice.reason
+        if requests is None or requests.recommended is None:
+            reasons["gpu"] = (
+                f"no request-rate history for {spec.name}, so only the spare is sized: " + reasons["gpu"]
+            )
+        current_host = next((h for h in catalog.hosts if h.name == spec.host), None)
+        if current_host is not None:
+            observed, evidence = _host_gpus(current_host, index)
+            if evidence:
+                reasons["gpu"] += f"; on {current_host.name} {evidence}"
+            used = observed.get("memory_used_gib_max")
+            if used is not None and gpu_model is not None:
+                fits = catalog.gpu_model(gpu_model).vram_gib / catalog.vram_headroom
+                if used > fits:
+                    reasons["gpu"] += (
+                        f"; WARNING: observed VRAM use {used:g} GiB exceeds what {gpu_model} holds with "
+                        f"headroom ({fits:.3g} GiB): raise gpu_vram_gib in the catalog"
+                    )
     per_replica_cores = round_figure(cores / spec.replicas)
     per_replica_memory = round_figure(memory_gib / spec.replicas)
     gpus_per_replica = -(-gpus // spec.replicas) if gpus else 0
@@ -275,13 +311,63 @@ def _host_disk(
     return results, choice.disk_class, choice.reason
 
 
+def _host_network(
+    host: ExistingHost, index: _Index, request: PlanRequest, catalog: Catalog
+) -> tuple[SizeResult | None, bool, str]:
+    """p99 of the host's summed NIC traffic at the horizon against its NIC speed."""
+    result = _size_total(
+        index.find(["khronika_network_bytes_per_second"], host=host.name), Resource.REQUESTS, request
+    )
+    if result is None or result.recommended is None:
+        return result, False, "no network history"
+    p99_gbps = result.demand.get("p99", 0.0) * 8 / 1e9
+    limit = host.nic_gbps * catalog.nic_max_utilisation
+    verdict = "fits" if p99_gbps <= limit else "exceeds"
+    return (
+        result,
+        p99_gbps > limit,
+        (
+            f"p99 {p99_gbps:.3g} Gbit/s at the horizon {verdict} {catalog.nic_max_utilisation:.0%} of the "
+            f"{host.nic_gbps:g} Gbit/s NIC ({limit:.3g} Gbit/s)"
+        ),
+    )
+
+
+def _host_gpus(host: ExistingHost, index: _Index) -> tuple[dict[str, float], str]:
+    """Observed GPU utilisation and VRAM on a host: evidence next to the GPU figures, not a size."""
+    utilisation = index.find(["khronika_gpu_utilisation_ratio"], host=host.name)
+    used = index.find(["khronika_gpu_memory_used_bytes"], host=host.name)
+    total = index.find(["khronika_gpu_memory_total_bytes"], host=host.name)
+    observed: dict[str, float] = {}
+    if utilisation:
+        values = np.concatenate([s.values[np.isfinite(s.values)] for s in utilisation])
+        if values.size:
+            observed["utilisation_p95"] = round_figure(float(np.quantile(values, 0.95)))
+            observed["utilisation_max"] = round_figure(float(values.max()))
+    if used:
+        observed["memory_used_gib_max"] = round_figure(max(float(np.nanmax(s.values)) for s in used) / GIB)
+    if total:
+        observed["memory_total_gib"] = round_figure(max(float(np.nanmax(s.values)) for s in total) / GIB)
+    if not observed:
+        return observed, "no GPU history" if host.gpus else ""
+    parts = [f"{len(utilisation) or len(used)} GPU series"]
+    if "utilisation_p95" in observed:
+        parts.append(
+            f"utilisation p95 {observed['utilisation_p95']:.0%}, max {observed['utilisation_max']:.0%}"
+        )
+    if "memory_used_gib_max" in observed:
+        of = f" of {observed['memory_total_gib']:g}" if "memory_total_gib" in observed else ""
+        parts.append(f"VRAM used at most {observed['memory_used_gib_max']:g}{of} GiB per GPU")
+    return observed, "observed: " + "; ".join(parts)
+
+
 def build_plan(request: PlanRequest, progress: Progress | None = None) -> Plan:
     note = progress or (lambda _message: None)
     catalog = load_catalog(request.catalog_file)
     note("reading history")
     raw = ingest(request, catalog)
     note(f"cleaning {len(raw)} series")
-    cleaned = [clean(series) for series in raw]
+    cleaned = to_collector_names([clean(series) for series in raw])
     note("forecasting")
     forecasts = forecast_all(cleaned, request.settings)
     index = _Index(cleaned, forecasts)
@@ -371,6 +457,10 @@ def _host_plans(
             if name in existing
             else ([], host.disk_class, "new host")
         )
+        network, network_over, network_reason = (
+            _host_network(host, index, request, catalog) if name in existing else (None, False, "new host")
+        )
+        gpu_observed, gpu_reason = _host_gpus(host, index) if name in existing else ({}, "")
         plan = HostPlan(
             name=name,
             new=name not in existing,
@@ -386,6 +476,12 @@ def _host_plans(
             memory_gib_used=round_figure(memory_used),
             disk=disk,
             disk_class_reason=disk_reason,
+            nic_gbps=host.nic_gbps,
+            network=network,
+            network_reason=network_reason,
+            network_over_limit=network_over,
+            gpu_observed=gpu_observed,
+            gpu_reason=gpu_reason,
             n_minus_1_holds=drains.get(name, True),
         )
         plan.bottleneck = "cpu" if cores_used / host.cores >= memory_used / host.memory_gib else "memory"
@@ -414,6 +510,10 @@ def _diff_host(plan: HostPlan, host: ExistingHost, disk: list[SizeResult]) -> No
             plan.changes.append(f"grow {mount} from {current_gib:g} to {needed_gib:.0f} GiB")
             plan.severity = "CRITICAL"
             downtime = "online (grow volume and filesystem)" if downtime == "none" else downtime
+    if plan.network_over_limit:
+        plan.changes.append(f"network: {plan.network_reason}: add or bond a faster NIC")
+        plan.severity = "CRITICAL"
+        downtime = "host stop (NIC change)"
     if plan.disk_class != host.disk_class:
         plan.changes.append(f"change disk class {host.disk_class} -> {plan.disk_class}")
         downtime = "host stop + data migration"
@@ -438,7 +538,8 @@ def _host_vars(plan: HostPlan) -> dict[str, object]:
     }
 
 
-def run_plan(request: PlanRequest, output_format: str) -> str:
+def run_plan(request: PlanRequest, output_formats: Sequence[str]) -> dict[str, str]:
+    """One plan, rendered in every format asked for (format -> text)."""
     from rich.console import Console
     from rich.progress import Progress as RichProgress
     from rich.progress import SpinnerColumn, TextColumn
@@ -450,4 +551,4 @@ def run_plan(request: PlanRequest, output_format: str) -> str:
     with RichProgress(*columns, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("planning", total=None)
         plan = build_plan(request, progress=lambda message: bar.update(task, description=message))
-    return render(plan, output_format)
+    return {output_format: render(plan, output_format) for output_format in output_formats}

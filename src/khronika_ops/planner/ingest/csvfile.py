@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -233,11 +234,15 @@ def _wide_series(
     allow_unsorted: bool,
 ) -> list[RawSeries]:
     order = _check_order(times, line_numbers, source, allow_unsorted)
+    header_line = max(int(line_numbers[0]) - 1, 1) if line_numbers.size else 1
     series: list[RawSeries] = []
     for column, index in enumerate(value_indices):
-        name = header[index] or f"value_{column + 1}"
+        name, labels = parse_series_name(header[index] or f"value_{column + 1}", source, header_line)
+        info = lookup(name)
         unit, counter = unit_from_name(name)
         scale = 1.0
+        if info is not None:
+            unit, counter, scale = info.unit, info.counter, info.scale
         if explicit_unit is not None:
             unit, scale = explicit_unit
         column_values = values[:, column]
@@ -245,7 +250,7 @@ def _wide_series(
             column_values = column_values[order]
         series.append(
             RawSeries(
-                key=SeriesKey(metric=name),
+                key=SeriesKey(metric=name, labels=labels),
                 unit=unit,
                 counter=counter,
                 source=source,
@@ -256,6 +261,38 @@ def _wide_series(
             )
         )
     return series
+
+
+_SERIES_NAME = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*\{(.*)\}\s*$", re.DOTALL)
+_LABEL_PAIR = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+
+
+def parse_series_name(text: str, source: str, line: int) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """A wide column header: a plain name, or Prometheus notation `metric{label="value",...}` (also
+    `{__name__="metric",...}`, as Prometheus and Grafana exports write it) -> (metric, sorted labels)."""
+    if "{" not in text:
+        return text, ()
+    match = _SERIES_NAME.match(text)
+    if match is None:
+        raise InputError(f'column {text!r}: expected metric{{label="value",...}}', source=source, line=line)
+    metric, inner = match.group(1) or "", match.group(2)
+    labels: dict[str, str] = {}
+    position = 0
+    while position < len(inner.rstrip()):
+        pair = _LABEL_PAIR.match(inner, position)
+        if pair is None:
+            raise InputError(
+                f"column {text!r}: cannot read the labels from {inner[position:]!r} "
+                '(expected name="value" pairs separated by commas)',
+                source=source,
+                line=line,
+            )
+        labels[pair.group(1)] = re.sub(r"\\(.)", r"\1", pair.group(2))
+        position = pair.end()
+    metric = labels.pop("__name__", metric)
+    if not metric:
+        raise InputError(f"column {text!r}: no metric name", source=source, line=line)
+    return metric, tuple(sorted(labels.items()))
 
 
 def _fast_numeric(rows: list[tuple[int, str]], delimiter: str, columns: int) -> FloatArray | None:

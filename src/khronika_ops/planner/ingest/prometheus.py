@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,6 +26,7 @@ import numpy as np
 from khronika_ops.planner.errors import InputError
 from khronika_ops.planner.models import RawSeries, SeriesKey
 from khronika_ops.planner.units import UNKNOWN_UNIT
+from khronika_ops.planner.vocabulary import PSEUDO_FILESYSTEMS, VIRTUAL_DISKS, VIRTUAL_INTERFACES, strip_port
 
 MAX_POINTS_PER_QUERY = 10_000
 SELECTOR_BATCH = 20
@@ -37,11 +40,24 @@ class QuerySpec:
     promql: str
     unit: str
     rename: tuple[tuple[str, str], ...] = (("instance", "host"),)
-    keep: tuple[str, ...] = ("host", "container", "module", "mount", "device", "gpu", "model")
+    keep: tuple[str, ...] = ("host", "container", "module", "mount", "device", "interface", "gpu", "model")
 
 
 def _gauge(metric: str, unit: str, source: str | None = None) -> QuerySpec:
     return QuerySpec(metric, f"max_over_time({source or metric}{{{{{{sel}}}}}}[{{step}}])", unit)
+
+
+_FS = f'fstype!~"{"|".join(sorted(PSEUDO_FILESYSTEMS))}",'
+_DISK = f'device!~"{VIRTUAL_DISKS.pattern.strip("^$")}",'
+_NIC = f'device!~"{VIRTUAL_INTERFACES.pattern.strip("^$")}",'
+
+
+def _rate_sum(first: str, second: str, matcher: str) -> str:
+    """Peak per step of the summed per-second rates of two counters, per host and device."""
+    return (
+        f"max_over_time(sum by (instance, device) (rate({first}{{{{{matcher}{{sel}}}}}}[2m])"
+        f" + rate({second}{{{{{matcher}{{sel}}}}}}[2m]))[{{step}}:1m])"
+    )
 
 
 # What the full plan asks for: the collector's own names first, exporter equivalents after them.
@@ -92,6 +108,42 @@ PLAN_QUERIES: tuple[QuerySpec, ...] = (
         "ratio",
         rename=(("instance", "host"), ("modelName", "model")),
     ),
+    QuerySpec(
+        "khronika_gpu_memory_used_bytes",
+        "max_over_time(DCGM_FI_DEV_FB_USED{{{sel}}}[{step}]) * 1048576",
+        "bytes",
+        rename=(("instance", "host"), ("modelName", "model")),
+    ),
+    # node_exporter: filesystems (used = size - free, as df and the collector count it), disks and NICs.
+    QuerySpec(
+        "khronika_filesystem_used_bytes",
+        f"max_over_time((node_filesystem_size_bytes{{{{{_FS}{{sel}}}}}} - node_filesystem_free_bytes{{{{{_FS}{{sel}}}}}})"
+        "[{step}:1m])",
+        "bytes",
+        rename=(("instance", "host"), ("mountpoint", "mount")),
+    ),
+    QuerySpec(
+        "khronika_filesystem_size_bytes",
+        f"max_over_time(node_filesystem_size_bytes{{{{{_FS}{{sel}}}}}}[{{step}}])",
+        "bytes",
+        rename=(("instance", "host"), ("mountpoint", "mount")),
+    ),
+    QuerySpec(
+        "khronika_disk_iops",
+        _rate_sum("node_disk_reads_completed_total", "node_disk_writes_completed_total", _DISK),
+        "iops",
+    ),
+    QuerySpec(
+        "khronika_disk_throughput_bytes_per_second",
+        _rate_sum("node_disk_read_bytes_total", "node_disk_written_bytes_total", _DISK),
+        "bytes",
+    ),
+    QuerySpec(
+        "khronika_network_bytes_per_second",
+        _rate_sum("node_network_receive_bytes_total", "node_network_transmit_bytes_total", _NIC),
+        "bytes",
+        rename=(("instance", "host"), ("device", "interface")),
+    ),
 )
 
 
@@ -116,9 +168,40 @@ def format_step(seconds: float) -> str:
 
 
 class PrometheusClient:
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+    """`query_range` over HTTP(S). A Prometheus behind TLS and basic auth (as the monitoring_server role
+    sets it up) takes `ca_file` (the monitoring CA) and `username`/`password`; `bearer_token` is for a
+    proxy that wants a token instead."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        ca_file: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        bearer_token: str | None = None,
+    ) -> None:
+        if not re.match(r"^https?://[^/\s]+", base_url):
+            raise InputError("not an http:// or https:// URL", source=base_url)
+        if (username is None) != (password is None):
+            raise InputError("basic auth needs both a user name and a password", source=base_url)
+        if username is not None and bearer_token is not None:
+            raise InputError("give basic auth or a bearer token, not both", source=base_url)
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self._headers: dict[str, str] = {"Accept": "application/json"}
+        if username is not None and password is not None:
+            pair = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+            self._headers["Authorization"] = f"Basic {pair}"
+        elif bearer_token is not None:
+            self._headers["Authorization"] = f"Bearer {bearer_token}"
+        self._context: ssl.SSLContext | None = None
+        if ca_file is not None:
+            try:
+                self._context = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise InputError(f"cannot load the CA file: {exc}", source=ca_file) from exc
 
     def query_range(
         self, query: str, start: float, end: float, step: float
@@ -141,15 +224,32 @@ class PrometheusClient:
             {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": step}
         )
         url = f"{self.base_url}/api/v1/query_range?{params}"
+        request = urllib.request.Request(url, headers=self._headers)
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._context) as response:
                 body: dict[str, Any] = json.loads(response.read())
         except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                hint = (
+                    "check the user name and password"
+                    if "Authorization" in self._headers
+                    else (
+                        "this Prometheus wants credentials: --prometheus-user and KHRONIKA_PROMETHEUS_PASSWORD"
+                    )
+                )
+                raise InputError(f"access refused ({exc.code}): {hint}", source=self.base_url) from exc
             detail = exc.read().decode("utf-8", "replace")[:300]
             raise InputError(
                 f"query failed ({exc.code}): {detail}; query: {query}", source=self.base_url
             ) from exc
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLError):
+                raise InputError(
+                    f"TLS check failed ({reason}): give the CA that signed Prometheus' certificate "
+                    "with --prometheus-ca",
+                    source=self.base_url,
+                ) from exc
             raise InputError(f"cannot reach Prometheus: {exc}", source=self.base_url) from exc
         if body.get("status") != "success":
             raise InputError(f"query failed: {body.get('error')}; query: {query}", source=self.base_url)
@@ -176,7 +276,7 @@ class PrometheusClient:
                         value = renamed.pop(old)
                         renamed.setdefault(new, value)  # a label the exporter set itself wins
                 if "host" in renamed:
-                    renamed["host"] = renamed["host"].rsplit(":", 1)[0]
+                    renamed["host"] = strip_port(renamed["host"])
                 kept = tuple(sorted((k, v) for k, v in renamed.items() if k in spec.keep))
                 data = np.array(sorted(set(points)), dtype=np.float64)
                 series.append(

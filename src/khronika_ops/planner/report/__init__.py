@@ -6,6 +6,27 @@ import json
 
 from khronika_ops.planner.pipeline import Plan
 
+# Column headings both the Markdown and the terminal report use (each adds its own last columns).
+MODULE_COLUMNS = (
+    "Module",
+    "Replicas",
+    "Cores/replica",
+    "Memory GiB/replica",
+    "GPUs",
+    "Bottleneck",
+    "Severity",
+)
+HOST_COLUMNS = (
+    "Host",
+    "Shape",
+    "Cores used/total",
+    "Memory GiB used/total",
+    "Disk class",
+    "Bottleneck",
+    "Severity",
+    "N-1",
+)
+
 
 def plan_json(plan: Plan) -> str:
     return json.dumps(plan.model_dump(mode="json"), indent=2) + "\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 
 import numpy as np
 import numpy.typing as npt
@@ -46,15 +47,72 @@ def plot_svg(figure: SizeResult) -> str:
     return text[text.index("<svg") :]
 
 
+_SEVERITY_CLASS = {name: f" class='{name}'" for name in ("CRITICAL", "WARNING", "GOOD")} | {
+    "FAILS": " class='CRITICAL'"
+}
+
+
+def _inline(text: str) -> str:
+    escaped = html.escape(text)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
+
+
+def _cells(line: str) -> list[str]:
+    """Cells of a Markdown table row, with `\\|` kept as a literal bar."""
+    inner = line.strip()[1:-1]
+    return [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", inner)]
+
+
+def markdown_to_html(text: str) -> str:
+    """The subset render_markdown writes: headings, bullet lists, tables and fenced code."""
+    out: list[str] = []
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if line.startswith("```"):
+            end = lines.index("```", index + 1)
+            out.append(f"<pre>{html.escape(chr(10).join(lines[index + 1 : end]))}</pre>")
+            index = end + 1
+            continue
+        if line.startswith("|"):
+            rows = []
+            while index < len(lines) and lines[index].startswith("|"):
+                rows.append(lines[index])
+                index += 1
+            head, body = _cells(rows[0]), [_cells(row) for row in rows[2:]]
+            header = "".join(f"<th>{_inline(cell)}</th>" for cell in head)
+            cells = "".join(
+                "<tr>" + "".join(f"<td{_SEVERITY_CLASS.get(c, '')}>{_inline(c)}</td>" for c in row) + "</tr>"
+                for row in body
+            )
+            out.append(f"<table><thead><tr>{header}</tr></thead><tbody>{cells}</tbody></table>")
+            continue
+        if line.startswith("- "):
+            items = []
+            while index < len(lines) and lines[index].startswith("- "):
+                items.append(f"<li>{_inline(lines[index][2:])}</li>")
+                index += 1
+            out.append(f"<ul>{''.join(items)}</ul>")
+            continue
+        heading = re.match(r"^(#{1,6}) (.*)$", line)
+        if heading:
+            level = len(heading.group(1))
+            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+        index += 1
+    return "\n".join(out)
+
+
 def render_html(plan: Plan) -> str:
     from khronika_ops.planner.report.markdown import render_markdown
 
-    body = [
-        f"<h1>Khronika capacity plan</h1><pre>{html.escape(render_markdown(plan))}</pre>",
-        "<h2>Plots</h2>",
-    ]
+    body = [markdown_to_html(render_markdown(plan)), "<h2>Plots</h2>"]
     captioned = [(module.name, figure) for module in plan.modules for figure in module.figures]
     captioned += [(host.name, figure) for host in plan.hosts for figure in host.disk]
+    captioned += [(host.name, host.network) for host in plan.hosts if host.network is not None]
     for owner, figure in captioned:
         caption = html.escape(f"{owner}: {figure.reason}")
         body.append(f"<figure>{plot_svg(figure)}<figcaption>{caption}</figcaption></figure>")

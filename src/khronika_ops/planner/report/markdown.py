@@ -5,6 +5,7 @@ from __future__ import annotations
 import yaml
 
 from khronika_ops.planner.pipeline import Plan
+from khronika_ops.planner.report import HOST_COLUMNS, MODULE_COLUMNS
 
 
 def _row(*cells: object) -> str:
@@ -21,17 +22,8 @@ def render_markdown(plan: Plan) -> str:
         "",
         "## Modules",
         "",
-        _row(
-            "Module",
-            "Replicas",
-            "Cores/replica",
-            "Memory GiB/replica",
-            "GPUs",
-            "Bottleneck",
-            "Severity",
-            "Why",
-        ),
-        _row(*["---"] * 8),
+        _row(*MODULE_COLUMNS, "Why"),
+        _row(*["---"] * (len(MODULE_COLUMNS) + 1)),
     ]
     for module in plan.modules:
         gpus = f"{module.gpus_per_replica} x {module.gpu_model}" if module.gpus_per_replica else "-"
@@ -52,18 +44,8 @@ def render_markdown(plan: Plan) -> str:
         "",
         "## Hosts",
         "",
-        _row(
-            "Host",
-            "Shape",
-            "Cores used/total",
-            "Memory GiB used/total",
-            "Disk class",
-            "Bottleneck",
-            "Severity",
-            "N-1",
-            "Modules",
-        ),
-        _row(*["---"] * 9),
+        _row(*HOST_COLUMNS, "Modules"),
+        _row(*["---"] * (len(HOST_COLUMNS) + 1)),
     ]
     for host in plan.hosts:
         lines.append(
@@ -94,10 +76,22 @@ def render_markdown(plan: Plan) -> str:
                     host.name,
                     disk.extra.get("mount", "?"),
                     f"{(disk.recommended or 0) / 1024**3:.1f}",
-                    "never (no growth)" if days is None else f"{days:g}",
+                    "never (no growth)" if days is None else f"{days:.0f}",
                     disk.reason,
                 )
             )
+    lines += [
+        "",
+        "## Network and GPUs",
+        "",
+        _row("Host", "NIC Gbit/s", "Network", "GPUs"),
+        _row(*["---"] * 4),
+    ]
+    for host in plan.hosts:
+        gpus = f"{host.gpus} x {host.gpu_model}" if host.gpus else "-"
+        if host.gpu_reason:
+            gpus += f"; {host.gpu_reason}"
+        lines.append(_row(host.name, f"{host.nic_gbps:g}", host.network_reason or "-", gpus))
     lines += ["", "## Changes and downtime", ""]
     for host in plan.hosts:
         for change in host.changes:

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from khronika_ops.planner.pipeline import Plan
+from khronika_ops.planner.report import HOST_COLUMNS, MODULE_COLUMNS
 
 _COLOURS = {"CRITICAL": "red", "WARNING": "yellow", "GOOD": "green", "UNKNOWN": "dim"}
 
@@ -16,15 +17,7 @@ def render_table(plan: Plan) -> str:
     buffer = io.StringIO()
     console = Console(file=buffer, width=140, force_terminal=False)
     modules = Table(title=f"Modules (horizon {plan.horizon_days:g} d)")
-    for column in (
-        "Module",
-        "Replicas",
-        "Cores/replica",
-        "Memory GiB/replica",
-        "GPUs",
-        "Bottleneck",
-        "Severity",
-    ):
+    for column in MODULE_COLUMNS:
         modules.add_column(column)
     for module in plan.modules:
         colour = _COLOURS.get(module.severity, "")
@@ -38,17 +31,7 @@ def render_table(plan: Plan) -> str:
             f"[{colour}]{module.severity}[/]",
         )
     hosts = Table(title=f"Hosts ({plan.placement.solver}, new cost {plan.total_new_cost:g})")
-    for column in (
-        "Host",
-        "Shape",
-        "Cores",
-        "Memory GiB",
-        "Disk",
-        "Bottleneck",
-        "Severity",
-        "N-1",
-        "Downtime",
-    ):
+    for column in (*HOST_COLUMNS, "Downtime"):
         hosts.add_column(column)
     for host in plan.hosts:
         colour = _COLOURS.get(host.severity, "")
@@ -65,6 +48,10 @@ def render_table(plan: Plan) -> str:
         )
     console.print(modules)
     console.print(hosts)
+    for host in plan.hosts:
+        for evidence in (host.network_reason, host.gpu_reason):
+            if evidence and evidence not in ("new host", "no network history"):
+                console.print(f"{host.name}: {evidence}", highlight=False)
     for change in plan.changes:
         console.print(f"change: {change}")
     for warning in plan.warnings:
