@@ -59,6 +59,7 @@ def _openmetrics(end: int) -> str:
         "khronika_container_cpu_cores": [('instance="h1:9100",container="web"', 1.5)],
         "khronika_container_memory_bytes": [('instance="h1:9100",container="web"', 2.0 * 1024**3)],
         "khronika_filesystem_used_bytes": [('instance="h2:9100",mount="/var/lib/khronika"', 400.0 * 1024**3)],
+        "khronika_module_request_duration_seconds": [('instance="h1:8080",module="web"', 0.045)],
         # node_exporter on h1: a real filesystem and a tmpfs (left out), size constant, free shrinking.
         "node_filesystem_size_bytes": [
             ('instance="h1:9100",mountpoint="/srv",fstype="ext4",device="/dev/sdb1"', 500.0 * 1024**3),
@@ -318,6 +319,11 @@ def test_plan_from_prometheus_one_run_every_format(
     plan = json.loads((out_dir / "capacity-plan.json").read_text())
     web = next(m for m in plan["modules"] if m["name"] == "web")
     assert any(f["series"].startswith("khronika_container_cpu_cores") for f in web["figures"])
+    # 45 ms x (1 + 0.3 sin): p95 about 58 ms against web's 50 ms target.
+    assert web["reasons"]["latency"].startswith("observed p95 0.05")
+    assert web["reasons"]["latency"].endswith(
+        "against the 0.05 s target: above the target: the current size is short"
+    )
     h1 = next(h for h in plan["hosts"] if h["name"] == "h1")
     assert "p99 0.032 Gbit/s" in h1["network_reason"]  # 4 MB/s = 0.032 Gbit/s, lo left out
     assert h1["gpu_observed"]["utilisation_max"] == pytest.approx(0.65, rel=0.01)

@@ -201,6 +201,9 @@ def _module_plan(spec: ModuleSpec, index: _Index, request: PlanRequest, catalog:
     requests = _size_total(
         index.find(["khronika_module_requests_per_second"], module=spec.name), Resource.REQUESTS, request
     )
+    latency = index.find(["khronika_module_request_duration_seconds"], module=spec.name)
+    if latency:
+        reasons["latency"] = _latency_evidence(latency, spec.latency_target_seconds)
     cores = spec.min_cores * spec.replicas
     reasons["cpu"] = f"minimum {spec.min_cores:g} cores per replica (catalog)"
     if cpu is not None:
@@ -272,6 +275,16 @@ def _module_plan(spec: ModuleSpec, index: _Index, request: PlanRequest, catalog:
         figures=figures,
         current_host=spec.host,
     )
+
+
+def _latency_evidence(series: list[CleanSeries], target: float) -> str:
+    """Observed request latency against the module's target: evidence that the current size is short."""
+    values = np.concatenate([item.values[np.isfinite(item.values)] for item in series])
+    if not values.size:
+        return "no latency samples"
+    p95, worst = float(np.quantile(values, 0.95)), float(values.max())
+    verdict = "above the target: the current size is short" if p95 > target else "within the target"
+    return f"observed p95 {p95:.3g} s (max {worst:.3g} s) against the {target:g} s target: {verdict}"
 
 
 def _module_bottleneck(cores: float, memory_gib: float, catalog: Catalog) -> str:

@@ -74,6 +74,7 @@ PLAN_QUERIES: tuple[QuerySpec, ...] = (
     _gauge("khronika_disk_throughput_bytes_per_second", "bytes"),
     _gauge("khronika_gpu_utilisation_ratio", "ratio"),
     _gauge("khronika_gpu_memory_used_bytes", "bytes"),
+    _gauge("khronika_module_request_duration_seconds", "seconds"),
     QuerySpec(
         "khronika_module_requests_per_second",
         "max_over_time(sum by (module) (rate(khronika_module_requests_total{{{sel}}}[2m]))[{step}:1m])",
