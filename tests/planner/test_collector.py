@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from khronika_ops.collector.sampler import DOCKER_SOCKET, Sample, Sampler, parse
 from khronika_ops.collector.writers import render_textfile, write_textfile
 from khronika_ops.planner.ingest import read_csv
 
-from .helpers import run_cli
+from .helpers import DATA, run_cli
 
 _EXPOSITION_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*\{([a-zA-Z_]\w*="(?:[^"\\]|\\.)*",?)*\} \S+$')
 
@@ -57,6 +59,8 @@ def test_collect_once_real_host(tmp_path: Path, running_container: object) -> No
     series = {str(s.key).split("{")[0] for s in read_csv(files[0])}  # every name is a known metric
     assert {"khronika_host_cpu_utilisation_ratio", "khronika_host_memory_used_bytes"} <= series
     assert "khronika_filesystem_used_bytes" in series
+    devices = {s.key.label("device") for s in read_csv(files[0]) if s.key.metric == "khronika_disk_iops"}
+    assert not {d for d in devices if d and d.startswith(("loop", "dm-", "ram"))}  # counted below them
     if running_container is not None:
         name = running_container.name  # type: ignore[attr-defined]
         keys = [str(s.key) for s in read_csv(files[0])]
@@ -103,3 +107,34 @@ def test_textfile_escapes_and_is_atomic(tmp_path: Path) -> None:
     assert 'container="we\\"ird\\\\"' in render_textfile(samples)
     target = write_textfile(tmp_path, samples)
     assert target.read_text().startswith("# HELP khronika_container_memory_bytes")
+
+
+def test_collector_imports_neither_numpy_nor_pydantic() -> None:
+    """Hosts run the collector with psutil alone; the planner's heavy dependencies stay off them."""
+    code = (
+        "import sys, khronika_ops.collector.service, khronika_ops.collector.sampler;"
+        "print(sorted(m for m in ('numpy', 'pydantic', 'typer') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_real_h200_collect_output_is_gpu_evidence(tmp_path: Path) -> None:
+    """`khronika collect` output from a real H200 host (tests/data/gpu/README.md): 110 s at 2 s under
+    a matmul load that held VRAM in 4 GiB steps. The plan shows it as the host's GPU evidence."""
+    site = tmp_path / "site.yml"
+    site.write_text(
+        "gpu_models:\n  - {name: nvidia-h200, vram_gib: 140, throughput: 22, cost: 40000}\n"
+        "hosts:\n  - {name: vm, cores: 16, memory_gib: 128, disk_gib: 64, gpus: 1, gpu_model: nvidia-h200}\n"
+        "modules:\n  - {name: infer, host: vm, gpu_requests_per_second: 10, gpu_vram_gib: 24}\n",
+        encoding="utf-8",
+    )
+    code, out, err = run_cli(
+        "plan", "--csv", str(DATA / "gpu" / "h200-collect.csv"), "--catalog", str(site), "--format", "json"
+    )
+    assert code == 0, err
+    plan = json.loads(out)
+    observed = plan["hosts"][0]["gpu_observed"]
+    assert observed["utilisation_max"] == 1.0 and observed["utilisation_p95"] == 1.0
+    assert 29 < observed["memory_used_gib_max"] < 30 and 140 < observed["memory_total_gib"] < 141
+    assert "VRAM used at most 29.6 of 140.4 GiB per GPU" in plan["modules"][0]["reasons"]["gpu"]

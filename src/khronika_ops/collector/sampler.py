@@ -17,6 +17,8 @@ from typing import Any
 
 import psutil
 
+from khronika_ops.planner.metrics import VIRTUAL_DISKS
+
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 _BASELINE_SECONDS = 1.0
 # Pseudo and container-runtime filesystems say nothing about the host's disks.
@@ -91,7 +93,13 @@ class Sampler:
         reading = Reading(time=time.time())
         if self._previous is None:
             psutil.cpu_percent(interval=None)  # primes the counter: the first call always returns 0
-        reading.disk = dict(psutil.disk_io_counters(perdisk=True) or {})
+        # Loop, ram and device-mapper devices are left out: their I/O is counted on the disks below
+        # them (or never reaches a disk), the same rule the planner applies to node_exporter series.
+        reading.disk = {
+            name: counters
+            for name, counters in (psutil.disk_io_counters(perdisk=True) or {}).items()
+            if not VIRTUAL_DISKS.match(name)
+        }
         reading.net = {name: c for name, c in psutil.net_io_counters(pernic=True).items() if name != "lo"}
         reading.containers = self._container_cpu()
         return reading

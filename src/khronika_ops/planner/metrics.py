@@ -5,9 +5,16 @@ docs/metrics.md is the human-readable copy of this table; keep them in step.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from khronika_ops.planner.units import Resource
+
+# Devices and interfaces whose traffic is already counted on another one (device-mapper volumes sit on
+# disks; container veths and bridges carry what the physical NIC carries) or never leaves the host.
+VIRTUAL_DISKS = re.compile(r"^(dm-[0-9]+|loop[0-9]+|ram[0-9]+|sr[0-9]+)$")
+VIRTUAL_INTERFACES = re.compile(r"^(lo|veth.*|docker[0-9]*|br-.*|virbr.*|cni.*|flannel.*|cali.*|tun[0-9]*)$")
+PSEUDO_FILESYSTEMS = frozenset({"tmpfs", "overlay", "squashfs", "nsfs", "ramfs", "devtmpfs", "autofs"})
 
 
 @dataclass(frozen=True)

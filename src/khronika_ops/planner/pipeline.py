@@ -248,7 +248,7 @@ def _module_plan(spec: ModuleSpec, index: _Index, request: PlanRequest, catalog:
                 fits = catalog.gpu_model(gpu_model).vram_gib / catalog.vram_headroom
                 if used > fits:
                     reasons["gpu"] += (
-                        f"; WARNING: observed VRAM use {used:g} GiB exceeds what {gpu_model} holds with "
+                        f"; WARNING: observed VRAM use {used:.1f} GiB exceeds what {gpu_model} holds with "
                         f"headroom ({fits:.3g} GiB): raise gpu_vram_gib in the catalog"
                     )
     per_replica_cores = round_figure(cores / spec.replicas)
@@ -369,8 +369,8 @@ def _host_gpus(host: ExistingHost, index: _Index) -> tuple[dict[str, float], str
             f"utilisation p95 {observed['utilisation_p95']:.0%}, max {observed['utilisation_max']:.0%}"
         )
     if "memory_used_gib_max" in observed:
-        of = f" of {observed['memory_total_gib']:g}" if "memory_total_gib" in observed else ""
-        parts.append(f"VRAM used at most {observed['memory_used_gib_max']:g}{of} GiB per GPU")
+        of = f" of {observed['memory_total_gib']:.1f}" if "memory_total_gib" in observed else ""
+        parts.append(f"VRAM used at most {observed['memory_used_gib_max']:.1f}{of} GiB per GPU")
     return observed, "observed: " + "; ".join(parts)
 
 

@@ -25,21 +25,15 @@ cAdvisor `name` -> `container`, `mountpoint` -> `mount`, dcgm `modelName` -> `mo
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from khronika_ops.planner.metrics import PSEUDO_FILESYSTEMS, VIRTUAL_DISKS, VIRTUAL_INTERFACES
 from khronika_ops.planner.models import CleanSeries, SeriesKey
 from khronika_ops.planner.single import sum_on_grid
-
-# Devices and interfaces whose traffic is already counted on another one (device-mapper volumes sit on
-# disks; container veths and bridges carry what the physical NIC carries) or never leaves the host.
-VIRTUAL_DISKS = re.compile(r"^(dm-[0-9]+|loop[0-9]+|ram[0-9]+|sr[0-9]+)$")
-VIRTUAL_INTERFACES = re.compile(r"^(lo|veth.*|docker[0-9]*|br-.*|virbr.*|cni.*|flannel.*|cali.*|tun[0-9]*)$")
-PSEUDO_FILESYSTEMS = frozenset({"tmpfs", "overlay", "squashfs", "nsfs", "ramfs", "devtmpfs", "autofs"})
 
 
 @dataclass(frozen=True)

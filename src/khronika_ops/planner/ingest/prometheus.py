@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from khronika_ops.planner.errors import InputError
+from khronika_ops.planner.metrics import PSEUDO_FILESYSTEMS, VIRTUAL_DISKS, VIRTUAL_INTERFACES
 from khronika_ops.planner.models import RawSeries, SeriesKey
 from khronika_ops.planner.units import UNKNOWN_UNIT
-from khronika_ops.planner.vocabulary import PSEUDO_FILESYSTEMS, VIRTUAL_DISKS, VIRTUAL_INTERFACES, strip_port
+from khronika_ops.planner.vocabulary import strip_port
 
 MAX_POINTS_PER_QUERY = 10_000
 SELECTOR_BATCH = 20
