@@ -186,7 +186,7 @@ def test_plan_from_an_exporter_export(tmp_path: Path) -> None:
     assert h1["gpu_observed"]["memory_used_gib_max"] == pytest.approx(22.0, rel=1e-5)
     infer = next(m for m in plan["modules"] if m["name"] == "infer")
     assert "on h1 observed" in infer["reasons"]["gpu"]
-    assert "WARNING: observed VRAM use 22 GiB" in infer["reasons"]["gpu"]  # an L4 holds 24 / 1.2 = 20
+    assert "WARNING: observed VRAM use 22.0 GiB" in infer["reasons"]["gpu"]  # an L4 holds 24 / 1.2 = 20
 
 
 def test_bad_series_header_names_the_column(tmp_path: Path) -> None:

@@ -101,6 +101,23 @@ def read_csv_text(
     )
 
 
+def _unit_of(
+    metric: str, unit_text: str | None, explicit_unit: tuple[str, float] | None, source: str
+) -> tuple[str, bool, float]:
+    """(unit, counter, scale) of a series: from its name, the metric table, a unit column, `--unit`
+    (later ones win)."""
+    unit, counter = unit_from_name(metric)
+    scale = 1.0
+    info = lookup(metric)
+    if info is not None:
+        unit, counter, scale = info.unit, info.counter, info.scale
+    if unit_text:
+        unit, scale = _parse_unit_option(unit_text, source) or (UNKNOWN_UNIT, 1.0)
+    if explicit_unit is not None:
+        unit, scale = explicit_unit
+    return unit, counter, scale
+
+
 def _parse_unit_option(unit: str | None, source: str) -> tuple[str, float] | None:
     if unit is None:
         return None
@@ -238,13 +255,7 @@ def _wide_series(
     series: list[RawSeries] = []
     for column, index in enumerate(value_indices):
         name, labels = parse_series_name(header[index] or f"value_{column + 1}", source, header_line)
-        info = lookup(name)
-        unit, counter = unit_from_name(name)
-        scale = 1.0
-        if info is not None:
-            unit, counter, scale = info.unit, info.counter, info.scale
-        if explicit_unit is not None:
-            unit, scale = explicit_unit
+        unit, counter, scale = _unit_of(name, None, explicit_unit, source)
         column_values = values[:, column]
         if order is not None:
             column_values = column_values[order]
@@ -465,15 +476,7 @@ def _read_long(
         times = parse_timestamps(time_tokens, lines, source)
         order = _check_order(times, lines, source, allow_unsorted)
         array = np.array(values, dtype=np.float64)
-        info = lookup(key.metric)
-        unit, counter = unit_from_name(key.metric)
-        scale = 1.0
-        if info is not None:
-            unit, counter, scale = info.unit, info.counter, info.scale
-        if unit_text:
-            unit, scale = _parse_unit_option(unit_text, source) or (UNKNOWN_UNIT, 1.0)
-        if explicit_unit is not None:
-            unit, scale = explicit_unit
+        unit, counter, scale = _unit_of(key.metric, unit_text, explicit_unit, source)
         if order is not None:
             times, array, lines = times[order], array[order], lines[order]
         series.append(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from khronika_ops.planner.pipeline import Plan
+from khronika_ops.planner.pipeline import HostPlan, ModulePlan, Plan
 
 # Column headings both the Markdown and the terminal report use (each adds its own last columns).
 MODULE_COLUMNS = (
@@ -26,6 +26,34 @@ HOST_COLUMNS = (
     "Severity",
     "N-1",
 )
+
+
+def module_cells(module: ModulePlan) -> list[str]:
+    """The MODULE_COLUMNS cells of one module, as text."""
+    gpus = f"{module.gpus_per_replica} x {module.gpu_model}" if module.gpus_per_replica else "-"
+    return [
+        module.name,
+        str(module.replicas),
+        f"{module.cores_per_replica:g}",
+        f"{module.memory_gib_per_replica:.2f}",
+        gpus,
+        module.bottleneck,
+        module.severity,
+    ]
+
+
+def host_cells(host: HostPlan) -> list[str]:
+    """The HOST_COLUMNS cells of one host, as text."""
+    return [
+        host.name,
+        host.shape,
+        f"{host.cores_used:g}/{host.cores:g}",
+        f"{host.memory_gib_used:.1f}/{host.memory_gib:g}",
+        host.disk_class,
+        host.bottleneck,
+        host.severity,
+        "ok" if host.n_minus_1_holds else "FAILS",
+    ]
 
 
 def plan_json(plan: Plan) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from khronika_ops.planner.pipeline import Plan
-from khronika_ops.planner.report import HOST_COLUMNS, MODULE_COLUMNS
+from khronika_ops.planner.report import HOST_COLUMNS, MODULE_COLUMNS, host_cells, module_cells
 
 
 def _row(*cells: object) -> str:
@@ -26,20 +26,8 @@ def render_markdown(plan: Plan) -> str:
         _row(*["---"] * (len(MODULE_COLUMNS) + 1)),
     ]
     for module in plan.modules:
-        gpus = f"{module.gpus_per_replica} x {module.gpu_model}" if module.gpus_per_replica else "-"
         why = "; ".join(f"{k}: {v}" for k, v in module.reasons.items())
-        lines.append(
-            _row(
-                module.name,
-                module.replicas,
-                f"{module.cores_per_replica:g}",
-                f"{module.memory_gib_per_replica:.2f}",
-                gpus,
-                module.bottleneck,
-                module.severity,
-                why,
-            )
-        )
+        lines.append(_row(*module_cells(module), why))
     lines += [
         "",
         "## Hosts",
@@ -48,19 +36,7 @@ def render_markdown(plan: Plan) -> str:
         _row(*["---"] * (len(HOST_COLUMNS) + 1)),
     ]
     for host in plan.hosts:
-        lines.append(
-            _row(
-                host.name,
-                host.shape,
-                f"{host.cores_used:g}/{host.cores:g}",
-                f"{host.memory_gib_used:.1f}/{host.memory_gib:g}",
-                host.disk_class,
-                host.bottleneck,
-                host.severity,
-                "ok" if host.n_minus_1_holds else "FAILS",
-                ", ".join(host.modules) or "-",
-            )
-        )
+        lines.append(_row(*host_cells(host), ", ".join(host.modules) or "-"))
     lines += [
         "",
         "## Disks",
