@@ -34,7 +34,7 @@ import numpy as np
 from khronika_ops.planner.clean import clean
 from khronika_ops.planner.forecast import forecast, weighted_quantiles
 from khronika_ops.planner.ingest import read_csv
-from khronika_ops.planner.models import CleanSeries, FloatArray, ForecastSettings
+from khronika_ops.planner.models import CleanSeries, FloatArray, ForecastSettings, RawSeries
 from khronika_ops.planner.size import SizingPolicy, size_series
 from khronika_ops.planner.units import Resource
 
@@ -71,40 +71,71 @@ def evaluate(recommendation: float, future: FloatArray) -> tuple[float, float]:
     return under, slack
 
 
+def recommendations(
+    raw: RawSeries,
+    series: CleanSeries,
+    cut: float,
+    *,
+    horizon: float,
+    policy: SizingPolicy,
+    settings: ForecastSettings,
+) -> dict[str, float]:
+    """Each method's size from the history before `cut` (the oracle is added by the caller)."""
+    train = series.model_copy(update={"values": series.values[series.timestamps < cut]})
+    train_times = raw.timestamps[raw.timestamps < cut]
+    train_values = raw.values[raw.timestamps < cut]
+    settings = settings.model_copy(update={"horizon_days": horizon})
+    result = size_series(forecast(train, settings), resource_of(raw.source), policy, source=raw.source)
+    assert result.recommended is not None
+    return {
+        "khronika": result.recommended,
+        "krr p95": float(np.quantile(train_values, 0.95)),
+        "krr max*1.15": float(train_values.max()) * 1.15,
+        "vpa p90+15%": vpa_recommendation(train_times, train_values),
+    }
+
+
 def run(policy: SizingPolicy, half_life: float, trend_t: float) -> list[tuple[str, bool, Results]]:
     """(file name, short, {method: (under, slack)}) for every NAB file."""
     rows: list[tuple[str, bool, Results]] = []
+    settings = ForecastSettings(half_life_days=half_life, trend_t=trend_t)
     for path in sorted(DATA.glob("*.csv")):
         raw = read_csv(path)[0]
         series = clean(raw)
         span = raw.timestamps[-1] - raw.timestamps[0]
         short = span < (TRAIN_DAYS + 1.0) * DAY
         cut = series.start + (SHORT_TRAIN_SHARE * span if short else TRAIN_DAYS * DAY)
-        train_mask = series.timestamps < cut
-        train = CleanSeries(
-            key=series.key,
-            unit=series.unit,
-            source=series.source,
-            start=series.start,
-            step=series.step,
-            values=series.values[train_mask],
-            report=series.report,
-        )
         future = raw.values[(raw.timestamps >= cut) & np.isfinite(raw.values)]
-        train_times = raw.timestamps[raw.timestamps < cut]
-        train_values = raw.values[raw.timestamps < cut]
         horizon = (raw.timestamps[-1] - cut) / DAY
-        settings = ForecastSettings(horizon_days=horizon, half_life_days=half_life, trend_t=trend_t)
-        result = size_series(forecast(train, settings), resource_of(path.name), policy, source=str(path))
-        assert result.recommended is not None
-        results = {
-            "khronika": evaluate(result.recommended, future),
-            "krr p95": evaluate(float(np.quantile(train_values, 0.95)), future),
-            "krr max*1.15": evaluate(float(train_values.max()) * 1.15, future),
-            "vpa p90+15%": evaluate(vpa_recommendation(train_times, train_values), future),
-            "oracle": evaluate(oracle_recommendation(future), future),
-        }
-        rows.append((path.name, short, results))
+        sizes = recommendations(raw, series, cut, horizon=horizon, policy=policy, settings=settings)
+        sizes["oracle"] = oracle_recommendation(future)
+        rows.append((path.name, short, {method: evaluate(size, future) for method, size in sizes.items()}))
+    return rows
+
+
+def run_daily(policy: SizingPolicy, half_life: float, trend_t: float) -> list[tuple[str, Results]]:
+    """Re-planned every day, as before each night's window: size on all history up to day d (d = 10,
+    11, ...), evaluate on day d only; figures are over all evaluated days of a series."""
+    rows: list[tuple[str, Results]] = []
+    settings = ForecastSettings(half_life_days=half_life, trend_t=trend_t)
+    for path in sorted(DATA.glob("*.csv")):
+        raw = read_csv(path)[0]
+        series = clean(raw)
+        if raw.timestamps[-1] - raw.timestamps[0] < (TRAIN_DAYS + 1.0) * DAY:
+            continue
+        under: dict[str, list[float]] = {}
+        slack: dict[str, list[float]] = {}
+        cut = series.start + TRAIN_DAYS * DAY
+        while cut < raw.timestamps[-1]:
+            day = (raw.timestamps >= cut) & (raw.timestamps < cut + DAY) & np.isfinite(raw.values)
+            for method, size in recommendations(
+                raw, series, cut, horizon=1.0, policy=policy, settings=settings
+            ).items():
+                for values, (u, s) in ((raw.values[day], evaluate(size, raw.values[day])),):
+                    under.setdefault(method, []).extend([u] * values.size)
+                    slack.setdefault(method, []).extend([s] * values.size)
+            cut += DAY
+        rows.append((path.name, {m: (float(np.mean(under[m])), float(np.mean(slack[m]))) for m in under}))
     return rows
 
 
@@ -200,6 +231,21 @@ def main() -> None:
     for method in methods:
         print(summary_line(method, [results[method] for results in standard]))
     print_floor(standard)
+    daily = run_daily(policy, args.half_life, args.trend_t)
+    print(
+        f"\nre-planned every day from day {TRAIN_DAYS:g} on ({len(daily)} series; size on all history so far, "
+        "evaluate the next day)"
+    )
+    print(
+        f"{'method':16s}{'mean under %':>14s}{'median under %':>16s}{'series <=1 %':>14s}{'mean slack %':>14s}"
+    )
+    for method in daily[0][1]:
+        print(summary_line(method, [results[method] for _, results in daily]))
+    if not args.quiet:
+        for name, results in daily:
+            if results["khronika"][0] > 0.01:
+                cells = ", ".join(f"{m} {results[m][0] * 100:.2f} %" for m in results)
+                print(f"  {name}: under-provisioned {cells}")
     short_rows = [results for _, short, results in rows if short]
     if short_rows:
         print(

@@ -148,3 +148,47 @@ def test_plain_text_output(nab: Path) -> None:
     code, out, _ = run_cli("plan", "size", "--csv", str(nab / "grok_asg_anomaly.csv"), "--resource", "cpu")
     assert code == 0
     assert "recommended" in out
+
+
+def _stepped(before: float, after: float, days: float = 14.0, shift_day: float = 10.0) -> np.ndarray:
+    """Daily load around `before`, moving to `after` at `shift_day` (a release, a module enabled)."""
+    t = np.arange(int(days * 288)) / 288
+    return _daily_shape(t) * np.where(t < shift_day, before, after)
+
+
+def _daily_shape(t: np.ndarray) -> np.ndarray:
+    """1 +- 0.25 over the day, with 5 % noise (5-minute steps, t in days)."""
+    noise = np.random.default_rng(11).normal(0, 0.05, t.size).clip(-0.15, 0.15)
+    return 1 + 0.25 * np.sin(2 * np.pi * t) + noise
+
+
+def test_a_level_shift_is_not_a_trend(tmp_path: Path) -> None:
+    """A step from 10 to 20 fits a line with a significant slope; extrapolating it would size for 40+.
+    It is reported as a shift, not extrapolated, and sized on the days since it."""
+    stepped = size_json(
+        write_series(tmp_path / "up.csv", _stepped(10, 20), iso=False), "cpu", "--horizon", "30"
+    )
+    assert stepped["level_shift"] is not None
+    assert stepped["level_shift"]["days_since"] == pytest.approx(4.0, abs=0.26)  # 6-hour bins
+    assert stepped["level_shift"]["after"] == pytest.approx(20, rel=0.05)
+    assert not stepped["trend_used"] and "a step, not a trend" in stepped["reason"]
+    after_only = size_json(
+        write_series(tmp_path / "after.csv", _stepped(20, 20)[-1152:], iso=False), "cpu", "--horizon", "30"
+    )
+    assert after_only["level_shift"] is None
+    # Sized like the four days since the shift alone (same samples, same policy), not like a trend.
+    assert stepped["recommended"] == pytest.approx(after_only["recommended"], rel=0.1)
+    assert stepped["recommended"] < 1.5 * 20 * 1.25
+
+
+def test_a_ramp_stays_a_trend_and_a_fall_keeps_the_history(tmp_path: Path) -> None:
+    t = np.arange(14 * 288) / 288
+    ramp = _daily_shape(t) * np.linspace(10, 20, t.size)
+    rising = size_json(write_series(tmp_path / "ramp.csv", ramp, iso=False), "cpu", "--horizon", "30")
+    assert rising["level_shift"] is None and rising["trend_used"]
+    fall = size_json(
+        write_series(tmp_path / "fall.csv", _stepped(20, 10), iso=False), "cpu", "--horizon", "30"
+    )
+    assert fall["level_shift"]["after"] == pytest.approx(10, rel=0.05)
+    assert "capacity is not planned to shrink" in fall["reason"]
+    assert fall["recommended"] >= fall["observed"]["p95"]  # the old, higher level is still covered

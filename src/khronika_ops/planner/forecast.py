@@ -20,7 +20,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from khronika_ops.planner.models import CleanSeries, FloatArray, Forecast, ForecastBand, ForecastSettings
+from khronika_ops.planner.models import (
+    BoolArray,
+    CleanSeries,
+    FloatArray,
+    Forecast,
+    ForecastBand,
+    ForecastSettings,
+    IntArray,
+)
 
 DAY = 86400.0
 DEMAND_QUANTILES: dict[str, float] = {
@@ -172,6 +180,92 @@ def weighted_quantiles(matrix: FloatArray, weights: FloatArray, quantiles: Seque
     return result
 
 
+class _LevelShifts(NamedTuple):
+    shifted: BoolArray
+    row: IntArray  # first row after the shift (0 where none)
+    before: FloatArray
+    after: FloatArray
+
+
+def _level_shifts(
+    matrix: FloatArray, seasonal: FloatArray, mask: FloatArray, step_days: float, settings: ForecastSettings
+) -> _LevelShifts:
+    """One step change in level per series, told apart from a trend (binary segmentation, one split).
+
+    The seasonal part of the fit is taken out and the rest averaged in 6-hour bins. For every split with
+    at least `level_shift_min_days` on each side, the two-level model's squared error is compared with a
+    straight line's. A shift is a split whose two-level error is below `level_shift_error_ratio` of the
+    line's (a ramp fits a line far better than a step; a step fits two levels far better than a line),
+    whose size is at least `level_shift_min_change` of the larger level, and at least `level_shift_z`
+    times the bins' spread around their levels. Vectorised over the block, like the fit itself."""
+    n_rows, n_series = matrix.shape
+    none = _LevelShifts(
+        np.zeros(n_series, dtype=bool),
+        np.zeros(n_series, dtype=np.int64),
+        np.zeros(n_series),
+        np.zeros(n_series),
+    )
+    per_bin = max(1, round(0.25 / step_days))
+    n_bins = n_rows // per_bin
+    min_bins = int(np.ceil(settings.level_shift_min_days * 4))
+    if n_bins < 2 * min_bins or n_series == 0:
+        return none
+    offset = n_rows - n_bins * per_bin  # bins end at the last row; the first rows left over are ignored
+    level = np.where(mask, matrix - seasonal, 0.0)[offset:].reshape(n_bins, per_bin, n_series)
+    counts = mask[offset:].reshape(n_bins, per_bin, n_series).sum(axis=1).astype(np.float64)
+    sums = level.sum(axis=1)
+    means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    weights = counts
+    total_w = weights.sum(axis=0)
+    cum_w = np.cumsum(weights, axis=0)
+    cum_s = np.cumsum(weights * means, axis=0)
+    cum_q = np.cumsum(weights * means**2, axis=0)
+    splits = np.arange(min_bins - 1, n_bins - min_bins)  # the left part ends at bin k
+    left_w, left_s, left_q = cum_w[splits], cum_s[splits], cum_q[splits]
+    right_w, right_s, right_q = total_w - left_w, cum_s[-1] - left_s, cum_q[-1] - left_q
+    with np.errstate(divide="ignore", invalid="ignore"):
+        error = (left_q - left_s**2 / left_w) + (right_q - right_s**2 / right_w)
+    error = np.where((left_w > 0) & (right_w > 0), error, np.inf)
+    best = np.argmin(error, axis=0)
+    columns = np.arange(n_series)
+    step_error = error[best, columns]
+    wl, wr = left_w[best, columns], right_w[best, columns]
+    before = np.divide(left_s[best, columns], wl, out=np.zeros(n_series), where=wl > 0)
+    after = np.divide(right_s[best, columns], wr, out=np.zeros(n_series), where=wr > 0)
+    # A straight line through the bin means (weighted least squares, closed form).
+    x = np.arange(n_bins, dtype=np.float64)[:, None]
+    safe_w = np.maximum(total_w, 1e-300)
+    x_mean = (weights * x).sum(axis=0) / safe_w
+    m_mean = (weights * means).sum(axis=0) / safe_w
+    sxx = (weights * (x - x_mean) ** 2).sum(axis=0)
+    sxm = (weights * (x - x_mean) * (means - m_mean)).sum(axis=0)
+    smm = (weights * (means - m_mean) ** 2).sum(axis=0)
+    line_error = smm - np.divide(sxm**2, sxx, out=np.zeros(n_series), where=sxx > 0)
+    change = np.abs(after - before)
+    spread = np.sqrt(np.maximum(step_error, 0.0) / safe_w)
+    shifted = (
+        (step_error < settings.level_shift_error_ratio * line_error)
+        & (change >= settings.level_shift_min_change * np.maximum(np.abs(before), np.abs(after)))
+        & (change > settings.level_shift_z * spread)
+        & np.isfinite(step_error)
+    )
+    row = np.where(shifted, offset + (splits[best] + 1) * per_bin, 0)
+    return _LevelShifts(shifted, row, before, after)
+
+
+def _step_refit(
+    design: FloatArray, values: FloatArray, rows: FloatArray, shift_row: int
+) -> tuple[FloatArray, float, float]:
+    """Seasonal fit with a level step at `shift_row` instead of a trend: (coefficients with the
+    intercept at the new level and no trend, level before, level after)."""
+    step = (np.arange(values.size) >= shift_row).astype(np.float64)
+    columns = np.column_stack([design[:, :1], step, design[:, 2:]])
+    solution = np.linalg.lstsq(columns[rows], values[rows], rcond=None)[0]
+    before, change = float(solution[0]), float(solution[1])
+    coefficients = np.concatenate([[before + change, 0.0], solution[2:]])
+    return coefficients, before, before + change
+
+
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -211,8 +305,31 @@ def _forecast_matrix(
 
     slope = coefficients[1]
     trend_t = _trend_t_statistic(residuals, t_days, mask, slope, settings.outlier_z * sigma)
-    trend_used = (trend_t > settings.trend_t) & (slope > 0)
+    # Detection takes out the daily curve only: weekly terms fitted over two weeks can absorb part of a
+    # step, and would bias the levels either side of it.
+    daily_columns = slice(2, 2 + 2 * daily)
+    shifts = _level_shifts(
+        matrix, design[:, daily_columns] @ coefficients[daily_columns], mask, step_days, settings
+    )
+    # A step is not growth: its least-squares slope must not be extrapolated.
+    trend_used = (trend_t > settings.trend_t) & (slope > 0) & ~shifts.shifted
     slope_used = np.where(trend_used, slope, 0.0)
+    # After a rise, only the samples since the shift describe today's load; after a fall the whole
+    # history is kept (capacity is not planned to shrink on a few days of lower load).
+    rose = shifts.shifted & (shifts.after > shifts.before)
+    sizing_matrix = matrix
+    if rose.any():
+        before_shift = np.arange(n_rows)[:, None] < np.where(rose, shifts.row, 0)[None, :]
+        sizing_matrix = np.where(before_shift, np.nan, matrix)
+    # The level the seasonal curve rides on at the end: the fitted line's end or, after a shift, the
+    # new level from a refit with a step term in place of the trend (shifts are rare: one solve each).
+    level_coefficients = coefficients.copy()
+    for shifted in np.flatnonzero(shifts.shifted):
+        refit, before, after = _step_refit(
+            design, matrix[:, shifted], mask[:, shifted], int(shifts.row[shifted])
+        )
+        level_coefficients[:, shifted] = refit
+        shifts.before[shifted], shifts.after[shifted] = before, after
 
     horizon = settings.horizon_days
     growth = settings.load_factor * (1.0 + settings.growth_percent_per_month / 100.0) ** (horizon / 30.0)
@@ -221,7 +338,7 @@ def _forecast_matrix(
 
     def demand_at(days: float, multiplier: float) -> FloatArray:
         return _demand(
-            matrix,
+            sizing_matrix,
             t_days=t_days,
             slope_used=slope_used,
             spans=spans,
@@ -246,7 +363,7 @@ def _forecast_matrix(
     future_t = np.linspace(horizon - min(period, horizon), horizon, 288 if period == 1.0 else 2016)
     future_design = _design(future_t, daily, weekly)
     future_design[:, 1] = 0.0  # the trend is added below, with each series' own cap and only if used
-    future_mean = future_design @ coefficients + slope_used * np.minimum(horizon, spans)
+    future_mean = future_design @ level_coefficients + slope_used * np.minimum(horizon, spans)
     peaks = (future_mean.max(axis=0) + residual_p99) * growth
 
     observed = np.vstack([quantiles(matrix, (0.5, 0.95, 0.99)), np.nanmax(matrix, axis=0)[None, :]])
@@ -284,6 +401,26 @@ def _forecast_matrix(
         base.trend_per_day = float(slope[column])
         base.trend_used = bool(trend_used[column])
         base.trend_reason = _trend_reason(float(slope[column]), float(trend_t[column]), settings.trend_t)
+        if shifts.shifted[column]:
+            at = first.start + first.step * int(shifts.row[column])
+            before, after = float(shifts.before[column]), float(shifts.after[column])
+            since = (end_epoch - at) / DAY
+            base.level_shift = {
+                "at": _iso(at),
+                "before": float(f"{before:.6g}"),
+                "after": float(f"{after:.6g}"),
+                "days_since": round(since, 3),
+            }
+            change = f"{(after / before - 1):+.0%}" if before > 0 else f"{after - before:+.3g}"
+            sized = (
+                f"sized on the {since:.1f} d since"
+                if after > before
+                else "the whole history kept (capacity is not planned to shrink)"
+            )
+            base.trend_reason = (
+                f"level shift at {_iso(at)} from {before:.4g} to {after:.4g} ({change}): a step, not a trend, "
+                f"so not extrapolated; {sized}"
+            )
         base.seasonality = seasonality
         base.residual_p99 = float(residual_p99[column])
         base.outliers_flagged = int(flagged.size)
@@ -295,7 +432,7 @@ def _forecast_matrix(
             base.band = _band(
                 first,
                 history=matrix[:, column],
-                coefficients=coefficients[:, column],
+                coefficients=level_coefficients[:, column],
                 harmonics=(daily, weekly),
                 slope_used=float(slope_used[column]),
                 span=float(spans[column]),

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 class SeriesKey(BaseModel):
@@ -101,6 +102,12 @@ class ForecastSettings(BaseModel):
     trend_t: float = 3.0
     # Weight of a sample halves every this many days back from the end of history (VPA-style decay).
     half_life_days: float = 7.0
+    # Level shifts (forecast._level_shifts): each side at least this long, a two-level error below this
+    # share of a straight line's, a change of at least this share of the level and this many spreads.
+    level_shift_min_days: float = Field(1.0, gt=0)
+    level_shift_error_ratio: float = Field(0.5, gt=0, le=1)
+    level_shift_min_change: float = Field(0.2, ge=0)
+    level_shift_z: float = Field(4.0, ge=0)
     min_history_days: float = 1.0
     min_points: int = 48
     keep_band: bool = False
@@ -139,6 +146,8 @@ class Forecast(BaseModel):
     trend_per_day: float = 0.0
     trend_used: bool = False
     trend_reason: str = ""
+    # A step change in level found in the history: at (ISO time), before, after, days_since.
+    level_shift: dict[str, float | str] | None = None
     seasonality: list[str] = Field(default_factory=list)
     residual_p99: float = 0.0
     outliers_flagged: int = 0
@@ -172,6 +181,7 @@ class SizeResult(BaseModel):
     outlier_timestamps: list[str] = Field(default_factory=list)
     trend_per_day: float = 0.0
     trend_used: bool = False
+    level_shift: dict[str, float | str] | None = None
     cleaning: CleanReport | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
     band: ForecastBand | None = Field(default=None, exclude=True)

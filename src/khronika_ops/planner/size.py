@@ -118,6 +118,7 @@ def size_series(
         outlier_timestamps=forecast.outlier_timestamps,
         trend_per_day=round_figure(forecast.trend_per_day),
         trend_used=forecast.trend_used,
+        level_shift=forecast.level_shift,
         extra=extra,
         band=forecast.band,
     )
