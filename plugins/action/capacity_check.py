@@ -17,8 +17,9 @@ short_description: Fail when hosts lack the disk, RAM, cores or GPUs a release n
 description:
   - Runs on the controller. Sums the per-module minimums of a release on each host it is placed on
     and compares them with the host's facts (C(ansible_processor_vcpus), C(ansible_memtotal_mb),
-    C(ansible_mounts), and C(khronika_gpu_count)/C(khronika_gpu_model) or the local fact
-    C(ansible_local.khronika.gpus)).
+    C(ansible_mounts), and C(khronika_gpu_count)/C(khronika_gpu_model) or
+    the nvidia role's local fact C(ansible_local.khronika_gpu) (count and models; a catalog name such as
+    C(nvidia-h100-80gb) matches the driver's C(NVIDIA H100 80GB HBM3))).
   - Fails with a per-host table naming what is short. All logic lives in the C(khronika-ops) Python
     package (C(khronika_ops.planner.gate)); install it on the controller with C(pip install khronika-ops).
 options:

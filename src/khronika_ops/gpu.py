@@ -172,6 +172,21 @@ def detect(pci: list[PciFunction], nvidia_smi_output: str | None) -> GpuFact:
     )
 
 
+def _model_tokens(name: str) -> list[str]:
+    tokens = [token for token in re.split(r"[^a-z0-9]+", name.lower()) if token]
+    return tokens[1:] if tokens[:1] == ["nvidia"] else tokens
+
+
+def gpu_model_matches(required: str, present: str) -> bool:
+    """Whether a GPU named `present` (nvidia-smi: "NVIDIA H100 80GB HBM3") is the model `required`
+    names in a catalog or inventory ("nvidia-h100-80gb", "H100", "h100 80gb"): same chip (first word
+    after the vendor), and every further word of `required` appears in `present`. "L4" is not "L40S"."""
+    wanted, found = _model_tokens(required), _model_tokens(present)
+    if not wanted or not found or wanted[0] != found[0]:
+        return False
+    return set(wanted[1:]) <= set(found[1:])
+
+
 def compare_with_inventory(
     fact: dict[str, Any], expected_count: int | None, expected_model: str
 ) -> list[str]:
@@ -183,6 +198,6 @@ def compare_with_inventory(
             f"expected {expected_count} GPU(s), found {count} (source: {fact.get('source', 'none')})"
         )
     models = [str(model) for model in fact.get("models", [])]
-    if expected_model and count and any(expected_model not in model for model in models):
+    if expected_model and count and not all(gpu_model_matches(expected_model, model) for model in models):
         problems.append(f"expected model {expected_model!r}, found {', '.join(models) or 'unknown'}")
     return problems

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from khronika_ops.gpu import gpu_model_matches
 from khronika_ops.planner.gate import HostFacts, ModuleMinimum, check, facts_from_ansible, mount_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,3 +138,42 @@ def test_action_plugin_in_a_playbook(tmp_path: Path) -> None:
     assert failed.returncode != 0
     assert "capacity check failed" in failed.stdout
     assert "SHORT" in failed.stdout and "memory_mb" in failed.stdout
+
+
+def test_the_nvidia_roles_fact_and_driver_model_names() -> None:
+    """The nvidia role's ansible_local.khronika_gpu (real H200 answer: count 1, "NVIDIA H200") is what the
+    gate reads; catalog names match the driver's names by chip and the words they give."""
+    hostvars = {
+        "ansible_facts": {
+            "processor_vcpus": 16,
+            "memtotal_mb": 128000,
+            "mounts": [],
+            "local": {"khronika_gpu": {"count": 1, "models": ["NVIDIA H200"], "source": "pci+nvidia-smi"}},
+        }
+    }
+    facts = facts_from_ansible("gpu-01", hostvars)
+    assert (facts.gpus, facts.gpu_model) == (1, "NVIDIA H200")
+    fits = check(
+        [facts], [ModuleMinimum(name="infer", gpus=1, gpu_model="nvidia-h200")], {"infer": ["gpu-01"]}
+    )
+    assert fits.ok, fits.table
+    wrong = check(
+        [facts], [ModuleMinimum(name="infer", gpus=1, gpu_model="nvidia-h100-80gb")], {"infer": ["gpu-01"]}
+    )
+    assert not wrong.ok and "NVIDIA H200 present" in wrong.table
+
+
+@pytest.mark.parametrize(
+    ("required", "present", "matches"),
+    [
+        ("nvidia-h100-80gb", "NVIDIA H100 80GB HBM3", True),
+        ("H100", "NVIDIA H100 80GB HBM3", True),
+        ("nvidia-a100-80gb", "NVIDIA A100-SXM4-80GB", True),
+        ("nvidia-l4", "NVIDIA L4", True),
+        ("nvidia-l4", "NVIDIA L40S", False),
+        ("nvidia-h100-80gb", "NVIDIA H200", False),
+        ("nvidia-a100-80gb", "NVIDIA A100-SXM4-40GB", False),
+    ],
+)
+def test_gpu_model_names(required: str, present: str, matches: bool) -> None:
+    assert gpu_model_matches(required, present) is matches

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from khronika_ops.gpu import gpu_model_matches
+
 
 class HostFacts(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -76,7 +78,11 @@ def check(
         gpu_modules = [m for m in wanted if m.gpus]
         if gpu_modules:
             gpus_needed = sum(m.gpus for m in gpu_modules)
-            wrong_model = [m.name for m in gpu_modules if m.gpu_model and m.gpu_model != host.gpu_model]
+            wrong_model = [
+                m.name
+                for m in gpu_modules
+                if m.gpu_model and not (host.gpu_model and gpu_model_matches(m.gpu_model, host.gpu_model))
+            ]
             row = _row(host, "gpus", gpus_needed, host.gpus, [m.name for m in gpu_modules])
             if wrong_model:
                 row = row.model_copy(
@@ -130,7 +136,7 @@ def render_table(rows: list[CheckRow]) -> str:
 
 def facts_from_ansible(name: str, hostvars: Mapping[str, Any]) -> HostFacts:
     """HostFacts from a host's Ansible variables (setup facts, plus `khronika_gpu_count`/`_model` or the
-    local fact `ansible_local.khronika.gpus`)."""
+    nvidia role's local fact `ansible_local.khronika_gpu`)."""
     facts = hostvars.get("ansible_facts", {}) or {}
 
     def fact(key: str, default: Any = None) -> Any:
@@ -141,8 +147,13 @@ def facts_from_ansible(name: str, hostvars: Mapping[str, Any]) -> HostFacts:
         for m in fact("mounts", []) or []
         if "mount" in m
     }
-    local = (fact("local", {}) or {}).get("khronika", {}) or {}
-    gpus = hostvars.get("khronika_gpu_count", local.get("gpus", 0))
+    local_facts = fact("local", {}) or {}
+    # The nvidia role's fact (ansible_local.khronika_gpu: count, models), else the older
+    # ansible_local.khronika {gpus, gpu_model}; inventory variables win over both.
+    gpu_fact = local_facts.get("khronika_gpu", {}) or {}
+    legacy = local_facts.get("khronika", {}) or {}
+    models = [str(model) for model in gpu_fact.get("models", []) or []]
+    gpus = hostvars.get("khronika_gpu_count", gpu_fact.get("count", legacy.get("gpus", 0)))
     cores = fact("processor_vcpus") or fact("processor_nproc") or 0
     return HostFacts(
         name=name,
@@ -150,5 +161,7 @@ def facts_from_ansible(name: str, hostvars: Mapping[str, Any]) -> HostFacts:
         memory_mb=float(fact("memtotal_mb", 0) or 0),
         disk_free_mb=mounts,
         gpus=int(gpus or 0),
-        gpu_model=hostvars.get("khronika_gpu_model", local.get("gpu_model")),
+        gpu_model=hostvars.get(
+            "khronika_gpu_model", ", ".join(models) if models else legacy.get("gpu_model")
+        ),
     )
