@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import REPO, ansible_env, run_playbook
 from khronika_ops.planner.ingest import prometheus as prom
@@ -56,7 +57,10 @@ def _openmetrics(end: int) -> str:
     lines = []
     gauges = {
         "khronika_host_cpu_used_cores": [('instance="h1:9100"', 2.0), ('instance="h2:9100"', 1.0)],
-        "khronika_container_cpu_cores": [('instance="h1:9100",container="web"', 1.5)],
+        "khronika_container_cpu_cores": [
+            ('instance="h1:9100",container="web"', 1.5),
+            ('instance="localhost:9100",container="web-1"', 0.8),  # the plan.yml test's host
+        ],
         "khronika_container_memory_bytes": [('instance="h1:9100",container="web"', 2.0 * 1024**3)],
         "khronika_filesystem_used_bytes": [('instance="h2:9100",mount="/var/lib/khronika"', 400.0 * 1024**3)],
         "khronika_module_request_duration_seconds": [('instance="h1:8080",module="web"', 0.045)],
@@ -359,19 +363,49 @@ def test_several_formats_need_a_directory(tmp_path: Path) -> None:
 
 def test_plan_playbook_reads_the_inventory(served: Served, tmp_path: Path) -> None:
     """playbooks/plan.yml finds Prometheus, its CA and the vaulted web user in the inventory (the way
-    the monitoring roles set them) and writes md, html and json from one planner run."""
+    the monitoring roles set them), compares with the site as it is (facts of every reachable host,
+    modules resolved from khronika_modules) and writes md, html and json from one planner run."""
     inventory = tmp_path / "site"
     tls = inventory / "files" / "monitoring-tls"
     tls.mkdir(parents=True)
     shutil.copy(served.ca, tls / "ca.crt")
     port = served.url.rsplit(":", 1)[1]
-    (inventory / "hosts.yml").write_text(
-        "all:\n  children:\n    khronika:\n      children:\n        khronika_monitoring:\n"
-        "          hosts:\n            localhost:\n              ansible_connection: local\n"
-        f"              monitoring_server_prometheus_port: {port}\n"
-        f"              monitoring_server_web_users: {{{USER}: {PASSWORD}}}\n",
-        encoding="utf-8",
-    )
+    hosts = {
+        "all": {
+            "vars": {
+                "khronika_modules": [
+                    {
+                        "name": "web",
+                        "image": "khronika-samples/appeals-api",
+                        "placement": {"hosts": ["localhost"]},
+                        "resources": {"cpus": 0.5, "memory": "256m"},
+                    }
+                ]
+            },
+            "children": {
+                "khronika": {
+                    "children": {
+                        "khronika_monitoring": {
+                            "hosts": {
+                                "localhost": {
+                                    "ansible_connection": "local",
+                                    "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                                    "khronika_nic_gbps": 25,
+                                    "monitoring_server_prometheus_port": int(port),
+                                    "monitoring_server_web_users": {USER: PASSWORD},
+                                }
+                            }
+                        },
+                        # Nothing listens there: the plan goes on without it and says so.
+                        "khronika_platform": {
+                            "hosts": {"ghost": {"ansible_host": "127.0.0.1", "ansible_port": _free_port()}}
+                        },
+                    }
+                }
+            },
+        }
+    }
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts), encoding="utf-8")
     reports = tmp_path / "reports"
     env = ansible_env(PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}")
     run = run_playbook(
@@ -388,8 +422,16 @@ def test_plan_playbook_reads_the_inventory(served: Served, tmp_path: Path) -> No
         "capacity-plan.html",
         "capacity-plan.json",
         "capacity-plan.md",
+        "site-catalog.yml",
     ]
-    assert json.loads((reports / "capacity-plan.json").read_text())["history_source"] == served.url
+    plan = json.loads((reports / "capacity-plan.json").read_text())
+    assert plan["history_source"] == served.url
+    here = next(h for h in plan["hosts"] if h["name"] == "localhost")
+    assert not here["new"] and here["cores"] == os.cpu_count() and here["nic_gbps"] == 25
+    web = next(m for m in plan["modules"] if m["name"] == "web")
+    assert web["current_host"] == "localhost" and web["replicas"] == 1
+    assert web["cores_per_replica"] >= 0.5  # the Docker limit is the floor
+    assert any("ghost: no facts" in warning for warning in plan["warnings"])
     assert PASSWORD not in run.output
     # A wrong CA path is refused before anything runs.
     bad = run_playbook(

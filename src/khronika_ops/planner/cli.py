@@ -131,7 +131,12 @@ def plan(
     csv: Annotated[
         list[Path] | None, typer.Option("--csv", help="CSV file(s) with history (repeatable).")
     ] = None,
-    catalog: Annotated[Path | None, typer.Option(help="Site catalog YAML (hosts, modules, shapes).")] = None,
+    catalog: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Site catalog YAML (hosts, modules, shapes); repeat to layer files, later ones win."
+        ),
+    ] = None,
     horizon: Annotated[str, typer.Option(help="Planning horizon: 90d, 12w, 36h.")] = "90d",
     history: Annotated[str, typer.Option(help="History to read from Prometheus.")] = "14d",
     step: Annotated[str, typer.Option(help="Prometheus query step (peaks kept with max_over_time).")] = "5m",
@@ -170,7 +175,7 @@ def plan(
             prometheus_password=password if prometheus_user is not None else None,
             prometheus_token=token if prometheus_user is None else None,
             csv_files=[str(path) for path in csv or []],
-            catalog_file=str(catalog) if catalog else None,
+            catalog_files=[str(path) for path in catalog or []],
             history_days=parse_duration_days(history),
             step_seconds=parse_duration_days(step) * 86400.0,
             settings=ForecastSettings(

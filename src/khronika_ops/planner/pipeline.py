@@ -35,7 +35,7 @@ class PlanRequest(BaseModel):
     prometheus_password: SecretStr | None = None
     prometheus_token: SecretStr | None = None
     csv_files: list[str] = Field(default_factory=list)
-    catalog_file: str | None = None
+    catalog_files: list[str] = Field(default_factory=list)
     history_days: float = 14.0
     step_seconds: float = 300.0
     settings: ForecastSettings = ForecastSettings()
@@ -123,7 +123,18 @@ def ingest(request: PlanRequest, catalog: Catalog) -> list[RawSeries]:
             client, start, end, request.step_seconds, hosts=[host.name for host in catalog.hosts]
         )
     if not series:
-        raise InputError("no series found", source=request.prometheus_url or ",".join(request.csv_files))
+        hosts = ", ".join(host.name for host in catalog.hosts)
+        scope = (
+            f" for the catalog's hosts ({hosts}) over the last {request.history_days:g} d" if hosts else ""
+        )
+        hint = (
+            "; Prometheus must label them instance=<inventory name>[:port] (docs/metrics.md)"
+            if hosts and request.prometheus_url
+            else ""
+        )
+        raise InputError(
+            f"no series found{scope}{hint}", source=request.prometheus_url or ",".join(request.csv_files)
+        )
     return series
 
 
@@ -376,7 +387,7 @@ def _host_gpus(host: ExistingHost, index: _Index) -> tuple[dict[str, float], str
 
 def build_plan(request: PlanRequest, progress: Progress | None = None) -> Plan:
     note = progress or (lambda _message: None)
-    catalog = load_catalog(request.catalog_file)
+    catalog = load_catalog(request.catalog_files)
     note("reading history")
     raw = ingest(request, catalog)
     note(f"cleaning {len(raw)} series")
@@ -406,7 +417,8 @@ def build_plan(request: PlanRequest, progress: Progress | None = None) -> Plan:
     note(f"placing {len(replicas)} replicas")
     placement = place(replicas, catalog)
     drains = check_n_minus_1(replicas, placement, catalog)
-    warnings = [f"{name}: could not be placed on any host or shape" for name in placement.unplaced]
+    warnings = list(catalog.notes)
+    warnings += [f"{name}: could not be placed on any host or shape" for name in placement.unplaced]
     warnings += [f"N-1: draining {d.host} strands {', '.join(d.unplaced)}" for d in drains if not d.holds]
     hosts = _host_plans(
         replicas,

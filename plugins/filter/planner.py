@@ -1,0 +1,65 @@
+"""Filter of khronika.platform for playbooks/plan.yml: a thin adapter over khronika_ops.planner.site.
+
+khronika_capacity_site(hostvars, groups, khronika_modules=None, hosts_group='khronika')
+    -> the planner catalog fragment for the site as it is (hosts from gathered facts, modules resolved
+       from the module catalog), to be written as YAML and passed to `khronika plan --catalog`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+try:
+    from khronika_ops.planner.site import site_catalog_from_ansible
+    from khronika_ops.platform.common import ProblemsError
+except ImportError as exc:  # pragma: no cover - depends on the controller's environment
+    raise AnsibleFilterError(
+        "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
+    ) from exc
+
+
+def _plain(value: Any) -> Any:
+    """Ansible's lazy containers and tagged strings as plain Python."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def khronika_capacity_site(
+    hostvars: Any, groups: Any, modules: Any = None, hosts_group: str = "khronika"
+) -> dict[str, Any]:
+    if not isinstance(groups, Mapping):
+        raise AnsibleFilterError("khronika_capacity_site: the second argument must be `groups`")
+    members = [str(host) for host in groups.get(hosts_group, [])]
+    # Only the variables the planner reads, so that nothing else (vault secrets included) is resolved.
+    wanted = {}
+    for host in members:
+        variables = hostvars[host]
+        wanted[host] = {
+            key: _plain(variables[key])
+            for key in (
+                "ansible_facts",
+                "khronika_disk_class",
+                "khronika_nic_gbps",
+                "khronika_gpu_count",
+                "khronika_gpu_model",
+                "khronika_gpu_expected_count",
+            )
+            if key in variables
+        }
+    try:
+        return site_catalog_from_ansible(wanted, _plain(groups), _plain(modules) or None, hosts_group)
+    except ProblemsError as exc:
+        raise AnsibleFilterError(f"khronika_capacity_site: {exc}") from exc
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"khronika_capacity_site": khronika_capacity_site}
