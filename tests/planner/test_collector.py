@@ -61,6 +61,10 @@ def test_collect_once_real_host(tmp_path: Path, running_container: object) -> No
     assert "khronika_filesystem_used_bytes" in series
     devices = {s.key.label("device") for s in read_csv(files[0]) if s.key.metric == "khronika_disk_iops"}
     assert not {d for d in devices if d and d.startswith(("loop", "dm-", "ram"))}  # counted below them
+    network = [s.key for s in read_csv(files[0]) if s.key.metric == "khronika_network_bytes_per_second"]
+    assert {key.label("direction") for key in network} <= {"receive", "transmit"}
+    interfaces = {key.label("interface") or "" for key in network}
+    assert not {name for name in interfaces if name == "lo" or name.startswith(("veth", "docker", "br-"))}
     if running_container is not None:
         name = running_container.name  # type: ignore[attr-defined]
         keys = [str(s.key) for s in read_csv(files[0])]

@@ -62,15 +62,20 @@ def _openmetrics(end: int) -> str:
             ('instance="localhost:9100",container="web-1"', 0.8),  # the plan.yml test's host
         ],
         "khronika_container_memory_bytes": [('instance="h1:9100",container="web"', 2.0 * 1024**3)],
-        "khronika_filesystem_used_bytes": [('instance="h2:9100",mount="/var/lib/khronika"', 400.0 * 1024**3)],
+        "khronika_filesystem_used_bytes": [
+            ('instance="h2:9100",mount="/var/lib/khronika"', 400.0 * 1024**3),
+            ('instance="h1:9100",mount="/data"', 100.0 * 1024**3),  # the collector and node_exporter both
+        ],
         "khronika_module_request_duration_seconds": [('instance="h1:8080",module="web"', 0.045)],
         # node_exporter on h1: a real filesystem and a tmpfs (left out), size constant, free shrinking.
         "node_filesystem_size_bytes": [
             ('instance="h1:9100",mountpoint="/srv",fstype="ext4",device="/dev/sdb1"', 500.0 * 1024**3),
+            ('instance="h1:9100",mountpoint="/data",fstype="ext4",device="/dev/sdc1"', 500.0 * 1024**3),
             ('instance="h1:9100",mountpoint="/run",fstype="tmpfs",device="tmpfs"', 1.0 * 1024**3),
         ],
         "node_filesystem_free_bytes": [
             ('instance="h1:9100",mountpoint="/srv",fstype="ext4",device="/dev/sdb1"', 300.0 * 1024**3),
+            ('instance="h1:9100",mountpoint="/data",fstype="ext4",device="/dev/sdc1"', 400.0 * 1024**3),
             ('instance="h1:9100",mountpoint="/run",fstype="tmpfs",device="tmpfs"', 0.5 * 1024**3),
         ],
         # dcgm-exporter on h1 (percent and MiB).
@@ -278,11 +283,19 @@ def test_node_exporter_and_dcgm_series_in_collector_names(served: Served) -> Non
     used = one("khronika_filesystem_used_bytes", host="h1", mount="/srv")
     assert used.max() / 1024**3 == pytest.approx(500 - 300 * 0.7, rel=0.01)  # size - lowest free
     assert one("khronika_filesystem_size_bytes", host="h1", mount="/srv").max() == 500 * 1024**3
+    # Where the collector reports a mount too, its series is the one kept (no double counting).
+    assert one("khronika_filesystem_used_bytes", host="h1", mount="/data").max() / 1024**3 == pytest.approx(
+        130
+    )
     assert not [k for k in found if k[0].startswith("khronika_filesystem") and ("mount", "/run") in k[1]]
     assert np.median(one("khronika_disk_iops", host="h1", device="sda")) == pytest.approx(150, rel=0.01)
     assert not [k for k in found if ("device", "dm-0") in k[1]]
-    network = one("khronika_network_bytes_per_second", host="h1", interface="eth0")
-    assert np.median(network) == pytest.approx(4e6, rel=0.01)
+    received = one("khronika_network_bytes_per_second", host="h1", interface="eth0", direction="receive")
+    sent = one("khronika_network_bytes_per_second", host="h1", interface="eth0", direction="transmit")
+    assert (np.median(received), np.median(sent)) == (
+        pytest.approx(3e6, rel=0.01),
+        pytest.approx(1e6, rel=0.01),
+    )
     assert not [k for k in found if ("interface", "lo") in k[1]]
     assert one("khronika_gpu_utilisation_ratio", host="h1", gpu="0").max() == pytest.approx(0.65, rel=0.01)
     vram = one("khronika_gpu_memory_used_bytes", host="h1", gpu="0", model="NVIDIA H100 80GB HBM3")
@@ -329,7 +342,8 @@ def test_plan_from_prometheus_one_run_every_format(
         "against the 0.05 s target: above the target: the current size is short"
     )
     h1 = next(h for h in plan["hosts"] if h["name"] == "h1")
-    assert "p99 0.032 Gbit/s" in h1["network_reason"]  # 4 MB/s = 0.032 Gbit/s, lo left out
+    # 3 MB/s received = 0.024 Gbit/s, the busier direction (full duplex); lo left out.
+    assert "p99 0.024 Gbit/s (receive, the busier direction)" in h1["network_reason"]
     assert h1["gpu_observed"]["utilisation_max"] == pytest.approx(0.65, rel=0.01)
     markdown = (out_dir / "capacity-plan.md").read_text()
     assert "## Network and GPUs" in markdown and "Gbit/s NIC" in markdown

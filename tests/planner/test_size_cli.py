@@ -192,3 +192,27 @@ def test_a_ramp_stays_a_trend_and_a_fall_keeps_the_history(tmp_path: Path) -> No
     assert fall["level_shift"]["after"] == pytest.approx(10, rel=0.05)
     assert "capacity is not planned to shrink" in fall["reason"]
     assert fall["recommended"] >= fall["observed"]["p95"]  # the old, higher level is still covered
+
+
+def test_level_shift_edges(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    # Two days of history: the daily terms could absorb the step; half-day bins still find it.
+    short = 10 + rng.normal(0, 0.3, int(2.1 * 288))
+    short[317:] += 10
+    found = size_json(write_series(tmp_path / "short.csv", short, iso=False), "cpu", "--horizon", "30")
+    assert found["level_shift"] is not None and not found["trend_used"]
+    assert found["recommended"] < 30  # not 8 %/day extrapolated (about 50)
+    # From about zero (a GPU that started working): an absolute change, not "+126796 %".
+    idle = rng.normal(0, 0.01, 14 * 288).clip(0)
+    idle[10 * 288 :] += 5
+    woke = size_json(write_series(tmp_path / "idle.csv", idle, iso=False), "memory", "--horizon", "30")
+    assert "(+5)" in woke["reason"] and "%)" not in woke["reason"]
+    # The peak after a rise is the new level's, not the line's misfit around the step.
+    risen = 10 + rng.normal(0, 0.3, 14 * 288)
+    risen[10 * 288 :] += 10
+    steady = 20 + rng.normal(0, 0.3, 14 * 288)
+    after_rise = size_json(
+        write_series(tmp_path / "risen.csv", risen, iso=False), "memory", "--horizon", "30"
+    )
+    level = size_json(write_series(tmp_path / "steady.csv", steady, iso=False), "memory", "--horizon", "30")
+    assert after_rise["forecast_peak"] == pytest.approx(level["forecast_peak"], rel=0.03)

@@ -17,7 +17,7 @@ from typing import Any
 
 import psutil
 
-from khronika_ops.planner.metrics import VIRTUAL_DISKS
+from khronika_ops.planner.metrics import VIRTUAL_DISKS, VIRTUAL_INTERFACES
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 _BASELINE_SECONDS = 1.0
@@ -100,7 +100,13 @@ class Sampler:
             for name, counters in (psutil.disk_io_counters(perdisk=True) or {}).items()
             if not VIRTUAL_DISKS.match(name)
         }
-        reading.net = {name: c for name, c in psutil.net_io_counters(pernic=True).items() if name != "lo"}
+        # Loopback, container veths and bridges: their traffic is counted on the physical NIC, or
+        # never leaves the host.
+        reading.net = {
+            name: counters
+            for name, counters in psutil.net_io_counters(pernic=True).items()
+            if not VIRTUAL_INTERFACES.match(name)
+        }
         reading.containers = self._container_cpu()
         return reading
 
@@ -140,14 +146,18 @@ class Sampler:
             before = previous.net.get(interface)
             if before is None:
                 continue
-            moved = (now.bytes_recv - before.bytes_recv) + (now.bytes_sent - before.bytes_sent)
-            samples.append(
-                Sample(
-                    "khronika_network_bytes_per_second",
-                    self._labels(interface=interface),
-                    max(moved, 0) / elapsed,
+            # Links are full duplex: each direction is its own series.
+            for direction, moved in (
+                ("receive", now.bytes_recv - before.bytes_recv),
+                ("transmit", now.bytes_sent - before.bytes_sent),
+            ):
+                samples.append(
+                    Sample(
+                        "khronika_network_bytes_per_second",
+                        self._labels(interface=interface, direction=direction),
+                        max(moved, 0) / elapsed,
+                    )
                 )
-            )
         return samples
 
     def _container_cpu(self) -> dict[str, tuple[str, float]]:

@@ -188,7 +188,13 @@ class _LevelShifts(NamedTuple):
 
 
 def _level_shifts(
-    matrix: FloatArray, seasonal: FloatArray, mask: FloatArray, step_days: float, settings: ForecastSettings
+    matrix: FloatArray,
+    seasonal: FloatArray,
+    mask: FloatArray,
+    step_days: float,
+    settings: ForecastSettings,
+    *,
+    bin_days: float = 0.25,
 ) -> _LevelShifts:
     """One step change in level per series, told apart from a trend (binary segmentation, one split).
 
@@ -205,10 +211,11 @@ def _level_shifts(
         np.zeros(n_series),
         np.zeros(n_series),
     )
-    per_bin = max(1, round(0.25 / step_days))
+    per_bin = max(1, round(bin_days / step_days))
     n_bins = n_rows // per_bin
-    min_bins = int(np.ceil(settings.level_shift_min_days * 4))
-    if n_bins < 2 * min_bins or n_series == 0:
+    min_bins = int(np.ceil(settings.level_shift_min_days / bin_days - 1e-9))
+    # Three bins at least: a line through two points always fits them exactly.
+    if n_bins < max(2 * min_bins, 3) or n_series == 0:
         return none
     offset = n_rows - n_bins * per_bin  # bins end at the last row; the first rows left over are ignored
     level = np.where(mask, matrix - seasonal, 0.0)[offset:].reshape(n_bins, per_bin, n_series)
@@ -253,17 +260,24 @@ def _level_shifts(
     return _LevelShifts(shifted, row, before, after)
 
 
-def _step_refit(
-    design: FloatArray, values: FloatArray, rows: FloatArray, shift_row: int
-) -> tuple[FloatArray, float, float]:
-    """Seasonal fit with a level step at `shift_row` instead of a trend: (coefficients with the
-    intercept at the new level and no trend, level before, level after)."""
+class _StepRefit(NamedTuple):
+    coefficients: FloatArray  # intercept at the new level, no trend, seasonal terms
+    before: float
+    after: float
+    residual_p01: float
+    residual_p99: float
+
+
+def _step_refit(design: FloatArray, values: FloatArray, rows: BoolArray, shift_row: int) -> _StepRefit:
+    """Seasonal fit with a level step at `shift_row` in place of the trend."""
     step = (np.arange(values.size) >= shift_row).astype(np.float64)
     columns = np.column_stack([design[:, :1], step, design[:, 2:]])
     solution = np.linalg.lstsq(columns[rows], values[rows], rcond=None)[0]
     before, change = float(solution[0]), float(solution[1])
+    residuals = values[rows] - columns[rows] @ solution
+    p01, p99 = np.quantile(residuals, (0.01, 0.99))
     coefficients = np.concatenate([[before + change, 0.0], solution[2:]])
-    return coefficients, before, before + change
+    return _StepRefit(coefficients, before, before + change, float(p01), float(p99))
 
 
 def _iso(epoch: float) -> str:
@@ -311,6 +325,19 @@ def _forecast_matrix(
     shifts = _level_shifts(
         matrix, design[:, daily_columns] @ coefficients[daily_columns], mask, step_days, settings
     )
+    # Over a few days the daily terms can absorb a step themselves; whole-day bins of the raw data
+    # average the daily curve out without any fit, and catch what the first pass missed.
+    # (Half-day bins below three days of history, where whole days would be too few to tell.)
+    raw_bin_days = 1.0 if n_rows * step_days >= 3.0 else 0.5
+    by_day = _level_shifts(matrix, np.zeros_like(matrix), mask, step_days, settings, bin_days=raw_bin_days)
+    missed = by_day.shifted & ~shifts.shifted
+    if missed.any():
+        shifts = _LevelShifts(
+            shifts.shifted | missed,
+            np.where(missed, by_day.row, shifts.row),
+            np.where(missed, by_day.before, shifts.before),
+            np.where(missed, by_day.after, shifts.after),
+        )
     # A step is not growth: its least-squares slope must not be extrapolated.
     trend_used = (trend_t > settings.trend_t) & (slope > 0) & ~shifts.shifted
     slope_used = np.where(trend_used, slope, 0.0)
@@ -324,12 +351,13 @@ def _forecast_matrix(
     # The level the seasonal curve rides on at the end: the fitted line's end or, after a shift, the
     # new level from a refit with a step term in place of the trend (shifts are rare: one solve each).
     level_coefficients = coefficients.copy()
+    residual_p01, residual_p99 = stats.p01.copy(), stats.p99.copy()
     for shifted in np.flatnonzero(shifts.shifted):
-        refit, before, after = _step_refit(
-            design, matrix[:, shifted], mask[:, shifted], int(shifts.row[shifted])
-        )
-        level_coefficients[:, shifted] = refit
-        shifts.before[shifted], shifts.after[shifted] = before, after
+        refit = _step_refit(design, matrix[:, shifted], mask[:, shifted], int(shifts.row[shifted]))
+        level_coefficients[:, shifted] = refit.coefficients
+        shifts.before[shifted], shifts.after[shifted] = refit.before, refit.after
+        # The line's residuals around a step are mostly the misfit: the step model's are the noise.
+        residual_p01[shifted], residual_p99[shifted] = refit.residual_p01, refit.residual_p99
 
     horizon = settings.horizon_days
     growth = settings.load_factor * (1.0 + settings.growth_percent_per_month / 100.0) ** (horizon / 30.0)
@@ -358,7 +386,6 @@ def _forecast_matrix(
         )
         window_demand = demand_at(window_days, window_growth)
 
-    residual_p99, residual_p01 = stats.p99, stats.p01
     period = 7.0 if weekly else 1.0
     future_t = np.linspace(horizon - min(period, horizon), horizon, 288 if period == 1.0 else 2016)
     future_design = _design(future_t, daily, weekly)
@@ -411,7 +438,8 @@ def _forecast_matrix(
                 "after": float(f"{after:.6g}"),
                 "days_since": round(since, 3),
             }
-            change = f"{(after / before - 1):+.0%}" if before > 0 else f"{after - before:+.3g}"
+            relative = before > 0.05 * abs(after)  # "+126796 %" from a level of about zero says nothing
+            change = f"{(after / before - 1):+.0%}" if relative else f"{after - before:+.3g}"
             sized = (
                 f"sized on the {since:.1f} d since"
                 if after > before

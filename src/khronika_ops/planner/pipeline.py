@@ -14,6 +14,7 @@ from khronika_ops.planner.clean import clean
 from khronika_ops.planner.errors import InputError
 from khronika_ops.planner.forecast import forecast_block
 from khronika_ops.planner.hardware import choose_disk_class, choose_gpus
+from khronika_ops.planner.metrics import VIRTUAL_INTERFACES
 from khronika_ops.planner.models import CleanSeries, Forecast, ForecastSettings, RawSeries, SizeResult
 from khronika_ops.planner.place import Placement, Replica, check_n_minus_1, place
 from khronika_ops.planner.single import sum_on_grid
@@ -338,20 +339,34 @@ def _host_disk(
 def _host_network(
     host: ExistingHost, index: _Index, request: PlanRequest, catalog: Catalog
 ) -> tuple[SizeResult | None, bool, str]:
-    """p99 of the host's summed NIC traffic at the horizon against its NIC speed."""
-    result = _size_total(
-        index.find(["khronika_network_bytes_per_second"], host=host.name), Resource.REQUESTS, request
-    )
-    if result is None or result.recommended is None:
-        return result, False, "no network history"
+    """p99 of the host's NIC traffic at the horizon against its NIC speed, per direction (links are
+    full duplex; series without a direction, from older files, count as both at once)."""
+    series = [
+        item
+        for item in index.find(["khronika_network_bytes_per_second"], host=host.name)
+        if not VIRTUAL_INTERFACES.match(item.key.label("interface") or "")
+    ]
+    by_direction: dict[str, list[CleanSeries]] = defaultdict(list)
+    for item in series:
+        by_direction[item.key.label("direction") or "both directions"].append(item)
+    sized = {
+        direction: result
+        for direction, members in sorted(by_direction.items())
+        if (result := _size_total(members, Resource.REQUESTS, request)) is not None
+        and result.recommended is not None
+    }
+    if not sized:
+        return None, False, "no network history"
+    direction, result = max(sized.items(), key=lambda item: item[1].demand.get("p99", 0.0))
     p99_gbps = result.demand.get("p99", 0.0) * 8 / 1e9
     limit = host.nic_gbps * catalog.nic_max_utilisation
     verdict = "fits" if p99_gbps <= limit else "exceeds"
+    busiest = f" ({direction}, the busier direction)" if len(sized) > 1 else f" ({direction})"
     return (
         result,
         p99_gbps > limit,
         (
-            f"p99 {p99_gbps:.3g} Gbit/s at the horizon {verdict} {catalog.nic_max_utilisation:.0%} of the "
+            f"p99 {p99_gbps:.3g} Gbit/s{busiest} at the horizon {verdict} {catalog.nic_max_utilisation:.0%} of the "
             f"{host.nic_gbps:g} Gbit/s NIC ({limit:.3g} Gbit/s)"
         ),
     )

@@ -12,7 +12,7 @@ already per-second rates) into the names the plan reads:
 | khronika_filesystem_used_bytes | node_filesystem_size_bytes - node_filesystem_free_bytes | per mount |
 | khronika_disk_iops | node_disk_reads_completed_total + node_disk_writes_completed_total | per device, dm-* left out |
 | khronika_disk_throughput_bytes_per_second | node_disk_read_bytes_total + node_disk_written_bytes_total | per device |
-| khronika_network_bytes_per_second | node_network_receive_bytes_total + node_network_transmit_bytes_total | per interface, virtual ones left out |
+| khronika_network_bytes_per_second | node_network_receive_bytes_total, node_network_transmit_bytes_total | per interface and `direction`, virtual ones left out |
 | khronika_container_cpu_cores | container_cpu_usage_seconds_total | per container |
 | khronika_container_memory_bytes | container_memory_working_set_bytes | per container |
 | khronika_gpu_utilisation_ratio | DCGM_FI_DEV_GPU_UTIL / 100 | per GPU |
@@ -45,6 +45,7 @@ class Derivation:
     scale: float = 1.0
     unit: str = "bytes"
     accept: Callable[[dict[str, str]], bool] = lambda _labels: True
+    labels: tuple[tuple[str, str], ...] = ()  # added to the derived series
 
 
 def _not_idle(labels: dict[str, str]) -> bool:
@@ -104,11 +105,15 @@ DERIVATIONS: tuple[Derivation, ...] = (
         ("host", "device"),
         accept=_real_disk,
     ),
-    Derivation(
-        "khronika_network_bytes_per_second",
-        ("node_network_receive_bytes_total", "node_network_transmit_bytes_total"),
-        ("host", "interface"),
-        accept=_real_interface,
+    *(
+        Derivation(
+            "khronika_network_bytes_per_second",
+            (f"node_network_{direction}_bytes_total",),
+            ("host", "interface"),
+            accept=_real_interface,
+            labels=(("direction", direction),),
+        )
+        for direction in ("receive", "transmit")
     ),
     Derivation(
         "khronika_container_cpu_cores",
@@ -184,7 +189,7 @@ def to_collector_names(series: Sequence[CleanSeries]) -> list[CleanSeries]:
         plus = _grouped(derivation, derivation.plus, by_metric)
         minus = _grouped(derivation, derivation.minus, by_metric) if derivation.minus else {}
         for group, members in sorted(plus.items()):
-            key = SeriesKey(metric=derivation.target, labels=group)
+            key = SeriesKey(metric=derivation.target, labels=tuple(sorted((*group, *derivation.labels))))
             if key in present:
                 continue  # the collector's own series wins
             if derivation.minus and group not in minus:

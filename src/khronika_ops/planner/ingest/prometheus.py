@@ -41,7 +41,18 @@ class QuerySpec:
     promql: str
     unit: str
     rename: tuple[tuple[str, str], ...] = (("instance", "host"),)
-    keep: tuple[str, ...] = ("host", "container", "module", "mount", "device", "interface", "gpu", "model")
+    keep: tuple[str, ...] = (
+        "host",
+        "container",
+        "module",
+        "mount",
+        "device",
+        "interface",
+        "direction",
+        "gpu",
+        "model",
+    )
+    labels: tuple[tuple[str, str], ...] = ()  # set on every series the query returns
 
 
 def _gauge(metric: str, unit: str, source: str | None = None) -> QuerySpec:
@@ -123,12 +134,14 @@ PLAN_QUERIES: tuple[QuerySpec, ...] = (
         "[{step}:1m])",
         "bytes",
         rename=(("instance", "host"), ("mountpoint", "mount")),
+        keep=("host", "mount"),  # node_exporter's `device` would keep it apart from the collector's series
     ),
     QuerySpec(
         "khronika_filesystem_size_bytes",
         f"max_over_time(node_filesystem_size_bytes{{{{{_FS}{{sel}}}}}}[{{step}}])",
         "bytes",
         rename=(("instance", "host"), ("mountpoint", "mount")),
+        keep=("host", "mount"),  # node_exporter's `device` would keep it apart from the collector's series
     ),
     QuerySpec(
         "khronika_disk_iops",
@@ -140,11 +153,16 @@ PLAN_QUERIES: tuple[QuerySpec, ...] = (
         _rate_sum("node_disk_read_bytes_total", "node_disk_written_bytes_total", _DISK),
         "bytes",
     ),
-    QuerySpec(
-        "khronika_network_bytes_per_second",
-        _rate_sum("node_network_receive_bytes_total", "node_network_transmit_bytes_total", _NIC),
-        "bytes",
-        rename=(("instance", "host"), ("device", "interface")),
+    *(
+        QuerySpec(
+            "khronika_network_bytes_per_second",
+            f"max_over_time(sum by (instance, device) (rate(node_network_{direction}_bytes_total"
+            f"{{{{{_NIC}{{sel}}}}}}[2m]))[{{step}}:1m])",
+            "bytes",
+            rename=(("instance", "host"), ("device", "interface")),
+            labels=(("direction", direction),),  # links are full duplex: each direction on its own
+        )
+        for direction in ("receive", "transmit")
     ),
 )
 
@@ -279,6 +297,7 @@ class PrometheusClient:
                         renamed.setdefault(new, value)  # a label the exporter set itself wins
                 if "host" in renamed:
                     renamed["host"] = strip_port(renamed["host"])
+                renamed.update(spec.labels)
                 kept = tuple(sorted((k, v) for k, v in renamed.items() if k in spec.keep))
                 data = np.array(sorted(set(points)), dtype=np.float64)
                 series.append(
