@@ -195,3 +195,20 @@ def test_bad_series_header_names_the_column(tmp_path: Path) -> None:
     code, _, err = run_cli("plan", "--csv", str(path), "--format", "json")
     assert code == 2
     assert "bad.csv, line 1" in err and "node_cpu_seconds_total{mode=idle}" in err
+
+
+def test_an_unusable_series_is_a_warning_not_a_failed_plan(tmp_path: Path) -> None:
+    history = write_history(tmp_path / "history.csv")
+    empty = tmp_path / "idle.csv"
+    empty.write_text(
+        "timestamp,metric,labels,value\n"
+        "1700000000,khronika_module_request_duration_seconds,module=web,nan\n"
+        "1700000600,khronika_module_request_duration_seconds,module=web,nan\n",
+        encoding="utf-8",
+    )
+    code, out, err = run_cli("plan", "--csv", str(history), "--csv", str(empty), "--format", "json")
+    assert code == 0, err
+    warnings = json.loads(out)["warnings"]
+    assert any("khronika_module_request_duration_seconds" in w and "no numeric values" in w for w in warnings)
+    code, _, err = run_cli("plan", "--csv", str(empty), "--format", "json")
+    assert code == 2 and "no usable series" in err

@@ -11,6 +11,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -429,6 +430,7 @@ def test_plan_playbook_reads_the_inventory(served: Served, tmp_path: Path) -> No
         f"khronika_plan_report_dir={reports}",
         "-e",
         f"khronika_plan_history={DAYS}d",
+        "-vvv",  # even the commands Ansible runs must not show the password
         env=env,
     )
     assert run.rc == 0, run.output
@@ -447,6 +449,7 @@ def test_plan_playbook_reads_the_inventory(served: Served, tmp_path: Path) -> No
     assert web["cores_per_replica"] >= 0.5  # the Docker limit is the floor
     assert any("ghost: no facts" in warning for warning in plan["warnings"])
     assert PASSWORD not in run.output
+    assert not list(Path(tempfile.gettempdir()).glob("*.khronika-plan"))  # the password file is gone
     # A wrong CA path is refused before anything runs.
     bad = run_playbook(
         REPO / "playbooks" / "plan.yml",

@@ -108,3 +108,33 @@ def test_gpu_names_map_to_the_catalog() -> None:
     assert catalog_gpu_model(["NVIDIA L4"], names) == "nvidia-l4"
     assert catalog_gpu_model(["NVIDIA H200"], names) is None  # not in the catalog: the site adds it
     assert catalog_gpu_model(["NVIDIA L4", "NVIDIA H100 80GB HBM3"], names) is None  # mixed host
+
+
+def test_a_difference_of_offset_or_coarser_grids_keeps_every_cell() -> None:
+    """MemTotal every 60 s and MemAvailable offset by 30 s, or only every 120 s: used memory is known
+    in every cell (the nearest sample within half the coarser step), not in half of them."""
+    import numpy as np
+
+    from khronika_ops.planner.models import CleanReport, CleanSeries, SeriesKey
+    from khronika_ops.planner.vocabulary import to_collector_names
+
+    def series(metric: str, start: float, step: float, count: int, value: float) -> CleanSeries:
+        return CleanSeries(
+            key=SeriesKey(metric=metric, labels=(("instance", "h1:9100"),)),
+            unit="bytes",
+            source="<test>",
+            start=start,
+            step=step,
+            values=np.full(count, value),
+            report=CleanReport(points_in=count, points_used=count, step_seconds=step),
+        )
+
+    total = series("node_memory_MemTotal_bytes", 0.0, 60.0, 100, 64.0)
+    for available in (
+        series("node_memory_MemAvailable_bytes", 30.0, 60.0, 100, 16.0),
+        series("node_memory_MemAvailable_bytes", 0.0, 120.0, 50, 16.0),
+    ):
+        derived = {s.key.metric: s for s in to_collector_names([total, available])}
+        used = derived["khronika_host_memory_used_bytes"]
+        assert used.key.labels == (("host", "h1"),)
+        assert np.count_nonzero(np.isfinite(used.values)) >= 99 and np.nanmax(used.values) == 48.0

@@ -126,7 +126,13 @@ def plan(
     ] = None,
     prometheus_user: Annotated[
         str | None,
-        typer.Option(help=f"Basic-auth user for Prometheus; the password is read from ${PASSWORD_VARIABLE}."),
+        typer.Option(
+            help=f"Basic-auth user for Prometheus; the password comes from --prometheus-password-file or ${PASSWORD_VARIABLE}."
+        ),
+    ] = None,
+    prometheus_password_file: Annotated[
+        Path | None,
+        typer.Option(help="File whose first line is the Prometheus password (keep it mode 0600)."),
     ] = None,
     csv: Annotated[
         list[Path] | None, typer.Option("--csv", help="CSV file(s) with history (repeatable).")
@@ -162,9 +168,20 @@ def plan(
     formats = parse_formats(output_format)
     paths = report_paths(formats, output)
     password = os.environ.get(PASSWORD_VARIABLE) or None
+    if prometheus_password_file is not None:
+        try:
+            lines = prometheus_password_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"cannot read {prometheus_password_file}: {exc.strerror}",
+                param_hint="--prometheus-password-file",
+            ) from None
+        password = lines[0] if lines and lines[0] else None
     token = os.environ.get(TOKEN_VARIABLE) or None
     if prometheus_user is not None and password is None:
-        raise typer.BadParameter(f"--prometheus-user needs the password in ${PASSWORD_VARIABLE}")
+        raise typer.BadParameter(
+            f"--prometheus-user needs the password in --prometheus-password-file or ${PASSWORD_VARIABLE}"
+        )
     from khronika_ops.planner.pipeline import PlanRequest, run_plan
 
     try:

@@ -406,7 +406,15 @@ def build_plan(request: PlanRequest, progress: Progress | None = None) -> Plan:
     note("reading history")
     raw = ingest(request, catalog)
     note(f"cleaning {len(raw)} series")
-    cleaned = to_collector_names([clean(series) for series in raw])
+    cleaned_raw, skipped = [], []
+    for series in raw:
+        try:
+            cleaned_raw.append(clean(series))
+        except InputError as error:  # one unusable series (all NaN, say) must not stop the whole plan
+            skipped.append(f"{series.key}: not used: {error}")
+    if not cleaned_raw:
+        raise InputError("no usable series: " + "; ".join(skipped[:5]), source=raw[0].source)
+    cleaned = to_collector_names(cleaned_raw)
     note("forecasting")
     forecasts = forecast_all(cleaned, request.settings)
     index = _Index(cleaned, forecasts)
@@ -432,7 +440,7 @@ def build_plan(request: PlanRequest, progress: Progress | None = None) -> Plan:
     note(f"placing {len(replicas)} replicas")
     placement = place(replicas, catalog)
     drains = check_n_minus_1(replicas, placement, catalog)
-    warnings = list(catalog.notes)
+    warnings = list(catalog.notes) + skipped
     warnings += [f"{name}: could not be placed on any host or shape" for name in placement.unplaced]
     warnings += [f"N-1: draining {d.host} strands {', '.join(d.unplaced)}" for d in drains if not d.holds]
     hosts = _host_plans(

@@ -218,9 +218,16 @@ def _grouped(
 
 
 def _subtract(plus: CleanSeries, minus: CleanSeries) -> CleanSeries:
-    """plus - minus on plus' grid; a cell missing on either side stays missing."""
-    index = np.rint((minus.timestamps - plus.start) / plus.step).astype(np.int64)
-    inside = (index >= 0) & (index < plus.values.size)
+    """plus - minus on plus' grid, taking for each cell the nearest sample of `minus` within half of the
+    coarser step (two exporters' grids may be offset or differ); a cell without one stays missing."""
+    finite = np.isfinite(minus.values)
+    times, values = minus.timestamps[finite], minus.values[finite]
     other = np.full(plus.values.size, np.nan)
-    other[index[inside]] = minus.values[inside]
+    if times.size:
+        cells = plus.timestamps
+        right = np.clip(np.searchsorted(times, cells), 0, times.size - 1)
+        left = np.clip(right - 1, 0, times.size - 1)
+        nearest = np.where(np.abs(times[left] - cells) <= np.abs(times[right] - cells), left, right)
+        close = np.abs(times[nearest] - cells) <= max(plus.step, minus.step) / 2 + 1e-6
+        other[close] = values[nearest[close]]
     return plus.model_copy(update={"values": plus.values - other})
