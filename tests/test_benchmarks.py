@@ -1,0 +1,47 @@
+"""The benchmark scripts keep working and keep measuring the same thing (they print ratios from one
+run; no timing is asserted here). Small sizes: the full runs are in docs/planner.md."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def _run(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_quality_benchmark_reports_every_method_and_the_floor() -> None:
+    out = _run("benchmarks/quality_nab.py", "--quiet")
+    summary = {
+        match.group(1).strip(): (int(match.group(2)), float(match.group(3)))
+        for match in re.finditer(
+            r"^(khronika|krr p95|krr max\*1\.15|vpa p90\+15%|oracle)\s+[\d.]+\s+[\d.]+\s+(\d+)/16\s+([\d.]+)$",
+            out,
+            re.M,
+        )
+    }
+    assert set(summary) == {"khronika", "krr p95", "krr max*1.15", "vpa p90+15%", "oracle"}
+    assert summary["oracle"][0] == 16  # the floor meets the goal everywhere by construction
+    # khronika keeps at least as many series within 1 % as either baseline (the level it has reached).
+    assert summary["khronika"][0] >= max(summary["krr p95"][0], summary["vpa p90+15%"][0])
+    assert "slack floor for <= 1 % under-provisioned (oracle)" in out
+    assert "re-planned every day" in out
+
+
+def test_speed_benchmark_agrees_with_the_pandas_baseline() -> None:
+    out = _run("benchmarks/speed.py", "--series", "200", "--baseline-files", "1", "--workers", "1")
+    assert "khronika: 200 series sized end to end" in out
+    difference = re.search(r"median relative difference between the two sizings: ([\d.]+)%", out)
+    assert difference is not None and float(difference.group(1)) < 0.5, out
