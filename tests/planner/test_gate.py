@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import yaml
 
 from khronika_ops.gpu import gpu_model_matches
 from khronika_ops.planner.gate import HostFacts, ModuleMinimum, check, facts_from_ansible, mount_for
+
+from .helpers import DATA
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
@@ -143,12 +146,13 @@ def test_action_plugin_in_a_playbook(tmp_path: Path) -> None:
 def test_the_nvidia_roles_fact_and_driver_model_names() -> None:
     """The nvidia role's ansible_local.khronika_gpu (real H200 answer: count 1, "NVIDIA H200") is what the
     gate reads; catalog names match the driver's names by chip and the words they give."""
+    fact = json.loads((DATA / "gpu" / "h200-khronika_gpu.fact.json").read_text())  # real H200 host
     hostvars = {
         "ansible_facts": {
             "processor_vcpus": 16,
             "memtotal_mb": 128000,
             "mounts": [],
-            "local": {"khronika_gpu": {"count": 1, "models": ["NVIDIA H200"], "source": "pci+nvidia-smi"}},
+            "local": {"khronika_gpu": fact},
         }
     }
     facts = facts_from_ansible("gpu-01", hostvars)
