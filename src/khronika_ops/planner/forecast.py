@@ -202,8 +202,9 @@ def _level_shifts(
     at least `level_shift_min_days` on each side, the two-level model's squared error is compared with a
     straight line's. A shift is a split whose two-level error is below `level_shift_error_ratio` of the
     line's (a ramp fits a line far better than a step; a step fits two levels far better than a line),
-    whose size is at least `level_shift_min_change` of the larger level, and at least `level_shift_z`
-    times the bins' spread around their levels. Vectorised over the block, like the fit itself."""
+    and whose size is at least `level_shift_z` times the bins' spread around their levels. Both tests
+    depend on the shape alone: scaling the load or adding a constant never changes the verdict (so more
+    load can never flip it into a smaller size). Vectorised over the block, like the fit itself."""
     n_rows, n_series = matrix.shape
     none = _LevelShifts(
         np.zeros(n_series, dtype=bool),
@@ -252,7 +253,6 @@ def _level_shifts(
     spread = np.sqrt(np.maximum(step_error, 0.0) / safe_w)
     shifted = (
         (step_error < settings.level_shift_error_ratio * line_error)
-        & (change >= settings.level_shift_min_change * np.maximum(np.abs(before), np.abs(after)))
         & (change > settings.level_shift_z * spread)
         & np.isfinite(step_error)
     )

@@ -103,10 +103,9 @@ class ForecastSettings(BaseModel):
     # Weight of a sample halves every this many days back from the end of history (VPA-style decay).
     half_life_days: float = 7.0
     # Level shifts (forecast._level_shifts): each side at least this long, a two-level error below this
-    # share of a straight line's, a change of at least this share of the level and this many spreads.
+    # share of a straight line's, and a change of at least this many spreads of the bins around levels.
     level_shift_min_days: float = Field(1.0, gt=0)
     level_shift_error_ratio: float = Field(0.5, gt=0, le=1)
-    level_shift_min_change: float = Field(0.2, ge=0)
     level_shift_z: float = Field(4.0, ge=0)
     min_history_days: float = 1.0
     min_points: int = 48
