@@ -13,23 +13,13 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 try:
+    from khronika_ops.ansible_data import plain
     from khronika_ops.planner.site import site_catalog_from_ansible
     from khronika_ops.platform.common import ProblemsError
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
     raise AnsibleFilterError(
         "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
     ) from exc
-
-
-def _plain(value: Any) -> Any:
-    """Ansible's lazy containers and tagged strings as plain Python."""
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
 
 
 def khronika_capacity_site(
@@ -43,7 +33,7 @@ def khronika_capacity_site(
     for host in members:
         variables = hostvars[host]
         wanted[host] = {
-            key: _plain(variables[key])
+            key: plain(variables[key])
             for key in (
                 "ansible_facts",
                 "khronika_disk_class",
@@ -55,7 +45,7 @@ def khronika_capacity_site(
             if key in variables
         }
     try:
-        return site_catalog_from_ansible(wanted, _plain(groups), _plain(modules) or None, hosts_group)
+        return site_catalog_from_ansible(wanted, plain(groups), plain(modules) or None, hosts_group)
     except ProblemsError as exc:
         raise AnsibleFilterError(f"khronika_capacity_site: {exc}") from exc
 

@@ -15,10 +15,11 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 try:
+    from khronika_ops.ansible_data import plain
     from khronika_ops.platform import catalog as platform_catalog
     from khronika_ops.platform import release as platform_release
     from khronika_ops.platform.common import ProblemsError
-    from khronika_ops.platform.inventory_file import gpu_count
+    from khronika_ops.platform.inventory_file import inventory_from_ansible
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
     raise AnsibleFilterError(
         "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
@@ -31,27 +32,7 @@ def _release(release: Any) -> platform_release.Release | None:
         return None
     if isinstance(release, str):
         return platform_release.load_release(release)
-    return platform_release.parse_release(_plain(release), "release")
-
-
-def _plain(value: Any) -> Any:
-    """Ansible's lazy containers and tagged strings as plain Python, so pydantic sees ordinary types."""
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
-
-
-def _gpu_counts(hosts: list[str], gpus: Any) -> dict[str, int]:
-    """`gpus` is host -> count, or hostvars (host -> vars with khronika_gpu_count / _expected_count)."""
-    counts = {}
-    for host in hosts:
-        value = gpus.get(host) if gpus is not None else None
-        counts[host] = gpu_count(value) if isinstance(value, Mapping) else int(value or 0)
-    return counts
+    return platform_release.parse_release(plain(release), "release")
 
 
 def khronika_catalog_plan(
@@ -60,11 +41,9 @@ def khronika_catalog_plan(
     if not isinstance(groups, Mapping):
         raise AnsibleFilterError("khronika_catalog_plan: the second argument must be `groups`")
     try:
-        plain_groups = {str(name): [str(host) for host in members] for name, members in groups.items()}
-        all_hosts = sorted({host for members in plain_groups.values() for host in members})
-        inventory = platform_catalog.Inventory.from_groups(plain_groups, _gpu_counts(all_hosts, gpus))
+        inventory = inventory_from_ansible(groups, gpus)
         plan = platform_catalog.build_plan(
-            _plain(catalog), inventory, release=_release(release), default_registry=registry or None
+            plain(catalog), inventory, release=_release(release), default_registry=registry or None
         )
     except ProblemsError as exc:
         raise AnsibleFilterError(f"khronika_catalog_plan: {exc}") from exc
@@ -81,7 +60,7 @@ def khronika_release_record(release: Any, deployed_at: str, containers: Any = No
     if parsed is None:
         raise AnsibleFilterError("khronika_release_record: no release given")
     return platform_release.release_record(
-        parsed, str(deployed_at), _plain(containers) if containers else None
+        parsed, str(deployed_at), plain(containers) if containers else None
     )
 
 

@@ -170,15 +170,11 @@ def site_catalog_from_ansible(
 ) -> dict[str, Any]:
     """What the filter gives plan.yml: the hosts of `hosts_group` and, when the inventory has a module
     catalog, the modules resolved onto it exactly as the deploy resolves them."""
-    from khronika_ops.platform import catalog as platform_catalog
-    from khronika_ops.platform.inventory_file import gpu_count
+    from khronika_ops.platform.catalog import build_plan
+    from khronika_ops.platform.inventory_file import inventory_from_ansible
 
     hosts = sorted({str(host) for host in groups.get(hosts_group, [])})
     plan = None
     if modules:
-        plain_groups = {str(name): [str(host) for host in members] for name, members in groups.items()}
-        everyone = sorted({host for members in plain_groups.values() for host in members})
-        counts = {host: gpu_count(hostvars.get(host) or {}) for host in everyone}
-        inventory = platform_catalog.Inventory.from_groups(plain_groups, counts)
-        plan = platform_catalog.build_plan(modules, inventory).model_dump(mode="json")
+        plan = build_plan(modules, inventory_from_ansible(groups, hostvars)).model_dump(mode="json")
     return site_catalog(hostvars, hosts, plan)

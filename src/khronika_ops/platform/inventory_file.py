@@ -27,6 +27,17 @@ def gpu_count(host_vars: Mapping[str, Any]) -> int:
     return 0
 
 
+def inventory_from_ansible(groups: Mapping[str, Any], gpus: Mapping[str, Any] | None = None) -> Inventory:
+    """From Ansible's `groups` (group -> hosts) and, per host, either a GPU count or the host's
+    variables (`khronika_gpu_count`, else `khronika_gpu_expected_count`)."""
+    plain_groups = {str(name): [str(host) for host in members] for name, members in groups.items()}
+    counts = {}
+    for host in sorted({host for members in plain_groups.values() for host in members}):
+        value = gpus.get(host) if gpus is not None else None
+        counts[host] = gpu_count(value) if isinstance(value, Mapping) else int(value or 0)
+    return Inventory.from_groups(plain_groups, counts)
+
+
 def _is_plain_form(data: Any) -> bool:
     hosts = data.get("hosts") if isinstance(data, Mapping) else None
     return (
