@@ -7,7 +7,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 try:
-    from khronika_ops import gpu, monitoring
+    from khronika_ops import gpu, metrics, monitoring
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
     raise AnsibleFilterError(
         "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
@@ -35,6 +35,13 @@ def gpu_mismatches(fact: dict[str, Any], expected_count: Any = None, expected_mo
     return gpu.compare_with_inventory(fact or {}, count, expected_model or "")
 
 
+def metric_vocabulary(form: str = "prometheus") -> dict[str, Any]:
+    """The vocabulary's exclusion matchers, as the Prometheus rule templates interpolate them."""
+    if form != "prometheus":
+        raise AnsibleFilterError(f"metric_vocabulary: unknown form {form!r} (known: prometheus)")
+    return metrics.prometheus_matchers()
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -42,4 +49,5 @@ class FilterModule:
             "alertmanager_receivers": alertmanager_receivers,
             "web_config": web_config,
             "gpu_mismatches": gpu_mismatches,
+            "metric_vocabulary": metric_vocabulary,
         }

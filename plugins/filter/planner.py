@@ -14,6 +14,7 @@ from ansible.errors import AnsibleFilterError
 
 try:
     from khronika_ops.ansible_data import plain
+    from khronika_ops.facts import wanted_variables
     from khronika_ops.planner.site import site_catalog_from_ansible
     from khronika_ops.platform.common import ProblemsError
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
@@ -29,21 +30,7 @@ def khronika_capacity_site(
         raise AnsibleFilterError("khronika_capacity_site: the second argument must be `groups`")
     members = [str(host) for host in groups.get(hosts_group, [])]
     # Only the variables the planner reads, so that nothing else (vault secrets included) is resolved.
-    wanted = {}
-    for host in members:
-        variables = hostvars[host]
-        wanted[host] = {
-            key: plain(variables[key])
-            for key in (
-                "ansible_facts",
-                "khronika_disk_class",
-                "khronika_nic_gbps",
-                "khronika_gpu_count",
-                "khronika_gpu_model",
-                "khronika_gpu_expected_count",
-            )
-            if key in variables
-        }
+    wanted = {host: plain(wanted_variables(hostvars[host])) for host in members}
     try:
         return site_catalog_from_ansible(wanted, plain(groups), plain(modules) or None, hosts_group)
     except ProblemsError as exc:

@@ -84,11 +84,12 @@ def test_facts_from_ansible_setup_output() -> None:
             "processor_vcpus": 16,
             "memtotal_mb": 64000,
             "mounts": [{"mount": "/", "size_available": 10 * 1024**3}],
-            "local": {"khronika": {"gpus": 2, "gpu_model": "nvidia-l4"}},
+            "local": {"khronika_gpu": {"count": 2, "models": ["NVIDIA L4"]}},
         }
     }
     facts = facts_from_ansible("h", hostvars)
     assert (facts.cores, facts.memory_mb, facts.disk_free_mb, facts.gpus) == (16, 64000, {"/": 10240.0}, 2)
+    assert facts.gpu_model == "NVIDIA L4"
 
 
 def _run_playbook(tmp_path: Path, tasks: list[dict[str, object]]) -> subprocess.CompletedProcess[str]:

@@ -17,12 +17,10 @@ from typing import Any
 
 import psutil
 
-from khronika_ops.planner.metrics import VIRTUAL_DISKS, VIRTUAL_INTERFACES
+from khronika_ops.metrics import is_disk_filesystem, is_virtual_disk, is_virtual_interface
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 _BASELINE_SECONDS = 1.0
-# Pseudo and container-runtime filesystems say nothing about the host's disks.
-_SKIP_FSTYPES = frozenset({"tmpfs", "devtmpfs", "overlay", "squashfs", "proc", "sysfs", "nsfs", "autofs"})
 
 
 @dataclass(frozen=True)
@@ -98,14 +96,14 @@ class Sampler:
         reading.disk = {
             name: counters
             for name, counters in (psutil.disk_io_counters(perdisk=True) or {}).items()
-            if not VIRTUAL_DISKS.match(name)
+            if not is_virtual_disk(name)
         }
         # Loopback, container veths and bridges: their traffic is counted on the physical NIC, or
         # never leaves the host.
         reading.net = {
             name: counters
             for name, counters in psutil.net_io_counters(pernic=True).items()
-            if not VIRTUAL_INTERFACES.match(name)
+            if not is_virtual_interface(name)
         }
         reading.containers = self._container_cpu()
         return reading
@@ -122,7 +120,7 @@ class Sampler:
             Sample("khronika_host_memory_total_bytes", self._labels(), float(memory.total)),
         ]
         for partition in psutil.disk_partitions(all=False):
-            if partition.fstype in _SKIP_FSTYPES:
+            if not is_disk_filesystem(partition.fstype):
                 continue
             try:
                 usage = psutil.disk_usage(partition.mountpoint)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from khronika_ops.collector.sampler import Sample
-from khronika_ops.planner.metrics import KNOWN_METRICS
+from khronika_ops.metrics import KNOWN_METRICS
 
 CSV_HEADER = ("timestamp", "metric", "labels", "value")
 TEXTFILE_NAME = "khronika.prom"

@@ -1,8 +1,8 @@
 """Pre-flight capacity gate: do the hosts have the disk, RAM, cores and GPUs a release needs?
 
 Used by the Ansible action plugin `khronika.platform.capacity_check` (which only passes facts in and
-the verdict out). Facts come from Ansible's setup module (`ansible_processor_vcpus`,
-`ansible_memtotal_mb`, `ansible_mounts`) and the GPU count from a local fact, or are given directly.
+the verdict out). Hosts are read from their Ansible facts by `khronika_ops.facts.host_resources`, or
+are given directly.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from khronika_ops.facts import MIB, host_resources
 from khronika_ops.gpu import gpu_model_matches
 
 
@@ -135,33 +136,13 @@ def render_table(rows: list[CheckRow]) -> str:
 
 
 def facts_from_ansible(name: str, hostvars: Mapping[str, Any]) -> HostFacts:
-    """HostFacts from a host's Ansible variables (setup facts, plus `khronika_gpu_count`/`_model` or the
-    nvidia role's local fact `ansible_local.khronika_gpu`)."""
-    facts = hostvars.get("ansible_facts", {}) or {}
-
-    def fact(key: str, default: Any = None) -> Any:
-        return facts.get(key, hostvars.get(f"ansible_{key}", default))
-
-    mounts = {
-        str(m["mount"]): float(m.get("size_available", 0)) / 1024**2
-        for m in fact("mounts", []) or []
-        if "mount" in m
-    }
-    local_facts = fact("local", {}) or {}
-    # The nvidia role's fact (ansible_local.khronika_gpu: count, models), else the older
-    # ansible_local.khronika {gpus, gpu_model}; inventory variables win over both.
-    gpu_fact = local_facts.get("khronika_gpu", {}) or {}
-    legacy = local_facts.get("khronika", {}) or {}
-    models = [str(model) for model in gpu_fact.get("models", []) or []]
-    gpus = hostvars.get("khronika_gpu_count", gpu_fact.get("count", legacy.get("gpus", 0)))
-    cores = fact("processor_vcpus") or fact("processor_nproc") or 0
+    """HostFacts from a host's Ansible variables, read by the one facts adapter (khronika_ops.facts)."""
+    host = host_resources(name, hostvars)
     return HostFacts(
         name=name,
-        cores=float(cores),
-        memory_mb=float(fact("memtotal_mb", 0) or 0),
-        disk_free_mb=mounts,
-        gpus=int(gpus or 0),
-        gpu_model=hostvars.get(
-            "khronika_gpu_model", ", ".join(models) if models else legacy.get("gpu_model")
-        ),
+        cores=host.cores,
+        memory_mb=host.memory_mb,
+        disk_free_mb={fs.mount: fs.free_bytes / MIB for fs in host.filesystems},
+        gpus=host.gpus,
+        gpu_model=host.gpu_model or (", ".join(host.gpu_models) if host.gpu_models else None),
     )

@@ -9,12 +9,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from khronika_ops.metrics import is_virtual_interface
 from khronika_ops.planner.catalog import Catalog, ExistingHost, ModuleSpec, load_catalog
 from khronika_ops.planner.clean import clean
 from khronika_ops.planner.errors import InputError
 from khronika_ops.planner.forecast import forecast_block
 from khronika_ops.planner.hardware import choose_disk_class, choose_gpus
-from khronika_ops.planner.metrics import VIRTUAL_INTERFACES
 from khronika_ops.planner.models import CleanSeries, Forecast, ForecastSettings, RawSeries, SizeResult
 from khronika_ops.planner.place import Placement, Replica, check_n_minus_1, place
 from khronika_ops.planner.single import sum_on_grid
@@ -344,7 +344,7 @@ def _host_network(
     series = [
         item
         for item in index.find(["khronika_network_bytes_per_second"], host=host.name)
-        if not VIRTUAL_INTERFACES.match(item.key.label("interface") or "")
+        if not is_virtual_interface(item.key.label("interface") or "")
     ]
     by_direction: dict[str, list[CleanSeries]] = defaultdict(list)
     for item in series:

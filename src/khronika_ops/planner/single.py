@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from khronika_ops.metrics import lookup
 from khronika_ops.planner.clean import clean, validate_for_resource
 from khronika_ops.planner.errors import InputError
 from khronika_ops.planner.forecast import forecast
 from khronika_ops.planner.ingest.csvfile import read_csv
-from khronika_ops.planner.metrics import lookup
 from khronika_ops.planner.models import (
     CleanReport,
     CleanSeries,

@@ -3,12 +3,9 @@
 `playbooks/plan.yml` gathers facts from every host and passes them here (through the filter
 `khronika.platform.khronika_capacity_site`), so the plan's diff is against the real inventory:
 
-- hosts: cores (`ansible_processor_vcpus`), memory (`ansible_memtotal_mb`), real filesystems and their
-  sizes (`ansible_mounts`, pseudo filesystems left out), the disk class (`khronika_disk_class`, else
-  NVMe when an `nvme*` disk is present, HDD when the largest disk is rotational, else SATA SSD), the
-  NIC speed of the default route's interface (`ansible_<if>.speed` in Mbit/s; unknown in VMs and
-  containers, then `khronika_nic_gbps` or the catalog default), and GPUs from the nvidia role's fact
-  `ansible_local.khronika_gpu` (the model as the catalog names it when one matches the driver's name);
+- hosts: cores, memory, disk filesystems and their sizes, disk class, NIC speed and GPUs, as the one
+  facts adapter (`khronika_ops.facts.host_resources`) reads them; the GPU model as the catalog names
+  it when one matches the driver's name, and the catalog default NIC when the speed is unknown;
 - modules: the enabled modules of `khronika_modules`, resolved onto the inventory by the platform
   catalog (the same placement the deploy uses): replicas, the host they run on when it is one, and
   their Docker limits as minimums.
@@ -22,54 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from khronika_ops.facts import host_resources
 from khronika_ops.gpu import gpu_model_matches
 from khronika_ops.planner.catalog import default_catalog_data
-from khronika_ops.planner.metrics import PSEUDO_FILESYSTEMS
 
 GIB = 1024.0**3
 MIB_PER_GIB = 1024.0
-
-
-def _fact(hostvars: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    facts = hostvars.get("ansible_facts") or {}
-    return facts.get(key, hostvars.get(f"ansible_{key}", default))
-
-
-def disk_class_from_facts(hostvars: Mapping[str, Any]) -> str:
-    explicit = hostvars.get("khronika_disk_class")
-    if explicit:
-        return str(explicit)
-    devices = _fact(hostvars, "devices", {}) or {}
-    disks = {
-        name: info
-        for name, info in devices.items()
-        if isinstance(info, Mapping) and not name.startswith(("loop", "ram", "sr", "dm-", "zram"))
-    }
-    if any(name.startswith("nvme") for name in disks):
-        return "nvme"
-    if disks:
-        largest = max(disks.items(), key=lambda item: int(item[1].get("sectors") or 0))
-        if str(largest[1].get("rotational", "0")) == "1":
-            return "hdd"
-    return "sata_ssd"
-
-
-def nic_gbps_from_facts(hostvars: Mapping[str, Any]) -> float | None:
-    explicit = hostvars.get("khronika_nic_gbps")
-    if explicit:
-        return float(explicit)
-    interface = (_fact(hostvars, "default_ipv4", {}) or {}).get("interface")
-    if not interface:
-        return None
-    details = _fact(hostvars, interface.replace("-", "_"), {}) or {}
-    speed = details.get("speed") if isinstance(details, Mapping) else None
-    if not isinstance(speed, int | float | str):
-        return None
-    try:
-        mbits = float(speed)
-    except ValueError:
-        return None
-    return mbits / 1000.0 if mbits > 0 else None
 
 
 def catalog_gpu_model(driver_models: Sequence[str], catalog_models: Iterable[str]) -> str | None:
@@ -82,38 +37,24 @@ def catalog_gpu_model(driver_models: Sequence[str], catalog_models: Iterable[str
 
 
 def host_entry(name: str, hostvars: Mapping[str, Any], catalog_models: Iterable[str]) -> dict[str, Any]:
-    mounts = {
-        str(mount["mount"]): round(float(mount.get("size_total") or 0) / GIB, 3)
-        for mount in _fact(hostvars, "mounts", []) or []
-        if isinstance(mount, Mapping)
-        and mount.get("fstype") not in PSEUDO_FILESYSTEMS
-        and float(mount.get("size_total") or 0) > 0
-    }
-    devices = {
-        str(mount.get("device")): float(mount.get("size_total") or 0) / GIB
-        for mount in _fact(hostvars, "mounts", []) or []
-        if isinstance(mount, Mapping) and str(mount.get("mount")) in mounts
-    }
-    gpu_fact = (_fact(hostvars, "local", {}) or {}).get("khronika_gpu", {}) or {}
-    gpus = int(hostvars.get("khronika_gpu_count", gpu_fact.get("count", 0)) or 0)
+    host = host_resources(name, hostvars)
+    disks = host.disk_filesystems
     entry: dict[str, Any] = {
         "name": name,
-        "cores": float(_fact(hostvars, "processor_vcpus") or _fact(hostvars, "processor_nproc") or 0),
-        "memory_gib": round(float(_fact(hostvars, "memtotal_mb", 0) or 0) / MIB_PER_GIB, 3),
-        "disk_gib": round(sum(devices.values()), 3),
-        "disk_class": disk_class_from_facts(hostvars),
-        "mounts": mounts,
-        "gpus": gpus,
+        "cores": host.cores,
+        "memory_gib": round(host.memory_mb / MIB_PER_GIB, 3),
+        # A device mounted twice (bind mounts) is one disk.
+        "disk_gib": round(sum({fs.device: fs.size_bytes for fs in disks}.values()) / GIB, 3),
+        "disk_class": host.disk_class,
+        "mounts": {fs.mount: round(fs.size_bytes / GIB, 3) for fs in disks},
+        "gpus": host.gpus,
     }
-    if gpus:
-        model = hostvars.get("khronika_gpu_model") or catalog_gpu_model(
-            [str(m) for m in gpu_fact.get("models", []) or []], catalog_models
-        )
+    if host.gpus:
+        model = host.gpu_model or catalog_gpu_model(list(host.gpu_models), catalog_models)
         if model:
-            entry["gpu_model"] = str(model)
-    nic = nic_gbps_from_facts(hostvars)
-    if nic is not None:
-        entry["nic_gbps"] = nic
+            entry["gpu_model"] = model
+    if host.nic_gbps is not None:
+        entry["nic_gbps"] = host.nic_gbps
     return entry
 
 
@@ -150,7 +91,7 @@ def site_catalog(
     entries, warnings = [], []
     for name in hosts:
         variables = hostvars.get(name) or {}
-        if not _fact(variables, "memtotal_mb"):
+        if not host_resources(name, variables).facts_gathered:
             warnings.append(f"{name}: no facts (unreachable?): left out of the plan's current hosts")
             continue
         entries.append(host_entry(name, variables, catalog_models))

@@ -7,20 +7,9 @@ results are then reported "in the file's own units"; a unit that contradicts the
 
 from __future__ import annotations
 
-from enum import StrEnum
+from khronika_ops.metrics import Resource
 
-
-class Resource(StrEnum):
-    CPU = "cpu"
-    MEMORY = "memory"
-    DISK = "disk"
-    REQUESTS = "requests"
-    DISK_IOPS = "disk_iops"
-    DISK_THROUGHPUT = "disk_throughput"
-    NETWORK = "network"
-    LATENCY = "latency"
-    GPU_UTILISATION = "gpu_utilisation"
-    GPU_MEMORY = "gpu_memory"
+__all__ = ["Resource"]  # the vocabulary's enum, re-exported for the planner's modules
 
 
 # The resources `khronika plan size` sizes; the others are evidence for the full plan.

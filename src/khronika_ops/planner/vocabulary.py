@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from khronika_ops.planner.metrics import PSEUDO_FILESYSTEMS, VIRTUAL_DISKS, VIRTUAL_INTERFACES
+from khronika_ops.metrics import is_disk_filesystem, is_virtual_disk, is_virtual_interface
 from khronika_ops.planner.models import CleanSeries, SeriesKey
 from khronika_ops.planner.single import sum_on_grid
 
@@ -53,15 +53,15 @@ def _not_idle(labels: dict[str, str]) -> bool:
 
 
 def _real_disk(labels: dict[str, str]) -> bool:
-    return not VIRTUAL_DISKS.match(labels.get("device", ""))
+    return not is_virtual_disk(labels.get("device", ""))
 
 
 def _real_interface(labels: dict[str, str]) -> bool:
-    return not VIRTUAL_INTERFACES.match(labels.get("interface", ""))
+    return not is_virtual_interface(labels.get("interface", ""))
 
 
 def _real_filesystem(labels: dict[str, str]) -> bool:
-    return labels.get("fstype", "") not in PSEUDO_FILESYSTEMS
+    return is_disk_filesystem(labels.get("fstype", ""))
 
 
 def _named_container(labels: dict[str, str]) -> bool:

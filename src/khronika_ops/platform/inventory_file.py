@@ -2,7 +2,7 @@
 
 Two forms: the plain one tests and quick checks use (`{hosts: {name: {groups, gpus, cores, memory,
 disk}}}`), or any inventory Ansible reads (group_vars and host_vars beside it included), where a
-host's GPUs are `khronika_gpu_count` or else `khronika_gpu_expected_count`.
+host's GPUs are counted by the one facts adapter (`khronika_ops.facts.gpu_count`).
 """
 
 from __future__ import annotations
@@ -13,28 +13,22 @@ from typing import Any
 
 import yaml
 
+from khronika_ops.facts import FactsError, gpu_count
 from khronika_ops.platform.catalog import CatalogError, Inventory
 from khronika_ops.platform.common import Problem
-
-GPU_COUNT_VARIABLES = ("khronika_gpu_count", "khronika_gpu_expected_count")
-
-
-def gpu_count(host_vars: Mapping[str, Any]) -> int:
-    for name in GPU_COUNT_VARIABLES:
-        value = host_vars.get(name)
-        if value not in (None, ""):
-            return int(value)
-    return 0
 
 
 def inventory_from_ansible(groups: Mapping[str, Any], gpus: Mapping[str, Any] | None = None) -> Inventory:
     """From Ansible's `groups` (group -> hosts) and, per host, either a GPU count or the host's
-    variables (`khronika_gpu_count`, else `khronika_gpu_expected_count`)."""
+    variables (counted by `khronika_ops.facts.gpu_count`)."""
     plain_groups = {str(name): [str(host) for host in members] for name, members in groups.items()}
     counts = {}
     for host in sorted({host for members in plain_groups.values() for host in members}):
         value = gpus.get(host) if gpus is not None else None
-        counts[host] = gpu_count(value) if isinstance(value, Mapping) else int(value or 0)
+        try:
+            counts[host] = gpu_count(value) if isinstance(value, Mapping) else int(value or 0)
+        except (FactsError, TypeError, ValueError) as exc:
+            raise CatalogError([Problem(None, host, str(exc))]) from None
     return Inventory.from_groups(plain_groups, counts)
 
 
@@ -81,7 +75,6 @@ def _load_ansible_inventory(path: Path) -> Inventory:
             host_vars = host.get_vars()  # e.g. a vault file without its password: inventory vars only
         try:
             gpu_counts[host.name] = gpu_count(host_vars)
-        except (TypeError, ValueError):
-            problem = Problem(None, f"{host.name}", f"{GPU_COUNT_VARIABLES[0]} must be a whole number")
-            raise CatalogError([problem], str(path)) from None
+        except FactsError as exc:
+            raise CatalogError([Problem(None, host.name, str(exc))], str(path)) from None
     return Inventory.from_groups(groups, gpu_counts)

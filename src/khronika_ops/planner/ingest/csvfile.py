@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from khronika_ops.metrics import lookup
 from khronika_ops.planner.errors import InputError
 from khronika_ops.planner.ingest.numeric import parse_decimal_rows
-from khronika_ops.planner.metrics import lookup
 from khronika_ops.planner.models import FloatArray, IntArray, RawSeries, SeriesKey
 from khronika_ops.planner.units import UNKNOWN_UNIT, parse_unit, unit_from_name
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from khronika_ops.metrics import prometheus_matchers
 from khronika_ops.planner.errors import InputError
-from khronika_ops.planner.metrics import PSEUDO_FILESYSTEMS, VIRTUAL_DISKS, VIRTUAL_INTERFACES
 from khronika_ops.planner.models import RawSeries, SeriesKey
 from khronika_ops.planner.units import UNKNOWN_UNIT
 from khronika_ops.planner.vocabulary import strip_port
@@ -59,9 +59,10 @@ def _gauge(metric: str, unit: str, source: str | None = None) -> QuerySpec:
     return QuerySpec(metric, f"max_over_time({source or metric}{{{{{{sel}}}}}}[{{step}}])", unit)
 
 
-_FS = f'fstype!~"{"|".join(sorted(PSEUDO_FILESYSTEMS))}",'
-_DISK = f'device!~"{VIRTUAL_DISKS.pattern.strip("^$")}",'
-_NIC = f'device!~"{VIRTUAL_INTERFACES.pattern.strip("^$")}",'
+_MATCHERS = prometheus_matchers()
+_FS = f'fstype!~"{_MATCHERS["disk_fstype_exclude"]}",'
+_DISK = f'device!~"{_MATCHERS["virtual_disk_exclude"]}",'
+_NIC = f'device!~"{_MATCHERS["virtual_interface_exclude"]}",'
 
 
 def _rate_sum(first: str, second: str, matcher: str) -> str:

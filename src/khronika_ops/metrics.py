@@ -1,20 +1,81 @@
-"""The metric names the planner understands: the collector's own, node_exporter, cAdvisor, dcgm-exporter.
+"""The metric vocabulary of khronika-ops: names, units, labels and what is left out of capacity.
 
-docs/metrics.md is the human-readable copy of this table; keep them in step.
+One table below both halves: the collector (`khronika collect`) writes these names, the planner reads
+them (and node_exporter's, cAdvisor's, dcgm-exporter's), and the Prometheus rules of the
+monitoring_server role get their exclusion matchers from here through the filter
+`khronika.platform.metric_vocabulary`. Standard library only: the collector runs where numpy and
+pydantic are not installed. docs/metrics.md is the human-readable copy; tests keep them in step.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
-from khronika_ops.planner.units import Resource
 
-# Devices and interfaces whose traffic is already counted on another one (device-mapper volumes sit on
-# disks; container veths and bridges carry what the physical NIC carries) or never leaves the host.
-VIRTUAL_DISKS = re.compile(r"^(dm-[0-9]+|loop[0-9]+|ram[0-9]+|sr[0-9]+)$")
+class Resource(StrEnum):
+    CPU = "cpu"
+    MEMORY = "memory"
+    DISK = "disk"
+    REQUESTS = "requests"
+    DISK_IOPS = "disk_iops"
+    DISK_THROUGHPUT = "disk_throughput"
+    NETWORK = "network"
+    LATENCY = "latency"
+    GPU_UTILISATION = "gpu_utilisation"
+    GPU_MEMORY = "gpu_memory"
+
+
+# Block devices whose I/O is already counted on another one (device-mapper volumes and zram sit on
+# disks or memory; loop devices on files) or that are not disks at all (ram, optical drives).
+VIRTUAL_DISKS = re.compile(r"^(dm-[0-9]+|loop[0-9]+|ram[0-9]+|zram[0-9]+|sr[0-9]+)$")
+# Interfaces whose traffic the physical NIC already carries (container veths, bridges, overlays) or
+# that never leaves the host (loopback).
 VIRTUAL_INTERFACES = re.compile(r"^(lo|veth.*|docker[0-9]*|br-.*|virbr.*|cni.*|flannel.*|cali.*|tun[0-9]*)$")
-PSEUDO_FILESYSTEMS = frozenset({"tmpfs", "overlay", "squashfs", "nsfs", "ramfs", "devtmpfs", "autofs"})
+# Filesystems that are no storage at all: kernel views, container layers, read-only images.
+PSEUDO_FILESYSTEMS = frozenset(
+    {"autofs", "cgroup", "cgroup2", "devtmpfs", "nsfs", "overlay", "proc", "ramfs", "squashfs", "sysfs"}
+)
+# Memory-backed filesystems: they can fill up (alerts watch them) but are no disk to plan.
+MEMORY_FILESYSTEMS = frozenset({"tmpfs"})
+# What disk capacity (the planner, the collector, the site's facts, the fill-up predictions) leaves out.
+NON_DISK_FILESYSTEMS = PSEUDO_FILESYSTEMS | MEMORY_FILESYSTEMS
+
+# The labels each scope of metric carries (collector and planner names; Prometheus adds `instance`).
+SCOPE_LABELS: dict[str, tuple[str, ...]] = {
+    "host": ("host",),
+    "filesystem": ("host", "mount"),
+    "disk": ("host", "device"),
+    "interface": ("host", "interface", "direction"),
+    "container": ("host", "container"),
+    "gpu": ("host", "gpu", "model"),
+    "module": ("module",),
+}
+NETWORK_DIRECTIONS = ("receive", "transmit")
+
+
+def is_virtual_disk(name: str) -> bool:
+    return bool(VIRTUAL_DISKS.match(name))
+
+
+def is_virtual_interface(name: str) -> bool:
+    return bool(VIRTUAL_INTERFACES.match(name))
+
+
+def is_disk_filesystem(fstype: str) -> bool:
+    return fstype not in NON_DISK_FILESYSTEMS
+
+
+def promql_alternatives(names: frozenset[str]) -> str:
+    """`a|b|c` for a PromQL `!~` matcher, sorted so the rendered rules are stable."""
+    return "|".join(sorted(names))
+
+
+def promql_pattern(pattern: re.Pattern[str]) -> str:
+    """A Python regex anchored with ^...$ as a PromQL matcher (PromQL anchors by itself)."""
+    return pattern.pattern.removeprefix("^").removesuffix("$")
 
 
 @dataclass(frozen=True)
@@ -142,3 +203,18 @@ KNOWN_METRICS: dict[str, MetricInfo] = {metric.name: metric for metric in _METRI
 
 def lookup(name: str) -> MetricInfo | None:
     return KNOWN_METRICS.get(name)
+
+
+def labels_of(name: str) -> tuple[str, ...]:
+    """The labels a known metric carries (its scope's)."""
+    return SCOPE_LABELS[KNOWN_METRICS[name].scope]
+
+
+def prometheus_matchers() -> dict[str, Any]:
+    """What the Prometheus rule templates interpolate (filter `khronika.platform.metric_vocabulary`)."""
+    return {
+        "disk_fstype_exclude": promql_alternatives(NON_DISK_FILESYSTEMS),
+        "pseudo_fstype_exclude": promql_alternatives(PSEUDO_FILESYSTEMS),
+        "virtual_disk_exclude": promql_pattern(VIRTUAL_DISKS),
+        "virtual_interface_exclude": promql_pattern(VIRTUAL_INTERFACES),
+    }
