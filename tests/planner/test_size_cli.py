@@ -139,9 +139,58 @@ def test_what_if_load_factor_scales(nab: Path) -> None:
     assert doubled["recommended"] == pytest.approx(2 * base["recommended"], rel=1e-5)
 
 
-def test_maintenance_window_forecast(nab: Path) -> None:
-    result = size_json(nab / "ec2_cpu_utilization_5f5533.csv", "cpu", "--window", "2014-03-09T02:00:00")
-    assert result["recommended"] > 0
+@pytest.mark.parametrize("resource", ["cpu", "memory", "disk"])
+def test_maintenance_window_is_sized_like_a_horizon(nab: Path, resource: str) -> None:
+    """`--window` sizes the load expected at the window by the horizon's rules: a window 30 days after
+    the history ends gives the figures of `--horizon 30d`, growth compounded over those 30 days."""
+    path = nab / "ec2_cpu_utilization_5f5533.csv"  # history ends 2014-02-28 14:22 UTC
+    growth = ("--growth", "20")
+    at_window = size_json(path, resource, "--horizon", "90d", "--window", "2014-03-30T14:22:00", *growth)
+    at_30_days = size_json(path, resource, "--horizon", "30d", *growth)
+    window = at_window["at_window"]
+    assert (window["at"], window["days"]) == ("2014-03-30T14:22:00Z", 30.0)
+    assert window["recommended"] == pytest.approx(at_30_days["recommended"], rel=1e-9)
+    assert window["demand"] == pytest.approx(at_30_days["demand"], rel=1e-9)
+    assert window["candidates"] == pytest.approx(at_30_days["candidates"], rel=1e-9)
+    # 20 %/month over 30 days instead of 90: the window needs less than the horizon.
+    assert window["recommended"] < at_window["recommended"]
+    assert at_window["recommended"] == pytest.approx(
+        size_json(path, resource, "--horizon", "90d", *growth)["recommended"]
+    )
+
+
+def test_a_window_inside_the_history_adds_nothing(nab: Path) -> None:
+    code, out, _ = run_cli(
+        "plan",
+        "size",
+        "--csv",
+        str(nab / "ec2_cpu_utilization_5f5533.csv"),
+        "--resource",
+        "cpu",
+        "--window",
+        "2014-02-20T00:00:00",
+    )
+    assert code == 0
+    assert "window 2014-02-20T00:00:00 is not after the history" in out
+    assert (
+        size_json(nab / "ec2_cpu_utilization_5f5533.csv", "cpu", "--window", "2014-02-20T00:00")["at_window"]
+        is None
+    )
+
+
+def test_window_in_the_text_output(nab: Path) -> None:
+    code, out, _ = run_cli(
+        "plan",
+        "size",
+        "--csv",
+        str(nab / "ec2_cpu_utilization_5f5533.csv"),
+        "--resource",
+        "cpu",
+        "--window",
+        "2014-03-09T02:00:00",
+    )
+    assert code == 0
+    assert "at the window 2014-03-09T02:00:00Z (8.48 d ahead): recommended" in out
 
 
 def test_plain_text_output(nab: Path) -> None:

@@ -261,3 +261,10 @@ def size(
     typer.echo(
         f"{result.series}: recommended {result.recommended:g} {result.unit}\n  {result.method}\n  {result.reason}"
     )
+    if result.at_window is not None:
+        at = result.at_window
+        typer.echo(
+            f"  at the window {at.at} ({at.days:.3g} d ahead): recommended {at.recommended:g} {result.unit}"
+        )
+    elif window is not None:
+        typer.echo(f"  window {window} is not after the history: sized for the horizon only")

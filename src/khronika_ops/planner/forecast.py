@@ -26,6 +26,7 @@ from khronika_ops.planner.models import (
     FloatArray,
     Forecast,
     ForecastBand,
+    ForecastPoint,
     ForecastSettings,
     IntArray,
 )
@@ -77,7 +78,7 @@ def _design(t_days: FloatArray, daily: int, weekly: int) -> FloatArray:
     return np.column_stack(columns)
 
 
-def _lstsq(design: FloatArray, matrix: FloatArray, mask: FloatArray) -> FloatArray:
+def _lstsq(design: FloatArray, matrix: FloatArray, mask: BoolArray) -> FloatArray:
     """Coefficients per column, using only observed points (NaN-free columns share one solve)."""
     complete = mask.all(axis=0)
     coefficients = np.zeros((design.shape[1], matrix.shape[1]))
@@ -190,7 +191,7 @@ class _LevelShifts(NamedTuple):
 def _level_shifts(
     matrix: FloatArray,
     seasonal: FloatArray,
-    mask: FloatArray,
+    mask: BoolArray,
     step_days: float,
     settings: ForecastSettings,
     *,
@@ -284,134 +285,226 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _forecast_matrix(
-    block: Sequence[CleanSeries], matrix: FloatArray, settings: ForecastSettings
-) -> list[Forecast]:
+class _Grid(NamedTuple):
+    """The shared time grid of a block and what every series has on it."""
+
+    step_days: float
+    end_epoch: float
+    t_days: FloatArray  # 0 at the end of history, negative before
+    mask: BoolArray
+    counts: IntArray
+    spans: FloatArray  # days between each series' first and last sample
+    daily: int  # harmonics used (0 when the history is too short for the cycle)
+    weekly: int
+
+
+def _grid(block: Sequence[CleanSeries], matrix: FloatArray, settings: ForecastSettings) -> _Grid:
     first = block[0]
     step_days = first.step / DAY
     n_rows, n_series = matrix.shape
-    end_epoch = first.start + first.step * (n_rows - 1)
-    t_days = (np.arange(n_rows, dtype=np.float64) - (n_rows - 1)) * step_days  # 0 at the end of history
     mask = np.isfinite(matrix)
-    counts = mask.sum(axis=0)
     first_seen = np.argmax(mask, axis=0)
     last_seen = n_rows - 1 - np.argmax(mask[::-1], axis=0)
     spans = (last_seen - first_seen) * step_days
     grid_span = float(spans.max()) if n_series else 0.0
-    daily = settings.daily_harmonics if grid_span >= _DAILY_MIN_DAYS else 0
-    weekly = settings.weekly_harmonics if grid_span >= _WEEKLY_MIN_DAYS else 0
-    seasonality = (["daily"] if daily else []) + (["weekly"] if weekly else [])
-    design = _design(t_days, daily, weekly)
-    observed_matrix = np.where(mask, matrix, 0.0)
+    return _Grid(
+        step_days=step_days,
+        end_epoch=first.start + first.step * (n_rows - 1),
+        t_days=(np.arange(n_rows, dtype=np.float64) - (n_rows - 1)) * step_days,
+        mask=mask,
+        counts=mask.sum(axis=0),
+        spans=spans,
+        daily=settings.daily_harmonics if grid_span >= _DAILY_MIN_DAYS else 0,
+        weekly=settings.weekly_harmonics if grid_span >= _WEEKLY_MIN_DAYS else 0,
+    )
 
-    coefficients = _lstsq(design, observed_matrix, mask)
-    residuals = np.where(mask, matrix - design @ coefficients, np.nan)
+
+class _Fit(NamedTuple):
+    design: FloatArray
+    coefficients: FloatArray
+    residuals: FloatArray
+    stats: _ResidualStats
+    outliers: BoolArray
+    trend_t: FloatArray
+
+
+def _robust_fit(matrix: FloatArray, grid: _Grid, settings: ForecastSettings) -> _Fit:
+    """Trend + seasonality by least squares, refitted once with outliers clipped to the band."""
+    design = _design(grid.t_days, grid.daily, grid.weekly)
+    observed = np.where(grid.mask, matrix, 0.0)
+    coefficients = _lstsq(design, observed, grid.mask)
+    residuals = np.where(grid.mask, matrix - design @ coefficients, np.nan)
     sigma = _residual_stats(residuals).sigma
     fitted = design @ coefficients
     limit = settings.outlier_z * sigma
-    clipped = np.clip(observed_matrix, fitted - limit, fitted + limit)
-    coefficients = _lstsq(design, np.where(mask, clipped, 0.0), mask)
-    fitted = design @ coefficients
-    residuals = np.where(mask, matrix - fitted, np.nan)
+    clipped = np.clip(observed, fitted - limit, fitted + limit)
+    coefficients = _lstsq(design, np.where(grid.mask, clipped, 0.0), grid.mask)
+    residuals = np.where(grid.mask, matrix - design @ coefficients, np.nan)
     stats = _residual_stats(residuals)
-    sigma = stats.sigma
-    outliers = np.abs(residuals - stats.median) > settings.outlier_z * sigma
+    outliers = np.abs(residuals - stats.median) > settings.outlier_z * stats.sigma
+    trend_t = _trend_t_statistic(
+        residuals, grid.t_days, grid.mask, coefficients[1], settings.outlier_z * stats.sigma
+    )
+    return _Fit(design, coefficients, residuals, stats, outliers, trend_t)
 
-    slope = coefficients[1]
-    trend_t = _trend_t_statistic(residuals, t_days, mask, slope, settings.outlier_z * sigma)
+
+def _detect_shifts(matrix: FloatArray, grid: _Grid, fit: _Fit, settings: ForecastSettings) -> _LevelShifts:
+    """Level shifts in two passes: 6-hour bins less the daily curve, then raw whole-day bins."""
     # Detection takes out the daily curve only: weekly terms fitted over two weeks can absorb part of a
     # step, and would bias the levels either side of it.
-    daily_columns = slice(2, 2 + 2 * daily)
-    shifts = _level_shifts(
-        matrix, design[:, daily_columns] @ coefficients[daily_columns], mask, step_days, settings
-    )
+    daily_columns = slice(2, 2 + 2 * grid.daily)
+    seasonal = fit.design[:, daily_columns] @ fit.coefficients[daily_columns]
+    shifts = _level_shifts(matrix, seasonal, grid.mask, grid.step_days, settings)
     # Over a few days the daily terms can absorb a step themselves; whole-day bins of the raw data
     # average the daily curve out without any fit, and catch what the first pass missed.
     # (Half-day bins below three days of history, where whole days would be too few to tell.)
-    raw_bin_days = 1.0 if n_rows * step_days >= 3.0 else 0.5
-    by_day = _level_shifts(matrix, np.zeros_like(matrix), mask, step_days, settings, bin_days=raw_bin_days)
+    raw_bin_days = 1.0 if matrix.shape[0] * grid.step_days >= 3.0 else 0.5
+    by_day = _level_shifts(
+        matrix, np.zeros_like(matrix), grid.mask, grid.step_days, settings, bin_days=raw_bin_days
+    )
     missed = by_day.shifted & ~shifts.shifted
-    if missed.any():
-        shifts = _LevelShifts(
-            shifts.shifted | missed,
-            np.where(missed, by_day.row, shifts.row),
-            np.where(missed, by_day.before, shifts.before),
-            np.where(missed, by_day.after, shifts.after),
-        )
+    if not missed.any():
+        return shifts
+    return _LevelShifts(
+        shifts.shifted | missed,
+        np.where(missed, by_day.row, shifts.row),
+        np.where(missed, by_day.before, shifts.before),
+        np.where(missed, by_day.after, shifts.after),
+    )
+
+
+class _SizingModel(NamedTuple):
+    """What the outlook extrapolates: the samples that describe today's load, the trend used, the level."""
+
+    sizing_matrix: FloatArray
+    slope_used: FloatArray
+    trend_used: BoolArray
+    level_coefficients: FloatArray
+    residual_p01: FloatArray
+    residual_p99: FloatArray
+    shifts: _LevelShifts
+
+
+def _sizing_model(
+    matrix: FloatArray, grid: _Grid, fit: _Fit, shifts: _LevelShifts, settings: ForecastSettings
+) -> _SizingModel:
+    slope = fit.coefficients[1]
     # A step is not growth: its least-squares slope must not be extrapolated.
-    trend_used = (trend_t > settings.trend_t) & (slope > 0) & ~shifts.shifted
-    slope_used = np.where(trend_used, slope, 0.0)
+    trend_used = (fit.trend_t > settings.trend_t) & (slope > 0) & ~shifts.shifted
     # After a rise, only the samples since the shift describe today's load; after a fall the whole
     # history is kept (capacity is not planned to shrink on a few days of lower load).
     rose = shifts.shifted & (shifts.after > shifts.before)
     sizing_matrix = matrix
     if rose.any():
-        before_shift = np.arange(n_rows)[:, None] < np.where(rose, shifts.row, 0)[None, :]
+        before_shift = np.arange(matrix.shape[0])[:, None] < np.where(rose, shifts.row, 0)[None, :]
         sizing_matrix = np.where(before_shift, np.nan, matrix)
     # The level the seasonal curve rides on at the end: the fitted line's end or, after a shift, the
     # new level from a refit with a step term in place of the trend (shifts are rare: one solve each).
-    level_coefficients = coefficients.copy()
-    residual_p01, residual_p99 = stats.p01.copy(), stats.p99.copy()
+    level_coefficients = fit.coefficients.copy()
+    residual_p01, residual_p99 = fit.stats.p01.copy(), fit.stats.p99.copy()
     for shifted in np.flatnonzero(shifts.shifted):
-        refit = _step_refit(design, matrix[:, shifted], mask[:, shifted], int(shifts.row[shifted]))
+        refit = _step_refit(fit.design, matrix[:, shifted], grid.mask[:, shifted], int(shifts.row[shifted]))
         level_coefficients[:, shifted] = refit.coefficients
         shifts.before[shifted], shifts.after[shifted] = refit.before, refit.after
         # The line's residuals around a step are mostly the misfit: the step model's are the noise.
         residual_p01[shifted], residual_p99[shifted] = refit.residual_p01, refit.residual_p99
+    return _SizingModel(
+        sizing_matrix,
+        np.where(trend_used, slope, 0.0),
+        trend_used,
+        level_coefficients,
+        residual_p01,
+        residual_p99,
+        shifts,
+    )
 
-    horizon = settings.horizon_days
-    growth = settings.load_factor * (1.0 + settings.growth_percent_per_month / 100.0) ** (horizon / 30.0)
-    weights = 0.5 ** (-t_days / settings.half_life_days)
-    levels = list(DEMAND_QUANTILES.values())
 
-    def demand_at(days: float, multiplier: float) -> FloatArray:
-        return _demand(
-            sizing_matrix,
-            t_days=t_days,
-            slope_used=slope_used,
-            spans=spans,
-            horizon_days=days,
-            growth=multiplier,
-            weights=weights,
-            levels=levels,
-        )
+class _Outlook(NamedTuple):
+    """Demand quantiles and forecast peak per series, `days` after the end of history."""
 
-    demand = demand_at(horizon, growth)
-    window_demand = None
-    window_days = None
-    if settings.maintenance_window is not None and settings.maintenance_window > end_epoch:
-        window_days = (settings.maintenance_window - end_epoch) / DAY
-        window_growth = settings.load_factor * (1.0 + settings.growth_percent_per_month / 100.0) ** (
-            window_days / 30.0
-        )
-        window_demand = demand_at(window_days, window_growth)
+    days: float
+    growth: float
+    demand: FloatArray  # DEMAND_QUANTILES x series
+    peaks: FloatArray
 
-    period = 7.0 if weekly else 1.0
-    future_t = np.linspace(horizon - min(period, horizon), horizon, 288 if period == 1.0 else 2016)
-    future_design = _design(future_t, daily, weekly)
-    future_design[:, 1] = 0.0  # the trend is added below, with each series' own cap and only if used
-    future_mean = future_design @ level_coefficients + slope_used * np.minimum(horizon, spans)
-    peaks = (future_mean.max(axis=0) + residual_p99) * growth
 
+def growth_multiplier(settings: ForecastSettings, days: float) -> float:
+    """The what-if load factor, compounded monthly growth over `days`."""
+    return float(settings.load_factor * (1.0 + settings.growth_percent_per_month / 100.0) ** (days / 30.0))
+
+
+def _outlook(grid: _Grid, model: _SizingModel, settings: ForecastSettings, days: float) -> _Outlook:
+    growth = growth_multiplier(settings, days)
+    demand = _demand(
+        model.sizing_matrix,
+        t_days=grid.t_days,
+        slope_used=model.slope_used,
+        spans=grid.spans,
+        horizon_days=days,
+        growth=growth,
+        weights=0.5 ** (-grid.t_days / settings.half_life_days),
+        levels=list(DEMAND_QUANTILES.values()),
+    )
+    # The seasonal curve over the last period before `days` (trend added with each series' own cap).
+    period = 7.0 if grid.weekly else 1.0
+    future_t = np.linspace(days - min(period, days), days, 288 if period == 1.0 else 2016)
+    future_design = _design(future_t, grid.daily, grid.weekly)
+    future_design[:, 1] = 0.0
+    future_mean = future_design @ model.level_coefficients + model.slope_used * np.minimum(days, grid.spans)
+    peaks = (future_mean.max(axis=0) + model.residual_p99) * growth
+    return _Outlook(days, growth, demand, peaks)
+
+
+def _forecast_matrix(
+    block: Sequence[CleanSeries], matrix: FloatArray, settings: ForecastSettings
+) -> list[Forecast]:
+    grid = _grid(block, matrix, settings)
+    fit = _robust_fit(matrix, grid, settings)
+    shifts = _detect_shifts(matrix, grid, fit, settings)
+    model = _sizing_model(matrix, grid, fit, shifts, settings)
+    horizon = _outlook(grid, model, settings, settings.horizon_days)
+    window = None
+    if settings.maintenance_window is not None and settings.maintenance_window > grid.end_epoch:
+        window = _outlook(grid, model, settings, (settings.maintenance_window - grid.end_epoch) / DAY)
+    return _summaries(
+        block, matrix, grid=grid, fit=fit, model=model, horizon=horizon, window=window, settings=settings
+    )
+
+
+def _summaries(
+    block: Sequence[CleanSeries],
+    matrix: FloatArray,
+    *,
+    grid: _Grid,
+    fit: _Fit,
+    model: _SizingModel,
+    horizon: _Outlook,
+    window: _Outlook | None,
+    settings: ForecastSettings,
+) -> list[Forecast]:
+    """One Forecast per series: the figures, and the evidence behind them."""
+    first = block[0]
+    slope, shifts = fit.coefficients[1], model.shifts
+    seasonality = (["daily"] if grid.daily else []) + (["weekly"] if grid.weekly else [])
     observed = np.vstack([quantiles(matrix, (0.5, 0.95, 0.99)), np.nanmax(matrix, axis=0)[None, :]])
-    means = np.nanmean(np.where(mask, matrix, np.nan), axis=0)
+    means = np.nanmean(np.where(grid.mask, matrix, np.nan), axis=0)
 
     results: list[Forecast] = []
     for column, series in enumerate(block):
-        reason = _insufficiency(int(counts[column]), float(spans[column]), settings)
+        reason = _insufficiency(int(grid.counts[column]), float(grid.spans[column]), settings)
         base = Forecast(
             key=series.key,
             unit=series.unit,
-            history_days=round(float(spans[column]), 6),
-            horizon_days=horizon,
-            points_used=int(counts[column]),
+            history_days=round(float(grid.spans[column]), 6),
+            horizon_days=horizon.days,
+            points_used=int(grid.counts[column]),
         )
         if reason is not None:
             base.insufficient_data = True
             base.reason = reason
             results.append(base)
             continue
-        flagged = np.flatnonzero(outliers[:, column])
+        flagged = np.flatnonzero(fit.outliers[:, column])
         base.observed = {
             "p50": float(observed[0, column]),
             "p95": float(observed[1, column]),
@@ -419,57 +512,75 @@ def _forecast_matrix(
             "max": float(observed[3, column]),
             "mean": float(means[column]),
         }
-        base.demand = {name: float(demand[row, column]) for row, name in enumerate(DEMAND_QUANTILES)}
-        if window_demand is not None:
-            base.demand_at_window = {
-                name: float(window_demand[row, column]) for row, name in enumerate(DEMAND_QUANTILES)
-            }
-        base.forecast_peak = float(peaks[column])
-        base.trend_per_day = float(slope[column])
-        base.trend_used = bool(trend_used[column])
-        base.trend_reason = _trend_reason(float(slope[column]), float(trend_t[column]), settings.trend_t)
-        if shifts.shifted[column]:
-            at = first.start + first.step * int(shifts.row[column])
-            before, after = float(shifts.before[column]), float(shifts.after[column])
-            since = (end_epoch - at) / DAY
-            base.level_shift = {
-                "at": _iso(at),
-                "before": float(f"{before:.6g}"),
-                "after": float(f"{after:.6g}"),
-                "days_since": round(since, 3),
-            }
-            relative = before > 0.05 * abs(after)  # "+126796 %" from a level of about zero says nothing
-            change = f"{(after / before - 1):+.0%}" if relative else f"{after - before:+.3g}"
-            sized = (
-                f"sized on the {since:.1f} d since"
-                if after > before
-                else "the whole history kept (capacity is not planned to shrink)"
+        base.demand = _column(horizon.demand, column)
+        base.forecast_peak = float(horizon.peaks[column])
+        if window is not None:
+            base.window = ForecastPoint(
+                at=_iso(grid.end_epoch + window.days * DAY),
+                days=round(window.days, 6),
+                demand=_column(window.demand, column),
+                forecast_peak=float(window.peaks[column]),
+                growth_multiplier=float(window.growth),
             )
-            base.trend_reason = (
-                f"level shift at {_iso(at)} from {before:.4g} to {after:.4g} ({change}): a step, not a trend, "
-                f"so not extrapolated; {sized}"
+        base.trend_per_day = float(slope[column])
+        base.trend_used = bool(model.trend_used[column])
+        base.trend_reason = _trend_reason(float(slope[column]), float(fit.trend_t[column]), settings.trend_t)
+        if shifts.shifted[column]:
+            base.level_shift, base.trend_reason = _shift_evidence(
+                first.start + first.step * int(shifts.row[column]),
+                float(shifts.before[column]),
+                float(shifts.after[column]),
+                grid.end_epoch,
             )
         base.seasonality = seasonality
-        base.residual_p99 = float(residual_p99[column])
+        base.residual_p99 = float(model.residual_p99[column])
         base.outliers_flagged = int(flagged.size)
         base.outlier_timestamps = [
             _iso(first.start + first.step * int(index)) for index in flagged[:_MAX_OUTLIER_TIMESTAMPS]
         ]
-        base.growth_multiplier = float(growth)
+        base.growth_multiplier = float(horizon.growth)
         if settings.keep_band:
             base.band = _band(
                 first,
                 history=matrix[:, column],
-                coefficients=level_coefficients[:, column],
-                harmonics=(daily, weekly),
-                slope_used=float(slope_used[column]),
-                span=float(spans[column]),
-                growth=growth,
-                residual_range=(float(residual_p01[column]), float(residual_p99[column])),
-                horizon=horizon,
+                coefficients=model.level_coefficients[:, column],
+                harmonics=(grid.daily, grid.weekly),
+                slope_used=float(model.slope_used[column]),
+                span=float(grid.spans[column]),
+                growth=horizon.growth,
+                residual_range=(float(model.residual_p01[column]), float(model.residual_p99[column])),
+                horizon=horizon.days,
             )
         results.append(base)
     return results
+
+
+def _column(demand: FloatArray, column: int) -> dict[str, float]:
+    return {name: float(demand[row, column]) for row, name in enumerate(DEMAND_QUANTILES)}
+
+
+def _shift_evidence(
+    at: float, before: float, after: float, end_epoch: float
+) -> tuple[dict[str, float | str], str]:
+    since = (end_epoch - at) / DAY
+    shift: dict[str, float | str] = {
+        "at": _iso(at),
+        "before": float(f"{before:.6g}"),
+        "after": float(f"{after:.6g}"),
+        "days_since": round(since, 3),
+    }
+    relative = before > 0.05 * abs(after)  # "+126796 %" from a level of about zero says nothing
+    change = f"{(after / before - 1):+.0%}" if relative else f"{after - before:+.3g}"
+    sized = (
+        f"sized on the {since:.1f} d since"
+        if after > before
+        else "the whole history kept (capacity is not planned to shrink)"
+    )
+    reason = (
+        f"level shift at {_iso(at)} from {before:.4g} to {after:.4g} ({change}): a step, not a trend, "
+        f"so not extrapolated; {sized}"
+    )
+    return shift, reason
 
 
 def _demand(
@@ -490,7 +601,7 @@ def _demand(
 
 
 def _trend_t_statistic(
-    residuals: FloatArray, t_days: FloatArray, mask: FloatArray, slope: FloatArray, clip: FloatArray
+    residuals: FloatArray, t_days: FloatArray, mask: BoolArray, slope: FloatArray, clip: FloatArray
 ) -> FloatArray:
     """Slope / standard error, with the error inflated for lag-1 autocorrelation (n_eff = n(1-r)/(1+r))."""
     bounded = np.clip(np.where(mask, residuals, 0.0), -clip, clip)

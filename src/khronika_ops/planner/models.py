@@ -89,7 +89,8 @@ class ForecastSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     horizon_days: float = Field(90.0, gt=0)
-    # Epoch seconds of the next maintenance window, if known: a second forecast point.
+    # Epoch seconds of the next maintenance window, if known: a second forecast point (Forecast.window,
+    # SizeResult.at_window) sized by the same rules as the horizon.
     maintenance_window: float | None = None
     # What-if: multiply all load by k, and compound growth of p percent per 30 days.
     load_factor: float = Field(1.0, gt=0)
@@ -125,6 +126,16 @@ class ForecastBand(BaseModel):
     future_upper: FloatArray
 
 
+class ForecastPoint(BaseModel):
+    """The same figures as at the horizon, at another moment (the next maintenance window)."""
+
+    at: str  # ISO 8601, UTC
+    days: float  # after the end of history
+    demand: dict[str, float]
+    forecast_peak: float
+    growth_multiplier: float = 1.0
+
+
 class Forecast(BaseModel):
     """Per-series forecast summary: fitted model, demand at the horizon, evidence."""
 
@@ -140,8 +151,9 @@ class Forecast(BaseModel):
     observed: dict[str, float] = Field(default_factory=dict)
     # Quantiles of the load expected at the end of the horizon (history moved along the trend).
     demand: dict[str, float] = Field(default_factory=dict)
-    demand_at_window: dict[str, float] | None = None
     forecast_peak: float | None = None
+    # `--window`: the figures at the next maintenance window, when it falls after the history.
+    window: ForecastPoint | None = None
     trend_per_day: float = 0.0
     trend_used: bool = False
     trend_reason: str = ""
@@ -153,6 +165,17 @@ class Forecast(BaseModel):
     outlier_timestamps: list[str] = Field(default_factory=list)
     growth_multiplier: float = 1.0
     band: ForecastBand | None = Field(default=None, exclude=True)
+
+
+class WindowSize(BaseModel):
+    """A figure sized for the next maintenance window instead of the horizon (`--window`)."""
+
+    at: str
+    days: float
+    recommended: float
+    forecast_peak: float
+    demand: dict[str, float] = Field(default_factory=dict)
+    candidates: dict[str, float] = Field(default_factory=dict)
 
 
 class SizeResult(BaseModel):
@@ -183,4 +206,5 @@ class SizeResult(BaseModel):
     level_shift: dict[str, float | str] | None = None
     cleaning: CleanReport | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+    at_window: WindowSize | None = None
     band: ForecastBand | None = Field(default=None, exclude=True)

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from khronika_ops.planner import erlang
-from khronika_ops.planner.models import CleanReport, Forecast, SizeResult
+from khronika_ops.planner.models import CleanReport, Forecast, SizeResult, WindowSize
 from khronika_ops.planner.units import Resource
 
 
@@ -67,33 +67,10 @@ def size_series(
     demand = forecast.demand
     peak = forecast.forecast_peak or 0.0
     extra: dict[str, object] = {}
-    if resource is Resource.MEMORY:
-        candidates = {
-            f"forecast_peak_x{policy.memory_margin:g}": peak * policy.memory_margin,
-            "observed_max_at_horizon": demand["max"],
-        }
-        method = (
-            f"memory: max(forecast peak x {policy.memory_margin:g}, observed maximum moved to the horizon)"
-        )
-    elif resource is Resource.DISK:
-        needed = max(peak, demand["max"]) + extra_bytes
-        candidates = {f"used_at_horizon_over_{policy.disk_max_usage:g}": needed / policy.disk_max_usage}
-        method = f"disk: (forecast used at horizon + reserved {extra_bytes:g}) / {policy.disk_max_usage:g} max usage"
-        if capacity is not None:
-            extra["days_until_full"] = _days_until(capacity, forecast)
-            extra["days_until_max_usage"] = _days_until(capacity * policy.disk_max_usage, forecast)
-    else:
-        headroom = 1.0 + policy.cpu_headroom
-        coverage = demand[policy.coverage_percentile] * (1.0 + policy.coverage_margin)
-        candidates = {
-            f"{policy.cpu_percentile}_plus_{policy.cpu_headroom:.0%}_headroom": demand[policy.cpu_percentile]
-            * headroom,
-            f"{policy.coverage_percentile}_plus_{policy.coverage_margin:.0%}": coverage,
-        }
-        method = (
-            f"{resource.value}: max({policy.cpu_percentile} forecast demand x {headroom:g}, "
-            f"{policy.coverage_percentile} forecast demand x {1 + policy.coverage_margin:g})"
-        )
+    candidates, method = _candidates(resource, policy, demand, peak, extra_bytes)
+    if resource is Resource.DISK and capacity is not None:
+        extra["days_until_full"] = _days_until(capacity, forecast)
+        extra["days_until_max_usage"] = _days_until(capacity * policy.disk_max_usage, forecast)
     winner = max(candidates, key=lambda name: candidates[name])
     recommended = candidates[winner]
     reason = (
@@ -121,6 +98,56 @@ def size_series(
         level_shift=forecast.level_shift,
         extra=extra,
         band=forecast.band,
+        at_window=_at_window(forecast, resource, policy, extra_bytes),
+    )
+
+
+def _candidates(
+    resource: Resource, policy: SizingPolicy, demand: dict[str, float], peak: float, extra_bytes: float
+) -> tuple[dict[str, float], str]:
+    """Every size the resource's rule considers for this demand and peak, and the rule in words."""
+    if resource is Resource.MEMORY:
+        candidates = {
+            f"forecast_peak_x{policy.memory_margin:g}": peak * policy.memory_margin,
+            "observed_max_at_horizon": demand["max"],
+        }
+        method = (
+            f"memory: max(forecast peak x {policy.memory_margin:g}, observed maximum moved to the horizon)"
+        )
+        return candidates, method
+    if resource is Resource.DISK:
+        needed = max(peak, demand["max"]) + extra_bytes
+        method = f"disk: (forecast used at horizon + reserved {extra_bytes:g}) / {policy.disk_max_usage:g} max usage"
+        return {f"used_at_horizon_over_{policy.disk_max_usage:g}": needed / policy.disk_max_usage}, method
+    headroom = 1.0 + policy.cpu_headroom
+    coverage = demand[policy.coverage_percentile] * (1.0 + policy.coverage_margin)
+    candidates = {
+        f"{policy.cpu_percentile}_plus_{policy.cpu_headroom:.0%}_headroom": demand[policy.cpu_percentile]
+        * headroom,
+        f"{policy.coverage_percentile}_plus_{policy.coverage_margin:.0%}": coverage,
+    }
+    method = (
+        f"{resource.value}: max({policy.cpu_percentile} forecast demand x {headroom:g}, "
+        f"{policy.coverage_percentile} forecast demand x {1 + policy.coverage_margin:g})"
+    )
+    return candidates, method
+
+
+def _at_window(
+    forecast: Forecast, resource: Resource, policy: SizingPolicy, extra_bytes: float
+) -> WindowSize | None:
+    """The same rule applied to the load expected at the next maintenance window."""
+    window = forecast.window
+    if window is None:
+        return None
+    candidates, _ = _candidates(resource, policy, window.demand, window.forecast_peak, extra_bytes)
+    return WindowSize(
+        at=window.at,
+        days=window.days,
+        recommended=round_figure(max(candidates.values())),
+        forecast_peak=round_figure(window.forecast_peak),
+        demand={name: round_figure(value) for name, value in window.demand.items()},
+        candidates={name: round_figure(value) for name, value in candidates.items()},
     )
 
 
