@@ -171,3 +171,20 @@ def test_compare_with_inventory():
 def test_fact_script_runs_on_this_host():
     out = subprocess.run([str(FACT_SCRIPT)], capture_output=True, text=True, check=True, env=dict(os.environ))
     assert json.loads(out.stdout)["count"] >= 0
+
+
+def test_verification_problems_cover_driver_and_container():
+    fact = {"count": 2, "source": "pci", "models": ["NVIDIA H100 80GB HBM3"]}
+    assert (
+        gpu.verification_problems(fact, 2, "nvidia-h100-80gb", nvidia_smi_answers=True, container={"gpus": 2})
+        == []
+    )
+    problems = gpu.verification_problems(fact, None, "", nvidia_smi_answers=False, container={"gpus": 1})
+    assert problems == [
+        "nvidia-smi does not answer (driver not installed or not loaded; reboot after installing it)",
+        "the CUDA container sees 1 GPU(s), the host 2",
+    ]
+    failed = gpu.verification_problems(
+        fact, None, "", nvidia_smi_answers=True, container={"error": " no runtime\n"}
+    )
+    assert failed == ["docker run --gpus all failed: no runtime"]

@@ -4,11 +4,12 @@ repository in check mode, and the nvidia runtime contributed to the docker role'
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
 
-from conftest import REPO, run_playbook
+from conftest import REPO, ansible_env, run_playbook
 from khronika_ops import docker_config
 from test_role_inputs import PLAYBOOK, run_role
 
@@ -104,3 +105,41 @@ def test_verify_gpu_runs_locally_and_reports_mismatches(tmp_path, expected, rc):
     assert "CUDA container: skipped (verify_gpu_docker=false)" in flat
     if expected:
         assert "GPU verification failed on localhost: expected 1 GPU(s), found 0 (source: none)" in flat
+
+
+@pytest.mark.parametrize(
+    ("driver_name", "expected_model", "passes"),
+    [
+        ("NVIDIA H100 80GB HBM3", "nvidia-h100-80gb", True),  # the catalog's name, as the preflight reads it
+        ("NVIDIA H100 80GB HBM3", "H100", True),
+        ("NVIDIA L40S", "L4", False),  # a substring is not a model
+        ("NVIDIA L4", "L4", True),
+    ],
+)
+def test_verify_gpu_matches_models_as_the_preflight_does(tmp_path, driver_name, expected_model, passes):
+    """verify-gpu.yml and the nvidia role's preflight share khronika_ops.gpu's model rule: a stand-in
+    nvidia-smi on PATH answers with the real H100 host's query output, renamed to each model."""
+    real = (REPO / "tests" / "data" / "gpu" / "h100-nvidia-smi-query.csv").read_text(encoding="utf-8")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    answer = bin_dir / "answer.csv"
+    answer.write_text(real.replace("NVIDIA H100 80GB HBM3", driver_name), encoding="utf-8")
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text(f"#!/bin/sh\ncat {answer}\n", encoding="utf-8")
+    fake.chmod(0o755)
+    local = tmp_path / "hosts.ini"
+    local.write_text(
+        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n", encoding="utf-8"
+    )
+    env = ansible_env(PATH=f"{bin_dir}:{os.environ['PATH']}")
+    extra = ["-e", "verify_gpu_hosts=localhost", "-e", "verify_gpu_docker=false"]
+    extra += ["-e", "khronika_gpu_expected_count=1", "-e", f"khronika_gpu_expected_model={expected_model}"]
+    run = run_playbook(REPO / "playbooks" / "verify-gpu.yml", local, *extra, env=env)
+    flat = " ".join(run.output.split())
+    assert f"models {driver_name}" in flat, run.output
+    if passes:
+        assert run.rc == 0, run.output
+        assert "Mismatches: none" in flat
+    else:
+        assert run.rc == 2, run.output
+        assert f"expected model '{expected_model}', found {driver_name}" in flat

@@ -35,6 +35,24 @@ def gpu_mismatches(fact: dict[str, Any], expected_count: Any = None, expected_mo
     return gpu.compare_with_inventory(fact or {}, count, expected_model or "")
 
 
+def gpu_verification(
+    fact: dict[str, Any],
+    expected_count: Any = None,
+    expected_model: str = "",
+    nvidia_smi_answers: bool = False,
+    container: dict[str, Any] | None = None,
+) -> list[str]:
+    """Problems `playbooks/verify-gpu.yml` reports (khronika_ops.gpu.verification_problems)."""
+    count = None if expected_count in (None, "") or int(expected_count) < 0 else int(expected_count)
+    return gpu.verification_problems(
+        fact or {},
+        count,
+        expected_model or "",
+        nvidia_smi_answers=bool(nvidia_smi_answers),
+        container=container or None,
+    )
+
+
 def metric_vocabulary(form: str = "prometheus") -> dict[str, Any]:
     """The vocabulary's exclusion matchers, as the Prometheus rule templates interpolate them."""
     if form != "prometheus":
@@ -49,5 +67,6 @@ class FilterModule:
             "alertmanager_receivers": alertmanager_receivers,
             "web_config": web_config,
             "gpu_mismatches": gpu_mismatches,
+            "gpu_verification": gpu_verification,
             "metric_vocabulary": metric_vocabulary,
         }

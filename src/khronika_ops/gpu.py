@@ -201,3 +201,30 @@ def compare_with_inventory(
     if expected_model and count and not all(gpu_model_matches(expected_model, model) for model in models):
         problems.append(f"expected model {expected_model!r}, found {', '.join(models) or 'unknown'}")
     return problems
+
+
+def verification_problems(
+    fact: dict[str, Any],
+    expected_count: int | None,
+    expected_model: str,
+    *,
+    nvidia_smi_answers: bool,
+    container: dict[str, Any] | None = None,
+) -> list[str]:
+    """What `playbooks/verify-gpu.yml` reports: the inventory's expectations (count, model by
+    `gpu_model_matches`), the driver answering, and a CUDA container seeing every GPU. `container` is
+    None when no container ran, else {"gpus": N} after a run or {"error": text} after a failed one."""
+    problems = compare_with_inventory(fact, expected_count, expected_model)
+    count = int(fact.get("count", 0))
+    if count and not nvidia_smi_answers:
+        problems.append(
+            "nvidia-smi does not answer (driver not installed or not loaded; reboot after installing it)"
+        )
+    if container is not None:
+        if "error" in container:
+            problems.append(f"docker run --gpus all failed: {str(container['error']).strip()}")
+        elif int(container.get("gpus", 0)) != count:
+            problems.append(
+                f"the CUDA container sees {int(container.get('gpus', 0))} GPU(s), the host {count}"
+            )
+    return problems

@@ -137,6 +137,9 @@ def write_exporter_export(path: Path, days: float = 3.0, step: int = 300) -> Pat
         'node_cpu_seconds_total{instance="h1:9100",cpu="1",mode="system"}': 0.5 * t,
         'node_network_receive_bytes_total{instance="h1:9100",device="eth0"}': 1.5e9 / 8 * t,
         'node_network_receive_bytes_total{instance="h1:9100",device="veth1a2b"}': 1.5e9 / 8 * t,
+        'node_disk_reads_completed_total{instance="h1:9100",device="sda"}': 40.0 * t,
+        'node_disk_writes_completed_total{instance="h1:9100",device="sda"}': 10.0 * t,
+        'node_disk_written_bytes_total{instance="h1:9100",device="sda"}': 2e6 * t,
         'node_filesystem_size_bytes{instance="h1:9100",mountpoint="/srv",fstype="xfs"}': np.full(t.size, 100.0 * GIB),
         'node_filesystem_free_bytes{instance="h1:9100",mountpoint="/srv",fstype="xfs"}': 60.0 * GIB - t * (GIB / 86400),
         'container_cpu_usage_seconds_total{instance="h1:8080",name="web"}': 2.0 * t,
@@ -158,7 +161,7 @@ def test_plan_from_an_exporter_export(tmp_path: Path) -> None:
     catalog = tmp_path / "site.yml"
     site = {
         "hosts": [
-            {"name": "h1", "cores": 4, "memory_gib": 16, "disk_gib": 100, "nic_gbps": 1,
+            {"name": "h1", "cores": 4, "memory_gib": 16, "disk_gib": 100, "nic_gbps": 1, "disk_class": "hdd",
              "gpus": 1, "gpu_model": "nvidia-l4", "mounts": {"/srv": 100}},
         ],
         "modules": [
@@ -179,6 +182,13 @@ def test_plan_from_an_exporter_export(tmp_path: Path) -> None:
     # 1.5 Gbit/s on eth0 (the veth copy left out) exceeds 70 % of the 1 Gbit/s NIC.
     assert "p99 1.5 Gbit/s" in h1["network_reason"] and h1["network_over_limit"]
     assert any(change.startswith("network:") for change in h1["changes"])
+    # Traffic is sized as what it is, not as requests.
+    assert (h1["network"]["resource"], h1["network"]["method"].split(":")[0]) == ("network", "network")
+    io = {figure["resource"]: figure for figure in h1["disk_io"]}
+    assert set(io) == {"disk_iops", "disk_throughput"}
+    assert io["disk_iops"]["demand"]["max"] == pytest.approx(50.0, rel=1e-5)  # reads + writes per second
+    assert io["disk_throughput"]["demand"]["max"] == pytest.approx(2e6, rel=1e-5)
+    assert h1["disk_class"] == "hdd" and "hdd" in h1["disk_class_reason"]  # 50 IOPS: a disk spins
     assert h1["downtime"] == "host stop (NIC change)"
     srv = next(d for d in h1["disk"] if d["extra"]["mount"] == "/srv")
     assert srv["observed"]["max"] > 40 * GIB  # used = size - free, growing by 1 GiB a day

@@ -182,7 +182,8 @@ def plan(
         raise typer.BadParameter(
             f"--prometheus-user needs the password in --prometheus-password-file or ${PASSWORD_VARIABLE}"
         )
-    from khronika_ops.planner.pipeline import PlanRequest, run_plan
+    from khronika_ops.planner.pipeline import run_plan
+    from khronika_ops.planner.plan import PlanRequest
 
     try:
         request = PlanRequest(

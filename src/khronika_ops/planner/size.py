@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from khronika_ops.planner import erlang
+from khronika_ops.planner.forecast import DEMAND_QUANTILES
 from khronika_ops.planner.models import CleanReport, Forecast, SizeResult, WindowSize
 from khronika_ops.planner.units import Resource
 
@@ -30,8 +31,19 @@ class SizingPolicy(BaseModel):
     memory_margin: float = Field(1.15, ge=1)
     # Disk: keep filesystems at most 85 % used (common alert threshold; ext4 reserves 5 % on top).
     disk_max_usage: float = Field(0.85, gt=0, le=1)
+    # The request rate Erlang C and the GPU count are sized for: a peak, not an average.
+    request_peak_percentile: str = "p99.9"
+    # Disk IOPS/throughput (the disk class) and NIC traffic are compared with the hardware at this level.
+    io_percentile: str = "p99"
     # Erlang C queueing target for request-serving modules.
     erlang_service_level: float = Field(0.8, gt=0, lt=1)
+
+    @field_validator("cpu_percentile", "coverage_percentile", "request_peak_percentile", "io_percentile")
+    @classmethod
+    def _known_quantile(cls, value: str) -> str:
+        if value not in DEMAND_QUANTILES:
+            raise ValueError(f"{value!r} is not a demand quantile ({', '.join(DEMAND_QUANTILES)})")
+        return value
 
 
 def round_figure(value: float) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from khronika_ops.planner.pipeline import HostPlan, ModulePlan, Plan
+from khronika_ops.planner.plan import HostPlan, ModulePlan, Plan
 
 # Column headings both the Markdown and the terminal report use (each adds its own last columns).
 MODULE_COLUMNS = (

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from khronika_ops.planner.models import FloatArray, SizeResult
-from khronika_ops.planner.pipeline import Plan
+from khronika_ops.planner.plan import Plan
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:90%}

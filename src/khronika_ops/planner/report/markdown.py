@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from khronika_ops.planner.pipeline import Plan
+from khronika_ops.planner.plan import Plan
 from khronika_ops.planner.report import HOST_COLUMNS, MODULE_COLUMNS, host_cells, module_cells
 
 

@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 from rich.table import Table
 
-from khronika_ops.planner.pipeline import Plan
+from khronika_ops.planner.plan import Plan
 from khronika_ops.planner.report import HOST_COLUMNS, MODULE_COLUMNS, host_cells, module_cells
 
 _COLOURS = {"CRITICAL": "red", "WARNING": "yellow", "GOOD": "green", "UNKNOWN": "dim"}
