@@ -84,9 +84,9 @@ app = typer.Typer(
 
 @cache
 def _console() -> Console:
-    from rich.console import Console
+    from khronika_ops.console import make_console
 
-    return Console()
+    return make_console()
 
 
 def _version_callback(value: bool) -> None:

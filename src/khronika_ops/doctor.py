@@ -20,6 +20,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from khronika_ops.console import styled
+
 MIN_PYTHON = (3, 11)
 MIN_ANSIBLE_CORE = (2, 17)
 # Collections the roles call, with the lowest version they are tested against (requirements.yml pins).
@@ -200,13 +202,13 @@ def print_results(results: list[CheckResult], console: Console) -> None:
     table.add_column("detail")
     for result in results:
         if result.ok:
-            status = "[green]ok[/]"
+            status = styled("ok", "green")
         elif result.required:
-            status = "[red]FAIL[/]"
+            status = styled("FAIL", "red")
         else:
-            status = "[yellow]warn[/]"
+            status = styled("warn", "yellow")
         detail = result.detail if result.ok or not result.hint else f"{result.detail} — {result.hint}"
         table.add_row(result.name, status, detail)
     console.print(table)
-    verdict = "[green]controller ready[/]" if all_required_ok(results) else "[red]controller not ready[/]"
-    console.print(verdict)
+    ready = all_required_ok(results)
+    console.print(styled("controller ready", "green") if ready else styled("controller not ready", "red"))

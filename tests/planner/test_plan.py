@@ -222,3 +222,17 @@ def test_an_unusable_series_is_a_warning_not_a_failed_plan(tmp_path: Path) -> No
     assert any("khronika_module_request_duration_seconds" in w and "no numeric values" in w for w in warnings)
     code, _, err = run_cli("plan", "--csv", str(empty), "--format", "json")
     assert code == 2 and "no usable series" in err
+
+
+def test_table_prints_warnings_literally(tmp_path: Path) -> None:
+    history = write_exporter_export(tmp_path / "export.csv", days=2.0)
+    catalog = tmp_path / "site.yml"
+    site = {
+        "hosts": [{"name": "h1", "cores": 4, "memory_gib": 16, "disk_gib": 100}],
+        "modules": [{"name": "web", "host": "h1"}],
+        "notes": ["h9: [red]unreachable[/] (no facts)"],
+    }
+    catalog.write_text(yaml.safe_dump(site), encoding="utf-8")
+    code, out, err = run_cli("plan", "--csv", str(history), "--catalog", str(catalog), "--format", "table")
+    assert code == 0, err
+    assert "warning: h9: [red]unreachable[/] (no facts)" in out

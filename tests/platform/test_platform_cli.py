@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import yaml
 from platform_helpers import RELEASES, REPO, SAMPLE_CATALOG, SAMPLE_INVENTORY
 from typer.testing import CliRunner
 
@@ -94,3 +95,24 @@ def test_console_script_offers_the_groups():
         [tool("khronika"), "release", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "diff" in out and "list" in out
+
+
+def test_errors_and_data_are_printed_literally(tmp_path):
+    """Square brackets in a validation message or in user data are text, not markup."""
+    catalog = tmp_path / "catalog.yml"
+    catalog.write_text(
+        "khronika_modules:\n  - {name: Bad_Name, image: x/y, placement: {hosts: [h1]}}\n", encoding="utf-8"
+    )
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("hosts:\n  h1: {groups: [app]}\n", encoding="utf-8")
+    result = invoke("catalog", "validate", str(catalog), "--inventory", str(inventory))
+    assert result.exit_code == 1
+    assert "String should match pattern '^[a-z0-9][a-z0-9-]{0,62}$'" in result.stderr
+    releases = tmp_path / "releases"
+    releases.mkdir()
+    manifest = yaml.safe_load((RELEASES / "1.0.0.yml").read_text(encoding="utf-8"))
+    manifest["notes"] = "Fixes [bold]everything[/] :smile:"
+    (releases / "1.0.0.yml").write_text(yaml.safe_dump(manifest), encoding="utf-8")
+    shown = invoke("release", "show", "1.0.0", "--dir", str(releases))
+    assert shown.exit_code == 0, shown.output
+    assert "Fixes [bold]everything[/] :smile:" in shown.stdout

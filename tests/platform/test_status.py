@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
+from pathlib import Path
 
-from khronika_ops.platform.status import parse_ansible_json, parse_stdout
+import yaml
+from typer.testing import CliRunner
+
+from conftest import REPO, ansible_env
+from khronika_ops.cli import app
+from khronika_ops.platform.status import DEFAULT_RECORD_DIR, parse_ansible_json, parse_stdout
 
 
 def _content(record: dict[str, object]) -> str:
@@ -44,3 +51,50 @@ def test_records_errors_and_unreachable_hosts():
 def test_other_callbacks_around_the_json_document():
     stdout = 'Thursday 26 November 2026\n{"plays": [], "stats": {}}\nansible.builtin.slurp ----- 0.52s\n'
     assert parse_stdout(stdout) == {"plays": [], "stats": {}}
+
+
+def _local_inventory(tmp_path: Path, **hosts: Path) -> Path:
+    lines = ["[khronika]"]
+    for name, record_dir in hosts.items():
+        lines.append(
+            f"{name} ansible_connection=local ansible_python_interpreter={sys.executable} "
+            f"platform_record_dir={record_dir}"
+        )
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return inventory
+
+
+def test_status_reads_each_hosts_record_dir(tmp_path: Path) -> None:
+    """The folder is the host's platform_record_dir, as the role writes it; a host without a record
+    says which file it lacks."""
+    recorded = tmp_path / "a"
+    recorded.mkdir()
+    record = {
+        "version": "1.1.0",
+        "kind": "change-release",
+        "deployed_at": "2026-12-01T00:00:00Z",
+        "modules": [],
+    }
+    (recorded / "release.json").write_text(json.dumps(record), encoding="utf-8")
+    inventory = _local_inventory(tmp_path, alpha=recorded, beta=tmp_path / "b")
+    result = CliRunner().invoke(app, ["status", "-i", str(inventory), "--json"], env=ansible_env())
+    records = json.loads(result.stdout)
+    assert records["alpha"] == record
+    assert records["beta"] == {"error": f"no release recorded ({tmp_path / 'b' / 'release.json'} missing)"}
+    assert result.exit_code == 1
+
+
+def test_status_names_a_missing_inventory(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-inventory.yml"
+    result = CliRunner().invoke(app, ["status", "-i", str(missing)])
+    assert result.exit_code == 2
+    assert f"inventory {missing} does not exist" in result.stderr
+    assert "Khronika release per host" not in result.stdout  # no empty table
+
+
+def test_the_default_record_dir_is_the_roles() -> None:
+    defaults = yaml.safe_load(
+        (REPO / "roles" / "platform" / "defaults" / "main.yml").read_text(encoding="utf-8")
+    )
+    assert defaults["platform_record_dir"] == DEFAULT_RECORD_DIR

@@ -30,9 +30,9 @@ plan_app = typer.Typer(
 @cache
 def _stderr() -> Console:
     """Rich is imported only to print an error or a note: not on the `plan size --json` path."""
-    from rich.console import Console
+    from khronika_ops.console import make_console
 
-    return Console(stderr=True)
+    return make_console(stderr=True)
 
 
 class OutputFormat(StrEnum):
@@ -73,7 +73,9 @@ def parse_window(text: str | None) -> float | None:
 
 
 def _fail(error: Exception) -> typer.Exit:
-    _stderr().print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+    from khronika_ops.console import error_text
+
+    _stderr().print(error_text(error))
     return typer.Exit(code=2)
 
 
@@ -213,7 +215,7 @@ def plan(
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(texts[item.value], encoding="utf-8")
-        _stderr().print(f"report written to {path}", highlight=False)
+        _stderr().print(f"report written to {path}")
 
 
 @plan_app.command()

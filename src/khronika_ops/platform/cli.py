@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from khronika_ops.console import error_text, labelled, make_console, styled
 from khronika_ops.platform.common import ProblemsError
 
 release_app = typer.Typer(
@@ -22,15 +22,15 @@ validate_app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-_stdout = Console(highlight=False, soft_wrap=True)
-_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+_stdout = make_console()
+_stderr = make_console(stderr=True)
 
 ReleasesDir = Annotated[Path, typer.Option("--dir", help="Folder holding <version>.yml manifests.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _fail(error: ProblemsError) -> typer.Exit:
-    _stderr.print(f"[bold red]error:[/] {error}")
+    _stderr.print(error_text(error))
     return typer.Exit(code=1)
 
 
@@ -69,7 +69,7 @@ def show_command(
     if json_output:
         typer.echo(release.model_dump_json(indent=2, by_alias=True))
         return
-    _stdout.print(f"[bold]{release.version}[/] ({release.kind}, {release.date.isoformat()})")
+    _stdout.print(styled(release.version, "bold"), f"({release.kind}, {release.date.isoformat()})")
     table = Table("module", "image", "cores", "memory", "disk", "gpus")
     for module in release.modules:
         minimum = module.min_resources.model_dump()
@@ -120,7 +120,9 @@ def _short(image: str) -> str:
 
 
 def _print_diff(result: dict[str, Any]) -> None:
-    _stdout.print(f"[bold]{result['from_version']} -> {result['to_version']}[/] ({result['direction']})")
+    _stdout.print(
+        styled(f"{result['from_version']} -> {result['to_version']}", "bold"), f"({result['direction']})"
+    )
     table = Table("change", "module", "from", "to", title="what changes")
     for change in result["image_changes"]:
         table.add_row(
@@ -143,7 +145,7 @@ def _print_diff(result: dict[str, Any]) -> None:
         table.add_row("config", change["key"], repr(change["from"]), f"{change['to']!r}  {change['note']}")
     _stdout.print(table)
     colour = {"none": "green", "partial": "yellow", "full": "red"}[result["downtime"]]
-    _stdout.print(f"downtime: [bold {colour}]{result['downtime']}[/]")
+    _stdout.print("downtime:", styled(result["downtime"], f"bold {colour}"))
     for reason in result["downtime_reasons"]:
         _stdout.print(f"  - {reason}")
 
@@ -185,7 +187,11 @@ def validate_command(
         return
     containers = sum(len(host.containers) for host in plan.hosts.values())
     _stdout.print(
-        f"[green]ok[/]: {len(plan.order)} enabled module(s), {containers} container(s) on {len(plan.hosts)} host(s)"
+        labelled(
+            "ok:",
+            "green",
+            f"{len(plan.order)} enabled module(s), {containers} container(s) on {len(plan.hosts)} host(s)",
+        )
     )
     for host in plan.hosts.values():
         _stdout.print(f"  {host.host}: {', '.join(host.container_names)}")

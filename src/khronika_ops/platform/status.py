@@ -1,7 +1,9 @@
-"""`khronika status`: the release each host runs, read from /etc/khronika/release.json over Ansible.
+"""`khronika status`: the release each host runs, read from its release record over Ansible.
 
-The record is written by the platform role; reading it through `ansible` (the slurp module) reaches
-hosts exactly as the playbooks do: same inventory, connection, become and vault settings.
+The record is `<platform_record_dir>/release.json`, written by the platform role; the folder is each
+host's own `platform_record_dir` (the role's default: DEFAULT_RECORD_DIR). Reading it through
+`ansible` (the slurp module, its path templated per host) reaches hosts exactly as the playbooks do:
+same inventory, variables, connection, become and vault settings.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +19,24 @@ from typing import Annotated, Any
 
 import typer
 
-RECORD_PATH = "/etc/khronika/release.json"
+# The platform role's default for `platform_record_dir` (roles/platform/defaults/main.yml; a test
+# keeps the two equal).
+DEFAULT_RECORD_DIR = "/etc/khronika"
+RECORD_FILE = "release.json"
+RECORD_SOURCE = f"{{{{ platform_record_dir | default('{DEFAULT_RECORD_DIR}') }}}}/{RECORD_FILE}"
+_MISSING_PATH = re.compile(r"(/\S+)")
+
+
+class StatusError(RuntimeError):
+    """The inventory or ansible could not be used; the message says what to fix."""
+
+
+def check_inventory(inventory: str) -> None:
+    """A path that does not exist is named before ansible runs (a comma list of hosts is no path)."""
+    if "," in inventory:
+        return
+    if not Path(inventory).exists():
+        raise StatusError(f"inventory {inventory} does not exist")
 
 
 def _ansible_bin() -> str:
@@ -35,14 +55,14 @@ def read_records(inventory: str, pattern: str = "khronika", timeout: int = 300) 
         "-m",
         "ansible.builtin.slurp",
         "-a",
-        f"src={RECORD_PATH}",
+        f"src={RECORD_SOURCE}",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
     try:
         document = parse_stdout(proc.stdout)
     except json.JSONDecodeError as exc:
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"ansible failed (rc {proc.returncode}): {detail[0]}") from exc
+        raise StatusError(f"ansible failed (rc {proc.returncode}): {detail[0]}") from exc
     return parse_ansible_json(document)
 
 
@@ -67,7 +87,8 @@ def parse_ansible_json(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 elif result.get("failed") or "content" not in result:
                     message = str(result.get("msg", "no release record"))
                     if "not found" in message or "No such file" in message:
-                        message = f"no release recorded ({RECORD_PATH} missing)"
+                        path = _MISSING_PATH.search(message)
+                        message = f"no release recorded ({path.group(1) if path else RECORD_FILE} missing)"
                     records[host] = {"error": message}
                 else:
                     records[host] = json.loads(base64.b64decode(result["content"]))
@@ -81,28 +102,33 @@ def status(
 ) -> None:
     """Show the release each host runs (the platform role's record)."""
     try:
+        check_inventory(inventory)
         records = read_records(inventory, pattern)
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+    except (StatusError, OSError, subprocess.TimeoutExpired) as exc:
         typer.echo(f"khronika status: {exc}", err=True)
         raise typer.Exit(2) from exc
+    if not records:
+        typer.echo(f"khronika status: no host of {inventory} matches {pattern!r}", err=True)
+        raise typer.Exit(1)
     if json_output:
         typer.echo(json.dumps(records, indent=2, sort_keys=True))
     else:
-        from rich.console import Console
         from rich.table import Table
+
+        from khronika_ops.console import make_console, styled
 
         table = Table(title="Khronika release per host", title_justify="left")
         for column in ("host", "release", "kind", "deployed at", "modules"):
             table.add_column(column)
         for host, record in records.items():
             if "error" in record:
-                table.add_row(host, "[red]?[/]", "", "", str(record["error"]))
+                table.add_row(host, styled("?", "red"), "", "", str(record["error"]))
                 continue
             modules = ", ".join(
                 f"{m['name']}@{str(m.get('digest', ''))[7:19]}" for m in record.get("modules", [])
             )
             table.add_row(host, record["version"], record["kind"], record.get("deployed_at", ""), modules)
-        Console().print(table)
+        make_console().print(table)
     versions = {record.get("version") for record in records.values() if "error" not in record}
     if len(versions) > 1:
         typer.echo(f"hosts run different releases: {', '.join(sorted(map(str, versions)))}", err=True)

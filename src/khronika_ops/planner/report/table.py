@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 
-from rich.console import Console
 from rich.table import Table
 
+from khronika_ops.console import labelled, make_console, styled
 from khronika_ops.planner.plan import Plan
 from khronika_ops.planner.report import HOST_COLUMNS, MODULE_COLUMNS, host_cells, module_cells
 
@@ -15,27 +15,27 @@ _COLOURS = {"CRITICAL": "red", "WARNING": "yellow", "GOOD": "green", "UNKNOWN": 
 
 def render_table(plan: Plan) -> str:
     buffer = io.StringIO()
-    console = Console(file=buffer, width=140, force_terminal=False)
+    console = make_console(file=buffer, width=140)
     modules = Table(title=f"Modules (horizon {plan.horizon_days:g} d)")
     for column in MODULE_COLUMNS:
         modules.add_column(column)
     for module in plan.modules:
         *cells, severity = module_cells(module)
-        modules.add_row(*cells, f"[{_COLOURS.get(severity, '')}]{severity}[/]")
+        modules.add_row(*cells, styled(severity, _COLOURS.get(severity, "")))
     hosts = Table(title=f"Hosts ({plan.placement.solver}, new cost {plan.total_new_cost:g})")
     for column in (*HOST_COLUMNS, "Downtime"):
         hosts.add_column(column)
     for host in plan.hosts:
         *cells, severity, n_minus_1 = host_cells(host)
-        hosts.add_row(*cells, f"[{_COLOURS.get(severity, '')}]{severity}[/]", n_minus_1, host.downtime)
+        hosts.add_row(*cells, styled(severity, _COLOURS.get(severity, "")), n_minus_1, host.downtime)
     console.print(modules)
     console.print(hosts)
     for host in plan.hosts:
         for evidence in (host.network_reason, host.gpu_reason):
             if evidence and evidence not in ("new host", "no network history"):
-                console.print(f"{host.name}: {evidence}", highlight=False)
+                console.print(f"{host.name}: {evidence}")
     for change in plan.changes:
         console.print(f"change: {change}")
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(labelled("warning:", "yellow", warning))
     return buffer.getvalue()

@@ -1,0 +1,36 @@
+"""Terminal output for every `khronika` command: what the user wrote, what a file holds and what a
+validation says is printed literally. Rich markup, highlighting and emoji codes are off on every
+console made here (`[a-z]{0,62}` in a pattern stays `[a-z]{0,62}`); styles come only from the
+program, as Text with a style."""
+
+from __future__ import annotations
+
+from typing import IO
+
+from rich.console import Console
+from rich.text import Text
+
+
+def make_console(*, stderr: bool = False, file: IO[str] | None = None, width: int | None = None) -> Console:
+    return Console(
+        stderr=stderr,
+        file=file,
+        width=width,
+        markup=False,
+        highlight=False,
+        emoji=False,
+        soft_wrap=file is None,
+    )
+
+
+def styled(text: object, style: str) -> Text:
+    return Text(str(text), style=style)
+
+
+def labelled(label: str, style: str, text: object) -> Text:
+    """`label` in `style`, then the text as it is."""
+    return Text.assemble((label, style), " ", str(text))
+
+
+def error_text(message: object) -> Text:
+    return labelled("error:", "bold red", message)
