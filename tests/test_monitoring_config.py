@@ -81,4 +81,4 @@ def test_collector_rejects_a_bad_interval():
         check=False,
     )
     assert proc.returncode == 2
-    assert "'soon' is not an interval like 15s or 1m" in proc.stderr
+    assert "'soon' is not a duration such as 10s, 1m30s, 500ms, 12h or 90d" in proc.stderr

@@ -16,7 +16,7 @@ try:
     from khronika_ops.ansible_data import plain
     from khronika_ops.facts import wanted_variables
     from khronika_ops.planner.site import site_catalog_from_ansible
-    from khronika_ops.platform.common import ProblemsError
+    from khronika_ops.validation import ProblemsError
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
     raise AnsibleFilterError(
         "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"

@@ -1,7 +1,7 @@
 """Filters of khronika.platform for the `platform` and `gateway` roles: thin adapters over khronika_ops.platform.
 
 khronika_catalog_plan(khronika_modules, groups, hostvars, release, registry)
-    -> the plan (per host: containers in dependency order with image@digest, networks, volumes;
+    -> the deployment (per host: containers in dependency order with image@digest, networks, volumes;
        gateway routes), or AnsibleFilterError listing every catalog error.
 khronika_release_record(release, deployed_at, containers)
     -> the JSON written to /etc/khronika/release.json.
@@ -18,8 +18,8 @@ try:
     from khronika_ops.ansible_data import plain
     from khronika_ops.platform import catalog as platform_catalog
     from khronika_ops.platform import release as platform_release
-    from khronika_ops.platform.common import ProblemsError
     from khronika_ops.platform.inventory_file import inventory_from_ansible
+    from khronika_ops.validation import ProblemsError
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
     raise AnsibleFilterError(
         "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
@@ -42,7 +42,7 @@ def khronika_catalog_plan(
         raise AnsibleFilterError("khronika_catalog_plan: the second argument must be `groups`")
     try:
         inventory = inventory_from_ansible(groups, gpus)
-        plan = platform_catalog.build_plan(
+        plan = platform_catalog.resolve_deployment(
             plain(catalog), inventory, release=_release(release), default_registry=registry or None
         )
     except ProblemsError as exc:

@@ -110,3 +110,19 @@ def test_not_utf8(tmp_path: Path) -> None:
 def test_unknown_unit_option(tmp_path: Path) -> None:
     path = write_series(tmp_path / "u.csv", np.ones(10))
     assert "unknown unit" in _size_error(path, "cpu", "--unit", "furlongs")
+
+
+def test_a_site_catalog_reports_every_problem_at_once(tmp_path: Path) -> None:
+    site = tmp_path / "site.yml"
+    site.write_text(
+        "hosts:\n  - {name: app-01, cores: 0, memory_gib: 16, disk_gib: 100}\n"
+        "  - {name: app-02, cores: 8, memory_gib: 16, disk_gib: 100, colour: blue}\n"
+        "nic_max_utilisation: 2\n",
+        encoding="utf-8",
+    )
+    code, _, err = run_cli("plan", "--csv", str(tmp_path / "none.csv"), "--catalog", str(site))
+    assert code == 2
+    assert f"{site}: 3 site catalog error(s)" in err
+    assert "hosts[0] (app-01).cores: Input should be greater than 0" in err
+    assert "hosts[1] (app-02).colour: unknown key 'colour'" in err
+    assert "nic_max_utilisation: Input should be less than or equal to 1" in err

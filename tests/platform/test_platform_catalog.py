@@ -9,9 +9,11 @@ from platform_helpers import SAMPLE_CATALOG, SAMPLE_INVENTORY, digest, inventory
 from khronika_ops.platform.catalog import (
     CatalogError,
     Inventory,
-    build_plan,
     catalog_entries,
+    check_dependencies,
     find_cycles,
+    parse_modules,
+    resolve_deployment,
 )
 from khronika_ops.platform.inventory_file import load_inventory
 from khronika_ops.platform.release import parse_release
@@ -19,7 +21,7 @@ from khronika_ops.platform.release import parse_release
 
 def problems_of(modules, inv=None, **kwargs) -> list[str]:
     with pytest.raises(CatalogError) as caught:
-        build_plan(modules, inv or inventory(), **kwargs)
+        resolve_deployment(modules, inv or inventory(), **kwargs)
     return [str(problem) for problem in caught.value.problems]
 
 
@@ -29,7 +31,7 @@ def assert_problem(problems: list[str], module_name: str, field: str, fragment: 
 
 
 def test_sample_catalog_is_valid_and_ordered():
-    plan = build_plan(yaml.safe_load(SAMPLE_CATALOG.read_text()), load_inventory(SAMPLE_INVENTORY))
+    plan = resolve_deployment(yaml.safe_load(SAMPLE_CATALOG.read_text()), load_inventory(SAMPLE_INVENTORY))
     assert plan.order == ["classifier", "appeals-api"]  # appeals-api depends on classifier
     assert plan.disabled_modules == ["classifier-gpu"]
     host = plan.hosts["app-01"]
@@ -91,7 +93,11 @@ def test_ports_on_different_addresses_or_protocols_do_not_clash():
         module("two", ports=[{"container": 80, "host": 8080, "bind": "10.0.0.2"}]),
         module("three", ports=[{"container": 80, "host": 8080, "protocol": "udp"}]),
     ]
-    assert build_plan(modules, inventory()).hosts["app-01"].container_names == ["one-1", "three-1", "two-1"]
+    assert resolve_deployment(modules, inventory()).hosts["app-01"].container_names == [
+        "one-1",
+        "three-1",
+        "two-1",
+    ]
 
 
 def test_replicas_take_consecutive_host_ports_and_clash_with_the_next():
@@ -100,7 +106,7 @@ def test_replicas_take_consecutive_host_ports_and_clash_with_the_next():
         module("web", ports=[{"container": 80, "host": 8081}]),
     ]
     assert_problem(problems_of(modules), "web", "ports", "8081/tcp on app-01 is already taken by api-2")
-    plan = build_plan(modules[:1], inventory())
+    plan = resolve_deployment(modules[:1], inventory())
     assert [c.published_ports for c in plan.hosts["app-01"].containers] == [["8080:80/tcp"], ["8081:80/tcp"]]
 
 
@@ -115,7 +121,7 @@ def test_gpu_module_needing_more_gpus_than_the_host_has():
 
 
 def test_gpu_device_ids_and_device_requests():
-    plan = build_plan(
+    plan = resolve_deployment(
         [module("ml", gpus={"device_ids": ["1"]}, placement={"hosts": ["gpu-01"]})], inventory()
     )
     assert plan.hosts["gpu-01"].containers[0].device_requests == [
@@ -161,7 +167,7 @@ def test_topological_order_with_levels():
         module("cache"),
         module("db"),
     ]
-    plan = build_plan(modules, inventory())
+    plan = resolve_deployment(modules, inventory())
     assert plan.order == ["cache", "db", "api", "web"]
     containers = plan.hosts["app-02"].containers
     assert [(c.module, c.level) for c in containers] == [("cache", 0), ("db", 0), ("api", 1), ("web", 2)]
@@ -177,7 +183,7 @@ def test_placement_against_the_inventory():
 
 def test_disabled_module_is_not_planned_and_not_checked_against_hosts():
     modules = [module("api"), module("ml", enabled=False, gpus=1, placement={"groups": ["app"]})]
-    plan = build_plan(modules, inventory())
+    plan = resolve_deployment(modules, inventory())
     assert plan.disabled_modules == ["ml"]
     assert all(c.module == "api" for host in plan.hosts.values() for c in host.containers)
 
@@ -185,7 +191,7 @@ def test_disabled_module_is_not_planned_and_not_checked_against_hosts():
 def test_rolling_needs_two_replicas():
     problems = problems_of([module("api", update="rolling", placement={"hosts": ["app-01"]})])
     assert_problem(problems, "api", "update", "at least 2 replicas")
-    assert build_plan([module("api", update="rolling")], inventory()).order == ["api"]
+    assert resolve_deployment([module("api", update="rolling")], inventory()).order == ["api"]
 
 
 def test_secrets_are_names_of_vault_variables():
@@ -213,7 +219,7 @@ def test_volumes_backup_policy_and_mounts():
 
 
 def test_resources_memory_units():
-    plan = build_plan([module("api", resources={"cpus": 0.5, "memory": "2g"})], inventory())
+    plan = resolve_deployment([module("api", resources={"cpus": 0.5, "memory": "2g"})], inventory())
     assert plan.hosts["app-01"].containers[0].memory == f"{2 * 1024**3}b"
     problems = problems_of([module("api", resources={"memory": "lots"})])
     assert_problem(problems, "api", "resources.memory", "not a size")
@@ -224,7 +230,7 @@ def test_healthcheck_rules_and_docker_form():
     assert_problem(problems, "api", "healthcheck", "either http (a path) or command")
     problems = problems_of([module("api", healthcheck={"http": "/health"})])
     assert_problem(problems, "api", "healthcheck.port", "needs a port")
-    plan = build_plan(
+    plan = resolve_deployment(
         [module("api", healthcheck={"command": ["/bin/check"], "interval": "1m30s", "timeout": "500ms"})],
         inventory(),
     )
@@ -255,11 +261,11 @@ def test_min_host_resources_checked_when_the_inventory_knows_them():
 
 def test_release_pins_digests_and_registry_is_prefixed():
     release = parse_release(release_data(api=digest("api")))
-    plan = build_plan(
+    plan = resolve_deployment(
         [module("api", image=None)], inventory(), release=release, default_registry="registry.test:5000"
     )
     assert plan.hosts["app-01"].containers[0].image == f"registry.test:5000/example/api@{digest('api')}"
-    plan = build_plan([module("api", image="mirror.example.org/x/api")], inventory(), release=release)
+    plan = resolve_deployment([module("api", image="mirror.example.org/x/api")], inventory(), release=release)
     assert plan.hosts["app-01"].containers[0].image == f"mirror.example.org/x/api@{digest('api')}"
     assert plan.release is not None and plan.release.version == "1.0.0"
 
@@ -311,3 +317,21 @@ def test_inventory_plain_form():
     loaded = Inventory.from_mapping({"hosts": {"h1": {"groups": ["g"], "gpus": 1, "memory": "1g"}}})
     assert loaded.hosts["h1"].gpus == 1 and loaded.hosts["h1"].memory == 1024**3
     assert loaded.groups == {"all", "g"}
+
+
+def test_dependency_cycles_are_data():
+    """Cycles come back as lists of module names, not as text to search for: a dependency whose
+    name reads "dependency cycle" is an unknown module, and the rest stays ordered."""
+    entries = [
+        module("a", depends_on=["b"]),
+        module("b", depends_on=["a"]),
+        module("c", depends_on=["dependency cycle"]),
+    ]
+    modules, _ = parse_modules(entries)
+    check = check_dependencies({m.name: m for m in modules}, entries)
+    assert check.cycles == [["a", "b"]] and not check.acyclic
+    only_unknown = check_dependencies({m.name: m for m in modules[2:]}, entries[2:])
+    assert only_unknown.cycles == [] and only_unknown.acyclic
+    assert [str(p) for p in only_unknown.problems] == [
+        "module 'c', field 'depends_on[0]': 'dependency cycle' is not a module of the catalog"
+    ]

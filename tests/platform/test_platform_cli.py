@@ -116,3 +116,23 @@ def test_errors_and_data_are_printed_literally(tmp_path):
     shown = invoke("release", "show", "1.0.0", "--dir", str(releases))
     assert shown.exit_code == 0, shown.output
     assert "Fixes [bold]everything[/] :smile:" in shown.stdout
+
+
+def test_an_empty_catalog_file_is_refused(tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("hosts:\n  h1: {groups: [app]}\n", encoding="utf-8")
+    for name, text, message in (
+        ("empty.yml", "", "the catalog is empty"),
+        ("comments.yml", "# nothing yet\n", "the catalog is empty"),
+        ("null.yml", "khronika_modules:\n", "khronika_modules: has no value"),
+    ):
+        catalog = tmp_path / name
+        catalog.write_text(text, encoding="utf-8")
+        result = invoke("catalog", "validate", str(catalog), "--inventory", str(inventory))
+        assert result.exit_code == 1, (name, result.output)
+        assert message in result.stderr and "khronika_modules: []" in result.stderr
+        assert "0 enabled module(s)" not in result.stdout
+    explicit = tmp_path / "none.yml"
+    explicit.write_text("khronika_modules: []\n", encoding="utf-8")
+    result = invoke("catalog", "validate", str(explicit), "--inventory", str(inventory))
+    assert result.exit_code == 0 and "ok: 0 enabled module(s)" in result.stdout

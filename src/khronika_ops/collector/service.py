@@ -15,23 +15,12 @@ from pathlib import Path
 
 from khronika_ops.collector.sampler import Sampler
 from khronika_ops.collector.writers import CSV_HEADER, RotatingCsv, format_labels, write_textfile
-
-_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+from khronika_ops.quantities import parse_duration
 
 
 def parse_interval(text: str) -> float:
-    """`15s`, `1m`, `500ms`, `2h` or plain seconds -> seconds; ValueError otherwise."""
-    token = text.strip().lower()
-    for suffix in ("ms", "s", "m", "h"):
-        if token.endswith(suffix):
-            try:
-                return float(token[: -len(suffix)]) * _FACTORS[suffix]
-            except ValueError:
-                break
-    try:
-        return float(token)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an interval like 15s or 1m") from None
+    """`15s`, `1m30s`, `500ms`, `2h` or plain seconds -> seconds (khronika_ops.quantities' grammar)."""
+    return parse_duration(text)
 
 
 def run(period: float, csv: Path | None, textfile: Path | None, once: bool, keep_days: int) -> None:

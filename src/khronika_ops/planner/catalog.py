@@ -12,30 +12,33 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from khronika_ops.planner.errors import InputError
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from khronika_ops.planner.errors import InputError, PlannerError
+from khronika_ops.validation import ProblemsError, StrictModel, problems_from_validation
 
 
-class DiskClass(_Strict):
+class SiteCatalogError(ProblemsError, PlannerError):
+    """Every problem of a site catalog at once, each located by entry and field."""
+
+    what = "site catalog"
+
+
+class DiskClass(StrictModel):
     name: str
     max_iops: float = Field(gt=0)
     max_mb_per_s: float = Field(gt=0)
     cost_per_tb: float = Field(ge=0)
 
 
-class GpuModel(_Strict):
+class GpuModel(StrictModel):
     name: str
     vram_gib: float = Field(gt=0)
     throughput: float = Field(gt=0)
     cost: float = Field(ge=0)
 
 
-class HostShape(_Strict):
+class HostShape(StrictModel):
     name: str
     cores: float = Field(gt=0)
     memory_gib: float = Field(gt=0)
@@ -54,7 +57,7 @@ class ExistingHost(HostShape):
     mounts: dict[str, float] = Field(default_factory=dict)  # mount -> size GiB, for days until full
 
 
-class ModuleSpec(_Strict):
+class ModuleSpec(StrictModel):
     """A Khronika module (container) to place. Sizes come from metrics; these are minimums and knobs."""
 
     name: str
@@ -73,7 +76,7 @@ class ModuleSpec(_Strict):
     host: str | None = None  # current placement, for the diff
 
 
-class Catalog(_Strict):
+class Catalog(StrictModel):
     disk_classes: list[DiskClass] = Field(default_factory=list)
     gpu_models: list[GpuModel] = Field(default_factory=list)
     host_shapes: list[HostShape] = Field(default_factory=list)
@@ -142,9 +145,18 @@ def load_catalog(paths: str | Path | Sequence[str | Path] | None = None) -> Cata
     try:
         return Catalog.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise InputError(f"catalog entry {where}: {first['msg']}", source=source) from exc
+        problems = problems_from_validation(exc, None)
+        # "hosts[1].cores" says more as "hosts[1] (app-02).cores": name the entry where it has a name.
+        for position, item in enumerate(exc.errors()):
+            loc = item["loc"]
+            if len(loc) >= 2 and loc[0] in _LIST_KEYS and isinstance(loc[1], int):
+                entries = data.get(str(loc[0]))
+                entry = entries[loc[1]] if isinstance(entries, list) and loc[1] < len(entries) else None
+                if isinstance(entry, dict) and entry.get("name"):
+                    problem = problems[position]
+                    named = problem.field.replace(f"[{loc[1]}]", f"[{loc[1]}] ({entry['name']})", 1)
+                    problems[position] = type(problem)(None, named, problem.message)
+        raise SiteCatalogError(problems, ", ".join(str(path) for path in files) or source) from exc
 
 
 def _merge_by_name(base: list[Any], layer: list[Any]) -> list[Any]:

@@ -50,15 +50,15 @@ class SizeResource(StrEnum):
 
 
 def parse_duration_days(text: str) -> float:
-    """'90', '90d', '12h', '2w' -> days. A bare number means days."""
-    token = text.strip().lower()
-    units = {"d": 1.0, "h": 1 / 24, "w": 7.0, "m": 1 / 1440}
+    """'90', '90d', '12h', '2w', '1w3d' -> days (khronika_ops.quantities' grammar; a bare number is days)."""
+    from khronika_ops.quantities import parse_duration
+
     try:
-        value = float(token[:-1]) * units[token[-1]] if token and token[-1] in units else float(token)
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a duration like 90, 90d, 12h or 2w") from None
+        value = parse_duration(text, bare_seconds=86400.0) / 86400.0
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     if value <= 0:
-        raise typer.BadParameter("the horizon must be positive")
+        raise typer.BadParameter("the duration must be positive")
     return value
 
 

@@ -59,7 +59,7 @@ def host_entry(name: str, hostvars: Mapping[str, Any], catalog_models: Iterable[
 
 
 def module_entries(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Planner modules from a resolved platform plan (`khronika_ops.platform.catalog.build_plan`)."""
+    """Planner modules from a resolved deployment (`khronika_ops.platform.catalog.resolve_deployment`)."""
     containers: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
     for host, host_plan in sorted((plan.get("hosts") or {}).items()):
         for container in host_plan.get("containers", []):
@@ -111,11 +111,11 @@ def site_catalog_from_ansible(
 ) -> dict[str, Any]:
     """What the filter gives plan.yml: the hosts of `hosts_group` and, when the inventory has a module
     catalog, the modules resolved onto it exactly as the deploy resolves them."""
-    from khronika_ops.platform.catalog import build_plan
+    from khronika_ops.platform.catalog import resolve_deployment
     from khronika_ops.platform.inventory_file import inventory_from_ansible
 
     hosts = sorted({str(host) for host in groups.get(hosts_group, [])})
     plan = None
     if modules:
-        plan = build_plan(modules, inventory_from_ansible(groups, hostvars)).model_dump(mode="json")
+        plan = resolve_deployment(modules, inventory_from_ansible(groups, hostvars)).model_dump(mode="json")
     return site_catalog(hostvars, hosts, plan)

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from khronika_ops.console import error_text, labelled, make_console, styled
-from khronika_ops.platform.common import ProblemsError
+from khronika_ops.validation import ProblemsError
 
 release_app = typer.Typer(
     help="Release manifests (releases/<version>.yml): list, show, and what a move from A to B changes.",
@@ -168,12 +168,12 @@ def validate_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the resolved plan as JSON.")] = False,
 ) -> None:
     """Validate a module catalog; print every error (exit 1) or, with --json, the plan per host."""
-    from khronika_ops.platform.catalog import build_plan, load_yaml_file
+    from khronika_ops.platform.catalog import load_yaml_file, resolve_deployment
     from khronika_ops.platform.inventory_file import load_inventory
     from khronika_ops.platform.release import load_release
 
     try:
-        plan = build_plan(
+        plan = resolve_deployment(
             load_yaml_file(catalog),
             load_inventory(inventory),
             release=load_release(release) if release else None,

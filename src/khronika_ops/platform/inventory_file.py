@@ -15,7 +15,7 @@ import yaml
 
 from khronika_ops.facts import FactsError, gpu_count
 from khronika_ops.platform.catalog import CatalogError, Inventory
-from khronika_ops.platform.common import Problem
+from khronika_ops.validation import Problem
 
 
 def inventory_from_ansible(groups: Mapping[str, Any], gpus: Mapping[str, Any] | None = None) -> Inventory:

@@ -26,14 +26,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from khronika_ops.platform.common import (
-    HostMinimum,
-    Problem,
-    ProblemsError,
-    StrictModel,
-    problems_from_validation,
-)
+from khronika_ops.platform.common import HostMinimum
 from khronika_ops.platform.images import ImageReference, parse_pinned_reference
+from khronika_ops.validation import Problem, ProblemsError, StrictModel, problems_from_validation
 
 # semver.org's regular expression (without the leading "v" some tags carry).
 SEMVER_RE = re.compile(
