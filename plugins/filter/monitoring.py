@@ -8,6 +8,7 @@ from ansible.errors import AnsibleFilterError
 
 try:
     from khronika_ops import gpu, metrics, monitoring
+    from khronika_ops.ansible_data import plain
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
     raise AnsibleFilterError(
         "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
@@ -53,6 +54,14 @@ def gpu_verification(
     )
 
 
+def prometheus_scrape_configs(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The site's scrape jobs (khronika_ops.monitoring.scrape_configs) from the role's settings."""
+    try:
+        return monitoring.scrape_configs(**plain(settings))
+    except (TypeError, KeyError) as exc:
+        raise AnsibleFilterError(f"prometheus_scrape_configs: {exc}") from exc
+
+
 def metric_vocabulary(form: str = "prometheus") -> dict[str, Any]:
     """The vocabulary's exclusion matchers, as the Prometheus rule templates interpolate them."""
     if form != "prometheus":
@@ -69,4 +78,5 @@ class FilterModule:
             "gpu_mismatches": gpu_mismatches,
             "gpu_verification": gpu_verification,
             "metric_vocabulary": metric_vocabulary,
+            "prometheus_scrape_configs": prometheus_scrape_configs,
         }

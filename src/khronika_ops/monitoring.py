@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # Receiver type -> keys its config must have (Alertmanager 0.25 integrations).
@@ -146,3 +146,69 @@ def web_config(users: Mapping[str, str], cert_file: str, key_file: str, seed: st
             str(name): bcrypt_hash(str(pw), f"{seed}:{name}") for name, pw in sorted(users.items())
         },
     }
+
+
+def scrape_configs(
+    *,
+    server: str,
+    prometheus_port: int,
+    alertmanager_port: int,
+    https: Mapping[str, Any],
+    node_hosts: Sequence[str] = (),
+    node_exporter_port: int = 9100,
+    module_targets: Sequence[Mapping[str, Any]] = (),
+    gateway_hosts: Sequence[str] = (),
+    gateway_metrics_port: int = 9113,
+    gateway_metrics_path: str = "/metrics",
+    gpu_hosts: Sequence[str] = (),
+    dcgm_exporter_port: int = 9400,
+    extra: Sequence[Mapping[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """Prometheus' `scrape_configs` for a site (role monitoring_server): Prometheus and Alertmanager
+    themselves and every node_exporter over HTTPS with basic auth (`https`: scheme, basic_auth,
+    tls_config); module endpoints as the inventory lists them (`{module, targets, metrics_path,
+    scheme}`), the gateway's and dcgm-exporter's metrics over HTTP; then the site's extra jobs.
+    Targets are `host:port` with inventory names; a job with no target is left out."""
+
+    def https_job(name: str, targets: Sequence[str]) -> dict[str, Any]:
+        return {**https, "job_name": name, "static_configs": [{"targets": list(targets)}]}
+
+    jobs = [
+        https_job("prometheus", [f"{server}:{prometheus_port}"]),
+        https_job("alertmanager", [f"{server}:{alertmanager_port}"]),
+    ]
+    if node_hosts:
+        jobs.append(https_job("node", [f"{host}:{node_exporter_port}" for host in sorted(set(node_hosts))]))
+    if module_targets:
+        statics = [
+            {
+                "targets": list(module["targets"]),
+                "labels": {
+                    "module": module["module"],
+                    "__metrics_path__": module.get("metrics_path", "/metrics"),
+                    "__scheme__": module.get("scheme", "http"),
+                },
+            }
+            for module in module_targets
+        ]
+        jobs.append({"job_name": "khronika-modules", "static_configs": statics})
+    if gateway_hosts:
+        jobs.append(
+            {
+                "job_name": "khronika-gateway",
+                "metrics_path": gateway_metrics_path,
+                "static_configs": [
+                    {"targets": [f"{host}:{gateway_metrics_port}" for host in sorted(gateway_hosts)]}
+                ],
+            }
+        )
+    if gpu_hosts:
+        jobs.append(
+            {
+                "job_name": "dcgm",
+                "static_configs": [
+                    {"targets": [f"{host}:{dcgm_exporter_port}" for host in sorted(gpu_hosts)]}
+                ],
+            }
+        )
+    return jobs + [dict(job) for job in extra]
