@@ -16,15 +16,6 @@ from khronika_ops import metrics
 ROLE = REPO / "roles" / "monitoring_server"
 
 
-def test_collector_stands_below_the_planner() -> None:
-    code = (
-        "import sys, khronika_ops.collector.service, khronika_ops.collector.sampler;"
-        "print(sorted(m for m in sys.modules if m.startswith('khronika_ops.planner')))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
-
-
 def test_exclusions_agree() -> None:
     assert (
         metrics.is_virtual_disk("zram0")
