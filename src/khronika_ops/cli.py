@@ -24,6 +24,7 @@ _SUBCOMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("khronika_ops.collector.cli", "collect_app", "collect"),
     ("khronika_ops.platform.cli", "release_app", "release"),
     ("khronika_ops.platform.cli", "validate_app", "catalog"),
+    ("khronika_ops.platform.cli", "update_app", "update"),
     ("khronika_ops.platform.status", "status", "status"),
 )
 

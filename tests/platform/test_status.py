@@ -43,7 +43,10 @@ def test_records_errors_and_unreachable_hosts():
     }
     records = parse_ansible_json(document)
     assert list(records) == ["a", "b", "c"]
-    assert records["a"] == {"error": "no release recorded (/etc/khronika/release.json missing)"}
+    assert records["a"] == {
+        "error": "no release recorded (/etc/khronika/release.json missing)",
+        "missing": True,
+    }
     assert records["b"] == record
     assert records["c"]["error"].startswith("unreachable: ssh")
 
@@ -81,7 +84,10 @@ def test_status_reads_each_hosts_record_dir(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["status", "-i", str(inventory), "--json"], env=ansible_env())
     records = json.loads(result.stdout)
     assert records["alpha"] == record
-    assert records["beta"] == {"error": f"no release recorded ({tmp_path / 'b' / 'release.json'} missing)"}
+    assert records["beta"] == {
+        "error": f"no release recorded ({tmp_path / 'b' / 'release.json'} missing)",
+        "missing": True,
+    }
     assert result.exit_code == 1
 
 

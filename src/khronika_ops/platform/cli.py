@@ -22,6 +22,11 @@ validate_app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+update_app = typer.Typer(
+    help="Planned updates: what an update to a release does, and whether it may run now.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 _stdout = make_console()
 _stderr = make_console(stderr=True)
 
@@ -195,3 +200,75 @@ def validate_command(
     )
     for host in plan.hosts.values():
         _stdout.print(f"  {host.host}: {', '.join(host.container_names)}")
+
+
+@update_app.command("check")
+def update_check_command(
+    *,
+    release: Annotated[str, typer.Option("--release", help="The release to update to, e.g. 1.1.0.")],
+    catalog: Annotated[Path, typer.Option(help="The site's khronika_modules.yml.")],
+    inventory: Annotated[str, typer.Option("--inventory", "-i", help="Ansible inventory of the site.")],
+    directory: ReleasesDir = Path("releases"),
+    pattern: Annotated[
+        str, typer.Option("--limit", "-l", help="Hosts or groups to update.")
+    ] = "khronika_platform:khronika_gpu",
+    window_start: Annotated[
+        str | None, typer.Option(help="Maintenance window start (ISO 8601, UTC unless zoned).")
+    ] = None,
+    window_duration: Annotated[str | None, typer.Option(help="Window length (4h, 90m).")] = None,
+    window_every: Annotated[str | None, typer.Option(help="The window repeats this often (7d).")] = None,
+    force_window: Annotated[bool, typer.Option(help="Allow the update outside the window.")] = False,
+    allow_downgrade: Annotated[bool, typer.Option(help="Allow hosts to move to an older release.")] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Pre-flight of an update: each host's recorded release, the window, the downtime class, the order,
+    the images to pre-pull and the volumes to back up. Reads hosts; changes nothing (exit 1: refused)."""
+    from datetime import UTC, datetime
+
+    from khronika_ops.platform.catalog import load_yaml_file, resolve_deployment, update_strategies
+    from khronika_ops.platform.inventory_file import load_inventory
+    from khronika_ops.platform.release import find_release, list_releases
+    from khronika_ops.platform.status import StatusError, check_inventory, read_records
+    from khronika_ops.platform.update import MaintenanceWindow, preflight, render_text, states_from_records
+
+    if (window_start is None) != (window_duration is None):
+        raise typer.BadParameter("give both --window-start and --window-duration, or neither")
+    try:
+        window = (
+            MaintenanceWindow.model_validate(
+                {"start": window_start, "duration": window_duration, "every": window_every}
+            )
+            if window_start is not None
+            else None
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    try:
+        check_inventory(inventory)
+        modules = load_yaml_file(catalog)
+        target = find_release(directory, release)
+        deployment = resolve_deployment(
+            modules, load_inventory(inventory), release=target, source=str(catalog)
+        )
+        states = states_from_records(read_records(inventory, pattern))
+        result = preflight(
+            target=target,
+            releases=list_releases(directory),
+            deployment=deployment,
+            states=states,
+            strategies=update_strategies(modules),
+            now=datetime.now(UTC),
+            window=window,
+            force_window=force_window,
+            allow_downgrade=allow_downgrade,
+            overrides={"window": "--force-window", "downgrade": "--allow-downgrade"},
+        )
+    except ProblemsError as exc:
+        raise _fail(exc) from None
+    except StatusError as exc:
+        _stderr.print(error_text(exc))
+        raise typer.Exit(code=2) from None
+    if json_output:
+        typer.echo(result.model_dump_json(indent=2, by_alias=True))
+        return
+    _stdout.print(render_text(result), end="")

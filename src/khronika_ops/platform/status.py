@@ -89,7 +89,10 @@ def parse_ansible_json(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
                     if "not found" in message or "No such file" in message:
                         path = _MISSING_PATH.search(message)
                         message = f"no release recorded ({path.group(1) if path else RECORD_FILE} missing)"
-                    records[host] = {"error": message}
+                        # Reachable, nothing deployed yet: an update's first deployment, not a failure.
+                        records[host] = {"error": message, "missing": True}
+                    else:
+                        records[host] = {"error": message}
                 else:
                     records[host] = json.loads(base64.b64decode(result["content"]))
     return dict(sorted(records.items()))
