@@ -272,3 +272,49 @@ def update_check_command(
         typer.echo(result.model_dump_json(indent=2, by_alias=True))
         return
     _stdout.print(render_text(result), end="")
+
+
+@update_app.command("probe")
+def update_probe_command(
+    *,
+    target: Annotated[
+        list[str], typer.Option("--target", help="MODULE=URL to ask (repeat); loopback unless --allow-host.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Where the JSON report goes when the probe stops.")],
+    rate: Annotated[float, typer.Option(help="Requests per second per module (at most 50).")] = 10.0,
+    max_seconds: Annotated[
+        float, typer.Option(help="Stop after this long at the latest (at most 3600).")
+    ] = 600.0,
+    allow_host: Annotated[
+        list[str] | None, typer.Option("--allow-host", help="A non-loopback host the probe may ask (repeat).")
+    ] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="CA for an https gateway.")] = None,
+    stop_file: Annotated[Path | None, typer.Option(help="Stop as soon as this file exists.")] = None,
+) -> None:
+    """Measure downtime: ask each module through the gateway until stopped (SIGTERM, --stop-file or the
+    time limit), then write every interval in which it did not answer 2xx, and the failed requests."""
+    from khronika_ops.platform.probe import ProbeError, Prober, run_until_stopped
+
+    targets = {}
+    for item in target:
+        module, sep, url = item.partition("=")
+        if not sep or not module or not url:
+            raise typer.BadParameter(f"{item!r} is not MODULE=URL", param_hint="--target")
+        targets[module] = url
+    try:
+        prober = Prober(
+            targets,
+            rate=rate,
+            max_seconds=max_seconds,
+            allowed_hosts=allow_host or (),
+            ca_file=str(ca_file) if ca_file else None,
+        )
+    except ProbeError as exc:
+        _stderr.print(error_text(exc))
+        raise typer.Exit(code=2) from None
+    reports = run_until_stopped(prober, out, stop_file)
+    for report in reports.values():
+        typer.echo(
+            f"{report.module}: {report.requests} requests, {report.failed} failed, "
+            f"down {report.down_seconds:.2f} s in {len(report.outages)} interval(s)"
+        )
