@@ -71,8 +71,8 @@ def test_one_gpu_rule_for_every_reader() -> None:
 def test_filesystems_disk_class_and_memory() -> None:
     host = facts.host_resources("h", _hostvars())
     assert (host.cores, host.memory_mb, host.facts_gathered) == (8.0, 32768.0, True)
-    assert [fs.mount for fs in host.filesystems] == ["/", "/run"]  # squashfs is no storage
-    assert [fs.mount for fs in host.disk_filesystems] == ["/"]  # tmpfs is memory, not disk
+    assert [fs.mount for fs in host.filesystems] == ["/", "/run", "/snap/x"]
+    assert [fs.mount for fs in host.disk_filesystems] == ["/"]  # tmpfs is memory, squashfs no storage
     # zram0 is the largest device but virtual: the rotational sda decides.
     assert host.disk_class == "hdd"
     assert facts.host_resources("h", _hostvars(khronika_disk_class="nvme")).disk_class == "nvme"
@@ -94,3 +94,23 @@ def test_nic_from_the_default_route() -> None:
         facts.nic_gbps({"ansible_facts": {"default_ipv4": {"interface": "eth0"}, "eth0": {"speed": -1}}})
         is None
     )
+
+
+def test_the_gate_reads_every_mount_and_only_gpu_evidence() -> None:
+    """In a container `/` is an overlay: its free room still counts for the gate. An expected GPU
+    count is not evidence for the gate, only for what the inventory plans."""
+    hostvars = {
+        "ansible_facts": {
+            "processor_vcpus": 2,
+            "memtotal_mb": 2048,
+            "mounts": [
+                {"mount": "/", "fstype": "overlay", "size_total": 10 * GIB, "size_available": 4 * GIB}
+            ],
+        },
+        "khronika_gpu_expected_count": 2,
+    }
+    gate = facts_from_ansible("c", hostvars)
+    assert gate.disk_free_mb == {"/": 4096.0}
+    assert gate.gpus == 0
+    assert facts.gpu_count(hostvars) == 2
+    assert host_entry("c", hostvars, [])["mounts"] == {}  # an overlay is no disk to plan

@@ -48,3 +48,9 @@ def test_every_reader_uses_it() -> None:
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+def test_fractions_without_a_leading_digit() -> None:
+    assert parse_duration(".5") == 0.5
+    assert parse_duration(".5h") == 1800.0
+    assert parse_interval("2.") == 2.0

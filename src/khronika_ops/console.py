@@ -20,6 +20,8 @@ def make_console(*, stderr: bool = False, file: IO[str] | None = None, width: in
         highlight=False,
         emoji=False,
         soft_wrap=file is None,
+        # A report written to a file (or a buffer) carries no colour codes, whatever FORCE_COLOR says.
+        force_terminal=False if file is not None else None,
     )
 
 

@@ -6,15 +6,16 @@ inventory the module catalog is resolved on (`platform/inventory_file.py`) all r
 
 - cores: `ansible_processor_vcpus`, else `ansible_processor_nproc`;
 - memory: `ansible_memtotal_mb`;
-- filesystems: `ansible_mounts` (size and free), pseudo filesystems left out; `disk` tells the ones
-  capacity is planned for (memory-backed ones such as tmpfs are not disks: khronika_ops.metrics);
+- filesystems: `ansible_mounts` (size and free), every mount; `disk_filesystems` are the ones
+  capacity is planned for (pseudo and memory-backed ones left out: khronika_ops.metrics);
 - disk class: `khronika_disk_class`, else NVMe when an `nvme*` disk is present, HDD when the largest
   disk is rotational, else SATA SSD (virtual devices left out);
 - NIC: `khronika_nic_gbps`, else the speed of the default route's interface (`ansible_<if>.speed`,
   Mbit/s; unknown in VMs and containers);
-- GPUs: `khronika_gpu_count` from the inventory, else the nvidia role's detection fact
-  (`ansible_local.khronika_gpu.count`), else `khronika_gpu_expected_count`, else none. The model is
-  `khronika_gpu_model`, else the names the driver reports.
+- GPUs (one rule, `gpu_count`): `khronika_gpu_count` from the inventory, else the nvidia role's detection fact
+  (`ansible_local.khronika_gpu.count`), else `khronika_gpu_expected_count`, else none. The capacity
+  gate checks evidence and leaves the expected count out (`host_resources(..., evidence_only=True)`).
+  The model is `khronika_gpu_model`, else the names the driver reports.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from khronika_ops.metrics import PSEUDO_FILESYSTEMS, is_disk_filesystem, is_virtual_disk
+from khronika_ops.metrics import is_disk_filesystem, is_virtual_disk
 
 MIB = 1024**2
 # The inventory variables a host's resources are read from besides its facts; the filters pass only
@@ -78,12 +79,14 @@ def fact(hostvars: Mapping[str, Any], key: str, default: Any = None) -> Any:
     return facts.get(key, hostvars.get(f"ansible_{key}", default))
 
 
-def gpu_count(hostvars: Mapping[str, Any]) -> int:
-    """The inventory's `khronika_gpu_count`, else the detection fact's count, else the expected count."""
+def gpu_count(hostvars: Mapping[str, Any], *, evidence_only: bool = False) -> int:
+    """The inventory's `khronika_gpu_count`, else the detection fact's count, else (unless
+    `evidence_only`) the count the inventory expects."""
     candidates: list[tuple[str, Any]] = [("khronika_gpu_count", hostvars.get("khronika_gpu_count"))]
     detected = _gpu_fact(hostvars).get("count")
     candidates.append(("ansible_local.khronika_gpu.count", detected))
-    candidates.append(("khronika_gpu_expected_count", hostvars.get("khronika_gpu_expected_count")))
+    if not evidence_only:
+        candidates.append(("khronika_gpu_expected_count", hostvars.get("khronika_gpu_expected_count")))
     for name, value in candidates:
         if value in (None, ""):
             continue
@@ -104,13 +107,13 @@ def _gpu_fact(hostvars: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def filesystems(hostvars: Mapping[str, Any]) -> tuple[Filesystem, ...]:
+    """Every mount of `ansible_mounts`: free room at a path is a question for any of them (in a
+    container `/` is an overlay); `HostResources.disk_filesystems` are the ones capacity plans for."""
     found = []
     for mount in fact(hostvars, "mounts", []) or []:
         if not isinstance(mount, Mapping) or "mount" not in mount:
             continue
         fstype = str(mount.get("fstype") or "")
-        if fstype in PSEUDO_FILESYSTEMS:
-            continue
         found.append(
             Filesystem(
                 mount=str(mount["mount"]),
@@ -160,7 +163,7 @@ def nic_gbps(hostvars: Mapping[str, Any]) -> float | None:
     return mbits / 1000.0 if mbits > 0 else None
 
 
-def host_resources(name: str, hostvars: Mapping[str, Any]) -> HostResources:
+def host_resources(name: str, hostvars: Mapping[str, Any], *, evidence_only: bool = False) -> HostResources:
     """What the host has, by the rules in this module's docstring."""
     gathered = bool(fact(hostvars, "memtotal_mb"))
     models = tuple(str(model) for model in _gpu_fact(hostvars).get("models", []) or [])
@@ -173,7 +176,7 @@ def host_resources(name: str, hostvars: Mapping[str, Any]) -> HostResources:
         filesystems=filesystems(hostvars),
         disk_class=disk_class(hostvars),
         nic_gbps=nic_gbps(hostvars),
-        gpus=gpu_count(hostvars),
+        gpus=gpu_count(hostvars, evidence_only=evidence_only),
         gpu_models=models,
         gpu_model=str(model) if model else None,
     )

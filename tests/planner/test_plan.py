@@ -224,7 +224,8 @@ def test_an_unusable_series_is_a_warning_not_a_failed_plan(tmp_path: Path) -> No
     assert code == 2 and "no usable series" in err
 
 
-def test_table_prints_warnings_literally(tmp_path: Path) -> None:
+def test_table_prints_warnings_literally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")  # a report file carries no colour codes even then
     history = write_exporter_export(tmp_path / "export.csv", days=2.0)
     catalog = tmp_path / "site.yml"
     site = {
@@ -233,6 +234,11 @@ def test_table_prints_warnings_literally(tmp_path: Path) -> None:
         "notes": ["h9: [red]unreachable[/] (no facts)"],
     }
     catalog.write_text(yaml.safe_dump(site), encoding="utf-8")
-    code, out, err = run_cli("plan", "--csv", str(history), "--catalog", str(catalog), "--format", "table")
+    report = tmp_path / "plan.txt"
+    code, _, err = run_cli(
+        "plan", "--csv", str(history), "--catalog", str(catalog), "--format", "table", "-o", str(report)
+    )
     assert code == 0, err
-    assert "warning: h9: [red]unreachable[/] (no facts)" in out
+    text = report.read_text(encoding="utf-8")
+    assert "warning: h9: [red]unreachable[/] (no facts)" in text
+    assert "\x1b[" not in text

@@ -136,8 +136,9 @@ def render_table(rows: list[CheckRow]) -> str:
 
 
 def facts_from_ansible(name: str, hostvars: Mapping[str, Any]) -> HostFacts:
-    """HostFacts from a host's Ansible variables, read by the one facts adapter (khronika_ops.facts)."""
-    host = host_resources(name, hostvars)
+    """HostFacts from a host's Ansible variables, read by the one facts adapter (khronika_ops.facts);
+    GPUs by evidence only: a count the inventory merely expects is no GPU to run a module on."""
+    host = host_resources(name, hostvars, evidence_only=True)
     return HostFacts(
         name=name,
         cores=host.cores,
