@@ -173,3 +173,50 @@ def test_update_check_reads_the_hosts_records(tmp_path) -> None:
     assert "window: the maintenance window closed at 2020-01-01T01:00:00Z" in closed.stderr
     data = json.loads(CliRunner().invoke(app, [*base, "--json"], env=ansible_env()).stdout)
     assert [host["move"] for host in data["hosts"]] == ["upgrade", "first-deployment"]
+
+
+def test_update_check_asks_the_registry_for_every_digest(tmp_path) -> None:
+    """Digests the registry does not hold refuse the update before anything stops."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from conftest import ansible_env, require_service
+    from khronika_ops.cli import app
+
+    state = os.environ.get("KHRONIKA_TEST_REGISTRY_DIR")
+    require_service(
+        bool(state) and Path(state or "").is_dir(), "the test registry (scripts/test-registry.sh start)"
+    )
+    assert state is not None
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        "[khronika_platform]\n"
+        + "".join(
+            f"{host} ansible_connection=local ansible_python_interpreter={sys.executable} "
+            f"platform_record_dir={tmp_path / host}\n"
+            for host in ("app-01", "app-02")
+        ),
+        encoding="utf-8",
+    )
+    password = (Path(state) / "password").read_text(encoding="utf-8").strip()
+    args = ["update", "check", "--release", "1.1.0", "--catalog", str(SAMPLE_CATALOG), "-i", str(inventory)]
+    args += [
+        "--dir",
+        str(RELEASES),
+        "--registry",
+        "127.0.0.1:5000",
+        "--registry-ca",
+        os.environ["KHRONIKA_TEST_REGISTRY_CA"],
+    ]
+    args += ["--registry-user", os.environ["KHRONIKA_TEST_REGISTRY_USER"]]
+    result = CliRunner().invoke(app, args, env=ansible_env(KHRONIKA_REGISTRY_PASSWORD=password))
+    assert result.exit_code == 1, result.output
+    assert "2 update pre-flight error(s)" in result.stderr
+    assert (
+        "127.0.0.1:5000/khronika-samples/appeals-api@sha256:a76cf0dd712a16e28b9af4ba21a70fa176fcf9e19210cf8993d13d3a73963a4a: "
+        "cannot be pulled: sha256:a76cf0dd712a16e28b9af4ba21a70fa176fcf9e19210cf8993d13d3a73963a4a is not in "
+        "127.0.0.1:5000/khronika-samples/appeals-api"
+    ) in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -219,6 +220,16 @@ def update_check_command(
     window_every: Annotated[str | None, typer.Option(help="The window repeats this often (7d).")] = None,
     force_window: Annotated[bool, typer.Option(help="Allow the update outside the window.")] = False,
     allow_downgrade: Annotated[bool, typer.Option(help="Allow hosts to move to an older release.")] = False,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            help="khronika_registry: where repositories without a registry come from; also asked for every digest."
+        ),
+    ] = None,
+    registry_user: Annotated[
+        str | None, typer.Option(help="Registry user; the password from $KHRONIKA_REGISTRY_PASSWORD.")
+    ] = None,
+    registry_ca: Annotated[Path | None, typer.Option(help="CA of the registry's TLS certificate.")] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Pre-flight of an update: each host's recorded release, the window, the downtime class, the order,
@@ -248,9 +259,22 @@ def update_check_command(
         modules = load_yaml_file(catalog)
         target = find_release(directory, release)
         deployment = resolve_deployment(
-            modules, load_inventory(inventory), release=target, source=str(catalog)
+            modules, load_inventory(inventory), release=target, default_registry=registry, source=str(catalog)
         )
         states = states_from_records(read_records(inventory, pattern))
+        image_checks = []
+        if registry is not None:
+            from khronika_ops.platform.registry import Credentials, RegistryClient
+
+            password = os.environ.get("KHRONIKA_REGISTRY_PASSWORD", "")
+            if registry_user is not None and not password:
+                raise typer.BadParameter("--registry-user needs the password in $KHRONIKA_REGISTRY_PASSWORD")
+            credentials = (
+                {registry.rstrip("/"): Credentials(registry_user, password)} if registry_user else {}
+            )
+            client = RegistryClient(credentials, ca_file=str(registry_ca) if registry_ca else None)
+            images = {c.image for host in deployment.hosts.values() for c in host.containers}
+            image_checks = client.check_all(images)
         result = preflight(
             target=target,
             releases=list_releases(directory),
@@ -262,6 +286,7 @@ def update_check_command(
             force_window=force_window,
             allow_downgrade=allow_downgrade,
             overrides={"window": "--force-window", "downgrade": "--allow-downgrade"},
+            image_checks=image_checks,
         )
     except ProblemsError as exc:
         raise _fail(exc) from None

@@ -26,6 +26,7 @@ from pydantic import Field, field_validator, model_validator
 
 from khronika_ops.platform.catalog import DeployPlan
 from khronika_ops.platform.common import Seconds
+from khronika_ops.platform.registry import ImageCheck
 from khronika_ops.platform.release import DowntimeClass, Release, ReleaseDiff, diff, semver_key
 from khronika_ops.validation import Problem, ProblemsError, StrictModel
 
@@ -159,8 +160,10 @@ def preflight(
     force_window: bool = False,
     allow_downgrade: bool = False,
     overrides: Mapping[str, str] = PLAYBOOK_OVERRIDES,
+    image_checks: Sequence[ImageCheck] = (),
 ) -> UpdatePreflight:
-    """Decide the update or raise UpdateRefused with every reason; nothing here touches a host."""
+    """Decide the update or raise UpdateRefused with every reason; nothing here touches a host.
+    `image_checks` (khronika_ops.platform.registry) are the registry's answers for the images."""
     problems: list[Problem] = []
     warnings: list[str] = []
     by_version = {release.version: release for release in releases}
@@ -218,6 +221,12 @@ def preflight(
                     diffs[state.version] = diff(source, target, strategies=strategies, between=between)
                 change = diffs[state.version]
         hosts.append(_host_update(state, move, change, deployment, strategies))
+    needed = {image for host in hosts for image in host.images}
+    problems += [
+        Problem(None, check.image, f"cannot be pulled: {check.reason}")
+        for check in image_checks
+        if not check.ok and check.image in needed
+    ]
     if problems:
         raise UpdateRefused(problems)
     switching = [host for host in hosts if host.move != "same"]
