@@ -23,6 +23,7 @@ import typer
 # keeps the two equal).
 DEFAULT_RECORD_DIR = "/etc/khronika"
 RECORD_FILE = "release.json"
+JSON_CALLBACK = "ansible.posix.json"  # the collection of requirements.yml that prints results as JSON
 RECORD_SOURCE = f"{{{{ platform_record_dir | default('{DEFAULT_RECORD_DIR}') }}}}/{RECORD_FILE}"
 _MISSING_PATH = re.compile(r"(/\S+)")
 
@@ -46,7 +47,7 @@ def _ansible_bin() -> str:
 
 def read_records(inventory: str, pattern: str = "khronika", timeout: int = 300) -> dict[str, dict[str, Any]]:
     """host -> record, or -> {"error": ...} for hosts that could not be read."""
-    env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json")
+    env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK=JSON_CALLBACK)
     cmd = [
         _ansible_bin(),
         pattern,
@@ -62,6 +63,12 @@ def read_records(inventory: str, pattern: str = "khronika", timeout: int = 300) 
         document = parse_stdout(proc.stdout)
     except json.JSONDecodeError as exc:
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        if JSON_CALLBACK in detail[0]:
+            raise StatusError(
+                f"ansible cannot load its {JSON_CALLBACK} callback: install the collections of "
+                "requirements.yml (ansible-galaxy collection install -r requirements.yml), or run from "
+                "a checkout whose scripts/setup.sh ran (its ansible.cfg finds them)"
+            ) from exc
         raise StatusError(f"ansible failed (rc {proc.returncode}): {detail[0]}") from exc
     return parse_ansible_json(document)
 
