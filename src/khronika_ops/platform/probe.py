@@ -166,6 +166,14 @@ class Prober:
     def wait(self, seconds: float) -> None:
         self._stop.wait(seconds)
 
+    def request_stop(self) -> None:
+        """Ask every thread to stop after its request in flight (safe from a signal handler)."""
+        self._stop.set()
+
+    @property
+    def running(self) -> bool:
+        return not self._stop.is_set() and any(thread.is_alive() for thread in self._threads)
+
     def _run(self, module: str, url: str) -> None:
         deadline = self.started + self.max_seconds
         next_at = time.monotonic()
@@ -223,12 +231,12 @@ def run_until_stopped(prober: Prober, out: Path, stop_file: Path | None = None) 
     import signal
 
     def _stop(_signum: int, _frame: object) -> None:
-        prober._stop.set()
+        prober.request_stop()
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         prober.start()
-        while not prober._stop.is_set() and any(thread.is_alive() for thread in prober._threads):
+        while prober.running:
             if stop_file is not None and stop_file.exists():
                 break
             prober.wait(0.2)
