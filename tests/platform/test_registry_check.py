@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
+import ssl
+import urllib.request
 from pathlib import Path
 
 from conftest import require_service
-from khronika_ops.platform.registry import Credentials, RegistryClient
+from khronika_ops.platform.registry import MANIFEST_TYPES, Credentials, RegistryClient
 
 LOCAL = "127.0.0.1:5000"  # this machine pushes there; test hosts say registry.test:5000
 
@@ -21,15 +22,19 @@ def _registry() -> tuple[str, Credentials, str]:
     assert state is not None
     password = (Path(state) / "password").read_text(encoding="utf-8").strip()
     user = os.environ["KHRONIKA_TEST_REGISTRY_USER"]
-    image = os.environ["KHRONIKA_TEST_IMAGE"].replace("registry.test:5000", LOCAL)
-    digests = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", image],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    pinned = next(d for d in digests if d.startswith(f"{LOCAL}/"))
-    return pinned, Credentials(user, password), os.environ["KHRONIKA_TEST_REGISTRY_CA"]
+    ca = os.environ["KHRONIKA_TEST_REGISTRY_CA"]
+    credentials = Credentials(user, password)
+    # The digest the running registry holds for the test tag (a local image may carry older pushes').
+    repository, tag = os.environ["KHRONIKA_TEST_IMAGE"].replace("registry.test:5000", LOCAL).rsplit(":", 1)
+    path = repository.split("/", 1)[1]
+    request = urllib.request.Request(
+        f"https://{LOCAL}/v2/{path}/manifests/{tag}",
+        headers={"Accept": MANIFEST_TYPES, "Authorization": credentials.basic()},
+        method="HEAD",
+    )
+    with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=ca), timeout=10) as answer:
+        pinned = f"{repository}@{answer.headers['Docker-Content-Digest']}"
+    return pinned, credentials, ca
 
 
 def test_every_digest_is_asked_with_the_sites_credentials() -> None:
