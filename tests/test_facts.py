@@ -61,7 +61,7 @@ def test_one_gpu_rule_for_every_reader() -> None:
         hostvars = _hostvars(**inventory)
         assert facts.gpu_count(hostvars) == expected
         assert facts_from_ansible("h", hostvars).gpus == expected
-        assert host_entry("h", hostvars, [])["gpus"] == expected
+        assert host_entry(facts.host_resources("h", hostvars), [])["gpus"] == expected
         assert inventory_from_ansible({"all": ["h"]}, {"h": hostvars}).hosts["h"].gpus == expected
     # Without facts (offline validation) the expected count is what the inventory knows.
     assert facts.gpu_count({"khronika_gpu_expected_count": 3}) == 3
@@ -113,4 +113,6 @@ def test_the_gate_reads_every_mount_and_only_gpu_evidence() -> None:
     assert gate.disk_free_mb == {"/": 4096.0}
     assert gate.gpus == 0
     assert facts.gpu_count(hostvars) == 2
-    assert host_entry("c", hostvars, [])["mounts"] == {}  # an overlay is no disk to plan
+    assert (
+        host_entry(facts.host_resources("c", hostvars), [])["mounts"] == {}
+    )  # an overlay is no disk to plan

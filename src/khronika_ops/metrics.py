@@ -53,7 +53,7 @@ SCOPE_LABELS: dict[str, tuple[str, ...]] = {
     "gpu": ("host", "gpu", "model"),
     "module": ("module",),
 }
-NETWORK_DIRECTIONS = ("receive", "transmit")
+NETWORK_DIRECTIONS = ("receive", "transmit")  # the `direction` label, in that order
 
 
 def is_virtual_disk(name: str) -> bool:
@@ -203,11 +203,6 @@ KNOWN_METRICS: dict[str, MetricInfo] = {metric.name: metric for metric in _METRI
 
 def lookup(name: str) -> MetricInfo | None:
     return KNOWN_METRICS.get(name)
-
-
-def labels_of(name: str) -> tuple[str, ...]:
-    """The labels a known metric carries (its scope's)."""
-    return SCOPE_LABELS[KNOWN_METRICS[name].scope]
 
 
 def prometheus_matchers() -> dict[str, Any]:

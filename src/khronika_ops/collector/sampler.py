@@ -17,7 +17,12 @@ from typing import Any
 
 import psutil
 
-from khronika_ops.metrics import is_disk_filesystem, is_virtual_disk, is_virtual_interface
+from khronika_ops.metrics import (
+    NETWORK_DIRECTIONS,
+    is_disk_filesystem,
+    is_virtual_disk,
+    is_virtual_interface,
+)
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 _BASELINE_SECONDS = 1.0
@@ -145,9 +150,10 @@ class Sampler:
             if before is None:
                 continue
             # Links are full duplex: each direction is its own series.
-            for direction, moved in (
-                ("receive", now.bytes_recv - before.bytes_recv),
-                ("transmit", now.bytes_sent - before.bytes_sent),
+            for direction, moved in zip(
+                NETWORK_DIRECTIONS,
+                (now.bytes_recv - before.bytes_recv, now.bytes_sent - before.bytes_sent),
+                strict=True,
             ):
                 samples.append(
                     Sample(

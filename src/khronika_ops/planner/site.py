@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from khronika_ops.facts import host_resources
+from khronika_ops.facts import HostResources, host_resources
 from khronika_ops.gpu import gpu_model_matches
 from khronika_ops.planner.catalog import default_catalog_data
 
@@ -36,11 +36,10 @@ def catalog_gpu_model(driver_models: Sequence[str], catalog_models: Iterable[str
     return max(matches, key=len) if matches else None
 
 
-def host_entry(name: str, hostvars: Mapping[str, Any], catalog_models: Iterable[str]) -> dict[str, Any]:
-    host = host_resources(name, hostvars)
+def host_entry(host: HostResources, catalog_models: Iterable[str]) -> dict[str, Any]:
     disks = host.disk_filesystems
     entry: dict[str, Any] = {
-        "name": name,
+        "name": host.name,
         "cores": host.cores,
         "memory_gib": round(host.memory_mb / MIB_PER_GIB, 3),
         # A device mounted twice (bind mounts) is one disk.
@@ -90,11 +89,11 @@ def site_catalog(
     catalog_models = [str(model["name"]) for model in default_catalog_data().get("gpu_models", [])]
     entries, warnings = [], []
     for name in hosts:
-        variables = hostvars.get(name) or {}
-        if not host_resources(name, variables).facts_gathered:
+        host = host_resources(name, hostvars.get(name) or {})
+        if not host.facts_gathered:
             warnings.append(f"{name}: no facts (unreachable?): left out of the plan's current hosts")
             continue
-        entries.append(host_entry(name, variables, catalog_models))
+        entries.append(host_entry(host, catalog_models))
     site: dict[str, Any] = {"hosts": entries}
     if platform_plan:
         site["modules"] = module_entries(platform_plan)

@@ -273,7 +273,13 @@ def update_check_command(
                 {registry.rstrip("/"): Credentials(registry_user, password)} if registry_user else {}
             )
             client = RegistryClient(credentials, ca_file=str(registry_ca) if registry_ca else None)
-            images = {c.image for host in deployment.hosts.values() for c in host.containers}
+            targeted = {state.host for state in states}
+            images = {
+                c.image
+                for name, host in deployment.hosts.items()
+                if name in targeted
+                for c in host.containers
+            }
             image_checks = client.check_all(images)
         result = preflight(
             target=target,

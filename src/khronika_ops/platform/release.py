@@ -41,7 +41,7 @@ MODULE_CONFIG_KEY_RE = re.compile(r"^khronika_modules\.(?P<module>[a-z0-9][a-z0-
 ReleaseKind = Literal["new-version", "change-release"]
 DowntimeClass = Literal["none", "partial", "full"]
 UpdateStrategy = Literal["recreate", "rolling"]
-_DOWNTIME_RANK: dict[DowntimeClass, int] = {"none": 0, "partial": 1, "full": 2}
+DOWNTIME_RANK: dict[DowntimeClass, int] = {"none": 0, "partial": 1, "full": 2}
 
 
 class ReleaseError(ProblemsError):
@@ -314,7 +314,7 @@ def _downtime(
             findings.append(("partial", f"configuration change {config.key} rolls {module}"))
     if not findings:
         return "none", ["no running module restarts"]
-    worst = max((level for level, _ in findings), key=_DOWNTIME_RANK.__getitem__)
+    worst = max((level for level, _ in findings), key=DOWNTIME_RANK.__getitem__)
     return worst, [reason for level, reason in findings if level == worst]
 
 

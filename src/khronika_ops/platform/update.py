@@ -27,10 +27,9 @@ from pydantic import Field, field_validator, model_validator
 from khronika_ops.platform.catalog import DeployPlan
 from khronika_ops.platform.common import Seconds
 from khronika_ops.platform.registry import ImageCheck
-from khronika_ops.platform.release import DowntimeClass, Release, ReleaseDiff, diff, semver_key
+from khronika_ops.platform.release import DOWNTIME_RANK, DowntimeClass, Release, ReleaseDiff, diff, semver_key
 from khronika_ops.validation import Problem, ProblemsError, StrictModel
 
-_DOWNTIME_RANK: dict[str, int] = {"none": 0, "partial": 1, "full": 2}
 # How the caller overrides a refusal, named in the refusal (the playbook's extra vars by default).
 PLAYBOOK_OVERRIDES = {
     "window": "-e khronika_update_force_window=true",
@@ -233,7 +232,7 @@ def preflight(
     if not switching:
         warnings.append(f"every targeted host already runs {target.version}: nothing to switch")
     downtime: DowntimeClass = max(
-        (host.downtime for host in switching), key=_DOWNTIME_RANK.__getitem__, default="none"
+        (host.downtime for host in switching), key=DOWNTIME_RANK.__getitem__, default="none"
     )
     reasons = sorted(
         {
