@@ -320,6 +320,9 @@ def update_probe_command(
         list[str] | None, typer.Option("--allow-host", help="A non-loopback host the probe may ask (repeat).")
     ] = None,
     ca_file: Annotated[Path | None, typer.Option(help="CA for an https gateway.")] = None,
+    check_hostname: Annotated[
+        bool, typer.Option(help="Compare the gateway certificate's name with the URL's host.")
+    ] = True,
     stop_file: Annotated[Path | None, typer.Option(help="Stop as soon as this file exists.")] = None,
 ) -> None:
     """Measure downtime: ask each module through the gateway until stopped (SIGTERM, --stop-file or the
@@ -339,6 +342,7 @@ def update_probe_command(
             max_seconds=max_seconds,
             allowed_hosts=allow_host or (),
             ca_file=str(ca_file) if ca_file else None,
+            check_hostname=check_hostname,
         )
     except ProbeError as exc:
         _stderr.print(error_text(exc))

@@ -136,6 +136,7 @@ class UpdatePreflight(StrictModel):
     to_version: str
     checked_at: str
     window: str  # "open until ..." or "forced: ..." or "none set"
+    window_ends_at: str | None = None  # the open window's end (the silence lasts until then)
     downtime: DowntimeClass  # the worst over the hosts that switch
     downtime_reasons: list[str]
     hosts: list[HostUpdate]
@@ -167,12 +168,14 @@ def preflight(
     warnings: list[str] = []
     by_version = {release.version: release for release in releases}
     window_text = "none set (give khronika_update_window_start and _duration to enforce one)"
+    window_ends_at = None
     if window is not None:
         refusal = window.refusal(now)
         if refusal is None:
             opened = window.opening(now)
             assert opened is not None
             window_text = f"open until {iso(opened[1])}"
+            window_ends_at = iso(opened[1])
         elif force_window:
             window_text = f"forced: {refusal}"
             warnings.append(f"the update runs outside its window ({refusal})")
@@ -248,6 +251,7 @@ def preflight(
         to_version=target.version,
         checked_at=iso(now),
         window=window_text,
+        window_ends_at=window_ends_at,
         downtime=downtime,
         downtime_reasons=reasons or ["no running module restarts"],
         hosts=hosts,

@@ -68,6 +68,7 @@ class PlannedContainer(StrictModel):
     healthcheck: PlannedHealthcheck | None
     depends_on: list[str]
     update: UpdateStrategy
+    stop_timeout: int  # seconds (docker_container's stop_timeout)
     labels: dict[str, str]
     level: int  # 0: depends on nothing; n: starts after every module of level < n
     start_order: int  # position in the global dependency order

@@ -144,6 +144,7 @@ def _containers_for(
                 healthcheck=_healthcheck(module),
                 depends_on=module.depends_on,
                 update=module.update,
+                stop_timeout=max(0, round(module.stop_timeout)),
                 labels={MANAGED_LABEL: "true", MODULE_LABEL: module.name},
                 level=level,
                 start_order=start_order,

@@ -156,6 +156,9 @@ class CatalogModule(StrictModel):
     healthcheck: Healthcheck | None = None
     depends_on: list[str] = Field(default_factory=list)
     update: UpdateStrategy = "recreate"
+    # How long Docker waits after the stop signal before it kills the container (an update's downtime
+    # includes it; a server that ignores SIGTERM as PID 1 waits the whole time).
+    stop_timeout: Seconds = Field(10.0, ge=0, le=3600)
     http: HttpRoute | None = None
     min_host: HostMinimum = HostMinimum()
 

@@ -1,0 +1,203 @@
+"""Verify playbook update.yml on real hosts: refusals before any change, check mode, an update with its
+downtime measured and a rolling module losing no request, and the broken release rolled back with the
+appeals on its volume as they were. The tests run in this order and build on each other."""
+
+import hashlib
+import json
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+testinfra_hosts = ["ansible://kh-update-app1"]
+
+PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+REPORTS = EPHEMERAL / "reports"
+APPS = ("kh-update-app1", "kh-update-app2")
+VOLUME = "khronika-appeals-api-data"
+
+
+def playbook(*extra, check=False):
+    """ansible-playbook update.yml against the scenario's inventory; returns (rc, output)."""
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+        "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".ansible" / "collections"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_STDOUT_CALLBACK": "default",
+    }
+    command = [
+        "ansible-playbook",
+        str(PROJECT / "playbooks" / "update.yml"),
+        "-i",
+        str(INVENTORY),
+        "-e",
+        "@" + os.environ["KHRONIKA_TEST_REGISTRY_VAULT"],
+        "-e",
+        f"khronika_update_report_dir={REPORTS}",
+        *extra,
+    ]
+    if os.environ.get("KHRONIKA_TEST_VAULT_PASSWORD_FILE"):
+        command += ["--vault-password-file", os.environ["KHRONIKA_TEST_VAULT_PASSWORD_FILE"]]
+    if check:
+        command.append("--check")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def sh(app, command):
+    return subprocess.run(
+        ["docker", "exec", app, "sh", "-c", command], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+
+
+def record(app):
+    return json.loads(sh(app, "cat /etc/khronika/release.json"))
+
+
+def images(app):
+    names = sh(app, "docker ps --filter label=khronika.managed=true --format '{{.Names}}'").split()
+    return {name: sh(app, f"docker inspect --format '{{{{.Config.Image}}}}' {name}").strip() for name in sorted(names)}
+
+
+def appeals_checksums():
+    """sha256 of every stored appeal in the volume on app1."""
+    out = sh(
+        APPS[0],
+        f"cd $(docker volume inspect --format '{{{{.Mountpoint}}}}' {VOLUME})/appeals && sha256sum *.json",
+    )
+    return dict(reversed(line.split()) for line in out.splitlines())
+
+
+def gateway(path, method="GET", body=None):
+    script = (
+        "import json, ssl, sys, urllib.request, urllib.error;"
+        "ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE;"
+        "data = sys.argv[3].encode() if sys.argv[3] else None;"
+        "req = urllib.request.Request(sys.argv[1], data=data, method=sys.argv[2],"
+        " headers={'Content-Type': 'application/json'});\n"
+        "try:\n resp = urllib.request.urlopen(req, context=ctx, timeout=10); code = resp.status; text = resp.read().decode()\n"
+        "except urllib.error.HTTPError as e:\n code = e.code; text = e.read().decode()\n"
+        "print(json.dumps({'status': code, 'body': text}))"
+    )
+    out = subprocess.run(
+        ["docker", "exec", APPS[0], "python3", "-c", script, f"https://127.0.0.1{path}", method,
+         json.dumps(body) if body is not None else ""],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout
+    return json.loads(out)
+
+
+def latest_report():
+    reports = sorted(REPORTS.glob("update-*/update-report.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(reports[-1].read_text()), reports[-1].parent
+
+
+def active_silences():
+    import urllib.request
+
+    with urllib.request.urlopen("http://127.0.0.1:19093/api/v2/silences", timeout=5) as response:
+        return [s for s in json.load(response) if s["status"]["state"] == "active"]
+
+
+@pytest.fixture(scope="module")
+def appeals_before():
+    for number in range(3):
+        answer = gateway("/api/appeals/appeals", "POST", {"text": f"appeal {number} before the update"})
+        assert answer["status"] == 201, answer
+    return appeals_checksums()
+
+
+def test_check_mode_prints_the_plan_and_changes_nothing(host):
+    before = {app: images(app) for app in APPS}
+    rc, out = playbook("-e", "khronika_release_version=1.1.0", check=True)
+    assert rc == 0, out
+    assert "switch in order: classifier (rolling), appeals-api" in out
+    assert "downtime full" in out
+    assert {app: images(app) for app in APPS} == before
+    assert record(APPS[0])["version"] == "1.0.0"
+
+
+def test_outside_the_window_is_refused(host):
+    start = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    rc, out = playbook(
+        "-e", "khronika_release_version=1.1.0",
+        "-e", f"khronika_update_window_start={start}", "-e", "khronika_update_window_duration=4h",
+    )
+    assert rc != 0
+    assert f"outside the maintenance window: it opens at {start}" in out
+    assert "-e khronika_update_force_window=true overrides" in out
+    assert record(APPS[0])["version"] == "1.0.0"
+
+
+def test_a_stopped_registry_is_refused_at_preflight(host):
+    before = images(APPS[0])
+    subprocess.run([str(PROJECT / "scripts" / "test-registry.sh"), "stop"], check=True, timeout=60)
+    try:
+        rc, out = playbook("-e", "khronika_release_version=1.1.0")
+    finally:
+        subprocess.run([str(PROJECT / "scripts" / "test-registry.sh"), "start"], check=True, timeout=120)
+    assert rc != 0
+    assert "cannot be pulled" in out
+    assert images(APPS[0]) == before
+    assert not active_silences()
+
+
+def test_update_to_1_1_0_keeps_the_appeals_and_measures_downtime(host, appeals_before):
+    rc, out = playbook("-e", "khronika_release_version=1.1.0", "-e", "khronika_update_maintenance=never")
+    assert rc == 0, out[-6000:]
+    assert appeals_checksums() == appeals_before
+    assert all(record(app)["version"] == "1.1.0" for app in APPS)
+    report, folder = latest_report()
+    assert report["result"] == "succeeded"
+    assert {h["host"]: h["result"] for h in report["hosts"]} == dict.fromkeys(APPS, "updated")
+    probe = {m["module"]: m for m in report["probe"]}
+    # The rolling module, drained replica by replica out of the gateway, loses no request.
+    assert probe["classifier"]["requests"] > 20 and probe["classifier"]["failed"] == 0
+    assert probe["classifier"]["planned"] == "none"
+    # appeals-api is recreated: its downtime is measured, and short.
+    assert probe["appeals-api"]["planned"] == "restart"
+    assert 0 < probe["appeals-api"]["down_seconds"] < 30
+    backups = [b for h in report["hosts"] for b in h["backups"]]
+    assert [b["volume"] for b in backups] == [VOLUME]
+    assert sh(APPS[0], f"sha256sum {backups[0]['path']}").split()[0] == backups[0]["sha256"]
+    assert not active_silences() and report["silence"]
+    assert sh(APPS[0], "test -e /etc/khronika/gateway/maintenance.on && echo on || echo off").strip() == "off"
+    audit = [json.loads(line) for line in sh(APPS[0], "cat /var/log/khronika/audit.log").splitlines()]
+    assert audit[-1]["to_version"] == "1.1.0" and audit[-1]["result"] == "updated"
+    assert "appeals-api" in audit[-1]["hosts"][APPS[0]]["downtime_seconds"]
+    assert (REPORTS / "audit.log").read_text().strip()
+    assert "## Downtime through the gateway: planned and measured" in (folder / "update-report.md").read_text()
+
+
+def test_a_downgrade_without_the_flag_is_refused(host):
+    rc, out = playbook("-e", "khronika_release_version=1.0.0")
+    assert rc != 0
+    assert "newer than 1.0.0: a downgrade needs -e khronika_update_allow_downgrade=true" in out
+    assert record(APPS[0])["version"] == "1.1.0"
+
+
+def test_the_broken_release_is_rolled_back_with_the_volume_restored(host, appeals_before):
+    on_1_1_0 = {app: images(app) for app in APPS}
+    rc, out = playbook("-e", "khronika_release_version=1.2.0")
+    assert rc != 0
+    assert "rolled-back" in out
+    report, folder = latest_report()
+    assert report["result"] == "rolled-back"
+    app1 = next(h for h in report["hosts"] if h["host"] == APPS[0])
+    assert app1["result"] == "rolled-back" and app1["on_version"] == "1.1.0"
+    assert "unhealthy" in app1["failure"]
+    assert app1["restored"] == [VOLUME]
+    assert {app: images(app) for app in APPS} == on_1_1_0
+    assert record(APPS[0])["version"] == "1.1.0"
+    assert appeals_checksums() == appeals_before
+    assert gateway("/api/appeals/health")["status"] == 200
+    assert report["maintenance"] is True
+    assert sh(APPS[0], "test -e /etc/khronika/gateway/maintenance.on && echo on || echo off").strip() == "off"
+    assert not active_silences()
+    assert "## What failed" in (folder / "update-report.md").read_text()

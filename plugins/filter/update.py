@@ -1,0 +1,187 @@
+"""Filters of khronika.platform for `playbooks/update.yml`: thin adapters over khronika_ops.platform.update
+(the pre-flight) and khronika_ops.platform.update_run (steps, batches, silence, report).
+
+khronika_update_preflight(version, releases_dir, catalog, groups, hostvars, records, ...)
+    -> the pre-flight (UpdatePreflight as JSON), or AnsibleFilterError with every refusal at once.
+khronika_update_capacity(preflight, releases_dir, sizes) -> capacity_check's modules + placement.
+khronika_manifest_bytes(text)                 -> an image's download size from `docker manifest inspect -v`.
+khronika_update_image_check(result)           -> {image, ok, reason} from a looped `docker manifest inspect`.
+khronika_update_steps(plan, hosts)            -> the batch's switch steps (lockstep over its hosts).
+khronika_update_gateway_checks(plan)          -> [{module, path}] asked through the gateway.
+khronika_update_verdict(batch, outcomes, pct) -> whether the next batch may start, and why not.
+khronika_update_silence(hosts, preflight, comment, created_by) -> the Alertmanager v2 silence body.
+khronika_update_report(preflight, outcomes, probe, ...) -> {report, markdown, audit: {host: line}}.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+try:
+    from khronika_ops.ansible_data import plain
+    from khronika_ops.platform import update, update_run
+    from khronika_ops.platform.catalog import DeployPlan, resolve_deployment, update_strategies
+    from khronika_ops.platform.inventory_file import inventory_from_ansible
+    from khronika_ops.platform.registry import ImageCheck
+    from khronika_ops.platform.release import find_release, list_releases
+    from khronika_ops.validation import ProblemsError
+except ImportError as exc:  # pragma: no cover - depends on the controller's environment
+    raise AnsibleFilterError(
+        "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
+    ) from exc
+
+
+def khronika_update_preflight(
+    version: str,
+    releases_dir: str,
+    catalog: Any,
+    groups: Any,
+    hostvars: Any,
+    records: Any,
+    window: Any = None,
+    force_window: bool = False,
+    allow_downgrade: bool = False,
+    image_checks: Any = None,
+    registry: str | None = None,
+    now: str | None = None,
+) -> dict[str, Any]:
+    """`records`: host -> its release record, {"missing": true} or {"error": "..."};
+    `window`: {start, duration[, every]} or None; `image_checks`: [{image, ok, reason}] from the hosts."""
+    try:
+        target = find_release(releases_dir, str(version))
+        catalog_data = plain(catalog)
+        deployment = resolve_deployment(
+            catalog_data, inventory_from_ansible(groups, hostvars), release=target, default_registry=registry or None
+        )
+        result = update.preflight(
+            target=target,
+            releases=list_releases(releases_dir),
+            deployment=deployment,
+            states=update.states_from_records(plain(records)),
+            strategies=update_strategies(catalog_data),
+            now=datetime.fromisoformat(now.replace("Z", "+00:00")) if now else datetime.now(UTC),
+            window=update.MaintenanceWindow.model_validate(plain(window)) if window else None,
+            force_window=bool(force_window),
+            allow_downgrade=bool(allow_downgrade),
+            image_checks=[ImageCheck(str(c["image"]), bool(c["ok"]), str(c["reason"])) for c in plain(image_checks or [])],
+        )
+    except ProblemsError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+    except (TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"update pre-flight: {exc}") from exc
+    data = result.model_dump(mode="json", by_alias=True)
+    data["text"] = update.render_text(result)
+    return data
+
+
+def khronika_update_capacity(
+    preflight: Any, releases_dir: str, sizes: Any, docker_root: str = "/var/lib/docker", backup_dir: str = "/var/backups"
+) -> dict[str, Any]:
+    try:
+        target = find_release(releases_dir, str(plain(preflight)["to_version"]))
+    except ProblemsError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+    minimums = {
+        m.name: {"cores": m.min_resources.cores, "memory": m.min_resources.memory, "disk": m.min_resources.disk}
+        for m in target.modules
+    }
+    return update_run.capacity_request(plain(preflight), minimums, plain(sizes) or {}, docker_root, backup_dir)
+
+
+def khronika_manifest_bytes(text: Any) -> int:
+    return update_run.manifest_bytes(str(text or ""))
+
+
+def khronika_update_image_check(result: Any) -> dict[str, Any]:
+    """One looped `docker manifest inspect` result as an image check for the pre-flight."""
+    data = plain(result) or {}
+    ok = data.get("rc") == 0
+    reason = "present" if ok else (str(data.get("stderr") or data.get("msg") or "").strip() or "no answer")
+    return {"image": str(data.get("item", "")), "ok": ok, "reason": reason}
+
+
+def _plan(plan: Any) -> DeployPlan:
+    try:
+        return DeployPlan.model_validate(plain(plan))
+    except ValueError as exc:
+        raise AnsibleFilterError(f"not a deployment plan (khronika_catalog_plan): {exc}") from exc
+
+
+def khronika_update_steps(plan: Any, hosts: Any) -> list[dict[str, Any]]:
+    return [step.model_dump(mode="json") for step in update_run.switch_steps(_plan(plan), list(plain(hosts)))]
+
+
+def khronika_update_gateway_checks(plan: Any) -> list[dict[str, Any]]:
+    return [check.model_dump(mode="json") for check in update_run.gateway_checks(_plan(plan))]
+
+
+def khronika_update_verdict(batch: Any, outcomes: Any, max_fail_percentage: Any = 0) -> dict[str, Any]:
+    results = {host: str(outcome.get("result")) for host, outcome in (plain(outcomes) or {}).items()}
+    return update_run.batch_verdict(list(plain(batch)), results, float(max_fail_percentage)).model_dump(mode="json")
+
+
+def khronika_update_silence(
+    hosts: Any, preflight: Any, comment: str, created_by: str, fallback: str = "4h"
+) -> dict[str, Any]:
+    """From now to the end of the open window (or `fallback` from now when no window was set)."""
+    try:
+        return update_run.silence_for(
+            list(plain(hosts)), plain(preflight), str(comment), str(created_by), datetime.now(UTC), str(fallback)
+        )
+    except ValueError as exc:
+        raise AnsibleFilterError(f"khronika_update_silence: {exc}") from exc
+
+
+def khronika_update_report(
+    preflight: Any,
+    outcomes: Any,
+    probe: Any = None,
+    started_at: str = "",
+    operator: str = "",
+    controller: str = "",
+    maintenance: bool = False,
+    silence_id: str | None = None,
+    stopped: str | None = None,
+    warnings: Any = None,
+) -> dict[str, Any]:
+    try:
+        report = update_run.build_report(
+            preflight=plain(preflight),
+            outcomes=plain(outcomes) or {},
+            probe=plain(probe) if probe else None,
+            started_at=str(started_at),
+            finished_at=update.iso(datetime.now(UTC)),
+            operator=str(operator),
+            controller=str(controller),
+            maintenance=bool(maintenance),
+            silence_id=str(silence_id) if silence_id else None,
+            stopped=str(stopped) if stopped else None,
+            warnings=[str(w) for w in plain(warnings or [])],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"khronika_update_report: {exc}") from exc
+    audit = {host.host: update_run.audit_entry(report, host.host) for host in report.hosts}
+    return {
+        "report": report.model_dump(mode="json"),
+        "markdown": update_run.render_markdown(report),
+        "audit": audit,
+        "controller_audit": update_run.audit_entry(report),
+    }
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "khronika_update_preflight": khronika_update_preflight,
+            "khronika_update_steps": khronika_update_steps,
+            "khronika_update_capacity": khronika_update_capacity,
+            "khronika_manifest_bytes": khronika_manifest_bytes,
+            "khronika_update_image_check": khronika_update_image_check,
+            "khronika_update_gateway_checks": khronika_update_gateway_checks,
+            "khronika_update_verdict": khronika_update_verdict,
+            "khronika_update_silence": khronika_update_silence,
+            "khronika_update_report": khronika_update_report,
+        }

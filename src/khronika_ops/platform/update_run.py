@@ -1,0 +1,494 @@
+"""What `playbooks/update.yml` decides while it runs, after the pre-flight (`update.py`) said yes:
+
+- `switch_steps`: the switch of one batch as steps every host walks in lockstep: modules in dependency
+  order; a `recreate` module is one step (its containers stop and start together), a `rolling` module
+  one step per replica across the batch, so exactly one replica at a time is drained out of the
+  gateway, recreated, and put back once healthy;
+- `batch_verdict`: whether a batch failed too often for the next batch to start (the update's own
+  `max_fail_percentage`, counted over host outcomes, unreachable hosts included);
+- `silence`: the Alertmanager API v2 silence for the hosts of the update, for the window;
+- `gateway_checks`: the HTTP check of every module through the gateway (its route + health path);
+- the update report (`UpdateReport`, Markdown and JSON) and the audit log entry built from it.
+
+The playbook loops over what these return; it decides nothing itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import Field
+
+from khronika_ops.platform.catalog import DeployPlan
+from khronika_ops.platform.release import DowntimeClass
+from khronika_ops.platform.update import iso
+from khronika_ops.quantities import parse_duration
+from khronika_ops.validation import StrictModel
+
+HostResult = Literal["updated", "unchanged", "rolled-back", "rollback-failed", "unreachable", "not-started"]
+SUCCESSFUL: frozenset[str] = frozenset({"updated", "unchanged"})
+PlannedDowntime = Literal["none", "restart", "maintenance"]
+
+
+class SwitchStep(StrictModel):
+    index: int
+    module: str
+    strategy: Literal["recreate", "rolling"]
+    containers: dict[str, list[str]]  # host -> the container names switched in this step
+    drain: list[str]  # gateway upstreams taken out during the step: "host/container"
+
+
+def switch_steps(plan: DeployPlan, hosts: Sequence[str]) -> list[SwitchStep]:
+    """The steps of a batch's switch (see the module doc); hosts outside `hosts` take no part."""
+    batch = [host for host in sorted(hosts) if host in plan.hosts]
+    routed = {route.module for route in plan.gateway_routes}
+    steps: list[SwitchStep] = []
+    for module in plan.order:
+        placed = [
+            (host, container)
+            for host in batch
+            for container in sorted(plan.hosts[host].containers, key=lambda item: item.replica)
+            if container.module == module
+        ]
+        if not placed:
+            continue
+        strategy = placed[0][1].update
+        if strategy == "rolling":
+            for host, container in placed:
+                steps.append(
+                    SwitchStep(
+                        index=len(steps),
+                        module=module,
+                        strategy="rolling",
+                        containers={host: [container.name]},
+                        drain=[f"{host}/{container.name}"] if module in routed else [],
+                    )
+                )
+        else:
+            grouped: dict[str, list[str]] = {}
+            for host, container in placed:
+                grouped.setdefault(host, []).append(container.name)
+            steps.append(
+                SwitchStep(index=len(steps), module=module, strategy="recreate", containers=grouped, drain=[])
+            )
+    return steps
+
+
+class BatchVerdict(StrictModel):
+    batch: list[str]
+    failed: list[str]
+    failed_percentage: float
+    max_fail_percentage: float
+    stop: bool
+    reason: str
+
+
+def batch_verdict(
+    batch: Sequence[str], outcomes: Mapping[str, str], max_fail_percentage: float
+) -> BatchVerdict:
+    """Stop the update when the batch's failed hosts exceed `max_fail_percentage` (Ansible's meaning:
+    more than that share); a host without an outcome did not finish (unreachable)."""
+    hosts = sorted(batch)
+    failed = [host for host in hosts if outcomes.get(host, "unreachable") not in SUCCESSFUL]
+    share = 100.0 * len(failed) / len(hosts) if hosts else 0.0
+    stop = share > max_fail_percentage
+    reason = (
+        f"{len(failed)} of {len(hosts)} host(s) of the batch failed ({share:.0f} % > {max_fail_percentage:g} %): "
+        "the hosts after this batch stay on their release"
+        if stop
+        else f"{len(failed)} of {len(hosts)} host(s) of the batch failed (limit {max_fail_percentage:g} %)"
+    )
+    return BatchVerdict(
+        batch=hosts,
+        failed=failed,
+        failed_percentage=round(share, 1),
+        max_fail_percentage=max_fail_percentage,
+        stop=stop,
+        reason=reason,
+    )
+
+
+def silence(
+    hosts: Sequence[str], starts_at: str, ends_at: str, comment: str, created_by: str
+) -> dict[str, Any]:
+    """The body of POST /api/v2/silences: every alert whose `instance` is one of `hosts` (with or
+    without a port, as the scrape targets name them) is silenced from `starts_at` to `ends_at`."""
+    if not hosts:
+        raise ValueError("a silence needs at least one host")
+    names = "|".join(re.escape(host) for host in sorted(set(hosts)))
+    return {
+        "matchers": [{"name": "instance", "value": f"({names})(:[0-9]+)?", "isRegex": True, "isEqual": True}],
+        "startsAt": starts_at,
+        "endsAt": ends_at,
+        "createdBy": created_by,
+        "comment": comment,
+    }
+
+
+def silence_for(
+    hosts: Sequence[str],
+    preflight: Mapping[str, Any],
+    comment: str,
+    created_by: str,
+    now: datetime,
+    fallback: str = "4h",
+) -> dict[str, Any]:
+    """The update's silence: from now until the open window ends, or `fallback` from now without one."""
+    ends = preflight.get("window_ends_at")
+    end = (
+        datetime.fromisoformat(str(ends).replace("Z", "+00:00"))
+        if ends
+        else now + timedelta(seconds=parse_duration(fallback))
+    )
+    if end <= now:
+        end = now + timedelta(seconds=parse_duration(fallback))
+    return silence(hosts, iso(now), iso(end), comment, created_by)
+
+
+class GatewayCheck(StrictModel):
+    module: str
+    path: str  # on the gateway: the route's prefix + the module's health path
+
+
+def gateway_checks(plan: DeployPlan) -> list[GatewayCheck]:
+    """Every routed module, asked through the gateway at its health path (or the route's root)."""
+    checks = []
+    for route in plan.gateway_routes:
+        health = next(
+            (
+                container.healthcheck.http_path
+                for host in plan.hosts.values()
+                for container in host.containers
+                if container.module == route.module
+                and container.healthcheck is not None
+                and container.healthcheck.http_path
+            ),
+            "/",
+        )
+        checks.append(GatewayCheck(module=route.module, path=route.path_prefix.rstrip("/") + health))
+    return checks
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+
+class BackupRecord(StrictModel):
+    host: str
+    module: str
+    volume: str
+    path: str
+    sha256: str
+    bytes: int
+
+
+class ModuleSwitch(StrictModel):
+    module: str
+    strategy: Literal["recreate", "rolling"]
+    seconds: float  # from the step's start (old containers stopping) to healthy
+
+
+class HostOutcome(StrictModel):
+    host: str
+    from_version: str | None
+    result: HostResult
+    on_version: str | None  # the release the host runs at the end (None: unknown, unreachable)
+    failure: str | None = None  # what failed: the task's message, with the health check output
+    restored: list[str] = Field(default_factory=list)  # volumes restored from the backup
+    switches: list[ModuleSwitch] = Field(default_factory=list)
+    backups: list[BackupRecord] = Field(default_factory=list)
+
+
+class ProbedModule(StrictModel):
+    module: str
+    planned: PlannedDowntime
+    requests: int
+    failed: int
+    down_seconds: float
+    outages: list[dict[str, float]]
+
+
+class UpdateReport(StrictModel):
+    to_version: str
+    result: Literal["succeeded", "rolled-back", "failed", "stopped"]
+    started_at: str
+    finished_at: str
+    operator: str
+    controller: str
+    window: str
+    downtime: DowntimeClass
+    maintenance: bool  # the gateway answered with the maintenance page during the switch
+    silence: str | None  # the Alertmanager silence id, removed at the end
+    hosts: list[HostOutcome]
+    probe: list[ProbedModule]
+    stopped: str | None = None  # why the batches stopped early
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def failed_requests(self) -> int:
+        return sum(module.failed for module in self.probe)
+
+
+def planned_downtime(module: str, strategy: str, changed: bool, maintenance: bool) -> PlannedDowntime:
+    """What the plan promised a module: nothing when its image stays or it rolls, a restart when it
+    is recreated, the maintenance page when the whole gateway goes into maintenance."""
+    if maintenance:
+        return "maintenance"
+    if not changed or strategy == "rolling":
+        return "none"
+    return "restart"
+
+
+def build_report(
+    *,
+    preflight: Mapping[str, Any],
+    outcomes: Mapping[str, Mapping[str, Any]],
+    probe: Mapping[str, Any] | None,
+    started_at: str,
+    finished_at: str,
+    operator: str,
+    controller: str,
+    maintenance: bool,
+    silence_id: str | None,
+    stopped: str | None = None,
+    warnings: Sequence[str] = (),
+) -> UpdateReport:
+    """The report from the pre-flight (`UpdatePreflight` as JSON), each host's outcome as the play
+    recorded it (a host without one never finished: unreachable) and the probe's JSON."""
+    to_version = str(preflight["to_version"])
+    hosts: list[HostOutcome] = []
+    for planned in preflight["hosts"]:
+        name = str(planned["host"])
+        recorded = outcomes.get(name)
+        if planned["move"] == "same":
+            hosts.append(
+                HostOutcome(
+                    host=name, from_version=planned["from_version"], result="unchanged", on_version=to_version
+                )
+            )
+        elif recorded is None:
+            hosts.append(
+                HostOutcome(
+                    host=name,
+                    from_version=planned["from_version"],
+                    result="unreachable",
+                    on_version=None,
+                    failure="the host stopped answering during the update; its release is unknown until "
+                    "it answers again (khronika status)",
+                )
+            )
+        else:
+            hosts.append(HostOutcome.model_validate({"host": name, **recorded}))
+
+    strategies: dict[str, str] = {}
+    changed: set[str] = set()
+    for planned in preflight["hosts"]:
+        for module in planned["modules"]:
+            strategies.setdefault(module, "rolling" if module in planned["rolling"] else "recreate")
+    for change in preflight.get("diffs", {}).values():
+        changed |= {item["module"] for item in change.get("image_changes", [])}
+        changed |= {item["module"] for item in change.get("added", [])}
+    if any(planned["move"] == "first-deployment" for planned in preflight["hosts"]):
+        changed |= set(strategies)
+    probed = [
+        ProbedModule(
+            module=module,
+            planned=planned_downtime(module, strategies.get(module, "recreate"), module in changed, maintenance),
+            requests=int(data.get("requests", 0)),
+            failed=int(data.get("failed", 0)),
+            down_seconds=float(data.get("down_seconds", 0.0)),
+            outages=[
+                {"start": float(o["start"]), "end": float(o["end"]), "seconds": float(o["seconds"])}
+                for o in data.get("outages", [])
+            ],
+        )
+        for module, data in sorted((probe or {}).get("modules", {}).items())
+    ]
+    results = {host.result for host in hosts}
+    result: Literal["succeeded", "rolled-back", "failed", "stopped"]
+    if results <= SUCCESSFUL:
+        result = "succeeded"
+    elif results & {"rollback-failed", "unreachable"}:
+        result = "failed"
+    elif stopped is not None and "not-started" in results:
+        result = "stopped"
+    else:
+        result = "rolled-back"
+    return UpdateReport(
+        to_version=to_version,
+        result=result,
+        started_at=started_at,
+        finished_at=finished_at,
+        operator=operator,
+        controller=controller,
+        window=str(preflight["window"]),
+        downtime=preflight["downtime"],
+        maintenance=maintenance,
+        silence=silence_id,
+        hosts=hosts,
+        probe=probed,
+        stopped=stopped,
+        warnings=[*preflight.get("warnings", []), *warnings],
+    )
+
+
+def audit_entry(report: UpdateReport, host: str | None = None) -> dict[str, Any]:
+    """One line of the audit log (JSON): who, when, from -> to, per-module downtime, result; for one
+    host, or (host None) the controller's line for the whole update."""
+    chosen = [item for item in report.hosts if host is None or item.host == host]
+    return {
+        "at": report.finished_at,
+        "started_at": report.started_at,
+        "operator": report.operator,
+        "controller": report.controller,
+        "action": "update",
+        "to_version": report.to_version,
+        "result": report.result if host is None else (chosen[0].result if chosen else "not-targeted"),
+        "hosts": {
+            item.host: {
+                "from": item.from_version,
+                "on": item.on_version,
+                "result": item.result,
+                "downtime_seconds": {switch.module: switch.seconds for switch in item.switches},
+            }
+            for item in chosen
+        },
+        "measured_downtime_seconds": {module.module: module.down_seconds for module in report.probe},
+        "failed_requests": report.failed_requests,
+    }
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s"
+
+
+def render_markdown(report: UpdateReport) -> str:
+    lines = [
+        f"# Update to {report.to_version}: {report.result}",
+        "",
+        f"- Started {report.started_at}, finished {report.finished_at}, by {report.operator} on {report.controller}",
+        f"- Window: {report.window}",
+        f"- Planned downtime class: {report.downtime}; gateway maintenance page: "
+        f"{'on during the switch' if report.maintenance else 'not used'}",
+        f"- Alertmanager silence: {report.silence + ' (removed at the end)' if report.silence else 'none'}",
+    ]
+    if report.stopped:
+        lines.append(f"- Stopped early: {report.stopped}")
+    lines += [
+        "",
+        "## Hosts",
+        "",
+        "| host | from | result | runs now |",
+        "|---|---|---|---|",
+    ]
+    for host in report.hosts:
+        lines.append(
+            f"| {host.host} | {host.from_version or 'nothing'} | {host.result} | {host.on_version or 'unknown'} |"
+        )
+    failures = [host for host in report.hosts if host.failure]
+    if failures:
+        lines += ["", "## What failed", ""]
+        for host in failures:
+            lines.append(f"### {host.host}")
+            lines += ["", "```", host.failure or "", "```", ""]
+            if host.result in ("rolled-back", "rollback-failed"):
+                lines.append(f"- Rolled back to {host.from_version}: {host.result}")
+                lines.append(f"- Volumes restored from the backup: {', '.join(host.restored) or 'none needed'}")
+                lines.append("")
+    switches = [(host.host, switch) for host in report.hosts for switch in host.switches]
+    if switches:
+        lines += ["", "## Switch per module (old stopped to new healthy)", ""]
+        lines += ["| host | module | strategy | seconds |", "|---|---|---|---|"]
+        lines += [f"| {h} | {s.module} | {s.strategy} | {s.seconds:.2f} |" for h, s in switches]
+    if report.probe:
+        lines += ["", "## Downtime through the gateway: planned and measured", ""]
+        lines += [
+            "| module | planned | measured down | outages | requests | failed |",
+            "|---|---|---|---|---|---|",
+        ]
+        for module in report.probe:
+            lines.append(
+                f"| {module.module} | {module.planned} | {_seconds(module.down_seconds)} | {len(module.outages)} | "
+                f"{module.requests} | {module.failed} |"
+            )
+        lines.append("")
+        lines.append(f"Failed requests in all: {report.failed_requests}.")
+    backups = [backup for host in report.hosts for backup in host.backups]
+    if backups:
+        lines += ["", "## Backups", "", "| host | volume | file | bytes | sha256 |", "|---|---|---|---|---|"]
+        lines += [f"| {b.host} | {b.volume} | {b.path} | {b.bytes} | {b.sha256} |" for b in backups]
+    if report.warnings:
+        lines += ["", "## Warnings", ""] + [f"- {warning}" for warning in report.warnings]
+    return "\n".join(lines) + "\n"
+
+
+# --- capacity for the update (khronika.platform.capacity_check) --------------------------------------
+
+# Unpacked image layers take more room than their download; the pre-flight counts them this many times.
+IMAGE_UNPACK_FACTOR = 2.5
+
+
+def capacity_request(
+    preflight: Mapping[str, Any],
+    minimums: Mapping[str, Mapping[str, Any]],
+    sizes: Mapping[str, Mapping[str, int]],
+    docker_root: str,
+    backup_dir: str,
+) -> dict[str, Any]:
+    """The `modules` and `placement` arguments of capacity_check for an update: every module's release
+    minimum on the hosts that run it, plus, per switching host, the disk its new images need under the
+    Docker root (download size x IMAGE_UNPACK_FACTOR) and its backups need in `backup_dir` (the volumes'
+    size, before compression). `minimums`: module -> {cores, memory (bytes), disk (bytes)};
+    `sizes`: host -> {images_bytes, backup_bytes}."""
+    mib = 1024 * 1024
+    modules: list[dict[str, Any]] = []
+    placement: dict[str, list[str]] = {}
+    for host in preflight["hosts"]:
+        for module in host["modules"]:
+            placement.setdefault(module, []).append(host["host"])
+    for module, hosts in sorted(placement.items()):
+        minimum = minimums.get(module, {})
+        modules.append(
+            {
+                "name": module,
+                "cores": float(minimum.get("cores", 0) or 0),
+                "memory_mb": int(minimum.get("memory", 0) or 0) / mib,
+                "disk_mb": int(minimum.get("disk", 0) or 0) / mib,
+                "disk_path": docker_root,
+            }
+        )
+    for host in preflight["hosts"]:
+        if host["move"] == "same":
+            continue
+        name = host["host"]
+        size = sizes.get(name, {})
+        images = int(size.get("images_bytes", 0)) * IMAGE_UNPACK_FACTOR
+        backups = int(size.get("backup_bytes", 0))
+        if images:
+            modules.append(
+                {"name": f"new images on {name}", "disk_mb": images / mib, "disk_path": docker_root}
+            )
+            placement[f"new images on {name}"] = [name]
+        if backups:
+            modules.append({"name": f"backups on {name}", "disk_mb": backups / mib, "disk_path": backup_dir})
+            placement[f"backups on {name}"] = [name]
+    return {"modules": modules, "placement": placement}
+
+
+def manifest_bytes(text: str) -> int:
+    """The download size of an image from `docker manifest inspect --verbose` output: its config and
+    layer sizes (for a list, the first platform's; 0 when the output has none)."""
+    import json
+
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return 0
+    entry = document[0] if isinstance(document, list) and document else document
+    if not isinstance(entry, dict):
+        return 0
+    manifest = entry.get("SchemaV2Manifest") or entry.get("OCIManifest") or {}
+    parts = [manifest.get("config") or {}, *(manifest.get("layers") or [])]
+    return sum(int(part.get("size", 0) or 0) for part in parts if isinstance(part, dict))
