@@ -10,6 +10,7 @@ khronika_update_steps(plan, hosts)            -> the batch's switch steps (locks
 khronika_update_gateway_checks(plan)          -> [{module, path}] asked through the gateway.
 khronika_update_verdict(batch, outcomes, pct) -> whether the next batch may start, and why not.
 khronika_update_silence(hosts, preflight, comment, created_by) -> the Alertmanager v2 silence body.
+khronika_update_maintenance_scope(preflight, policy) -> {site, modules, reasons}: where the maintenance page goes.
 khronika_update_report(preflight, outcomes, probe, ...) -> {report, markdown, audit: {host: line}}.
 """
 
@@ -34,7 +35,7 @@ except ImportError as exc:  # pragma: no cover - depends on the controller's env
     ) from exc
 
 
-def khronika_update_preflight(
+def khronika_update_preflight(  # noqa: PLR0917 - a Jinja filter takes its arguments by position
     version: str,
     releases_dir: str,
     catalog: Any,
@@ -54,7 +55,10 @@ def khronika_update_preflight(
         target = find_release(releases_dir, str(version))
         catalog_data = plain(catalog)
         deployment = resolve_deployment(
-            catalog_data, inventory_from_ansible(groups, hostvars), release=target, default_registry=registry or None
+            catalog_data,
+            inventory_from_ansible(groups, hostvars),
+            release=target,
+            default_registry=registry or None,
         )
         result = update.preflight(
             target=target,
@@ -66,7 +70,10 @@ def khronika_update_preflight(
             window=update.MaintenanceWindow.model_validate(plain(window)) if window else None,
             force_window=bool(force_window),
             allow_downgrade=bool(allow_downgrade),
-            image_checks=[ImageCheck(str(c["image"]), bool(c["ok"]), str(c["reason"])) for c in plain(image_checks or [])],
+            image_checks=[
+                ImageCheck(str(c["image"]), bool(c["ok"]), str(c["reason"]))
+                for c in plain(image_checks or [])
+            ],
         )
     except ProblemsError as exc:
         raise AnsibleFilterError(str(exc)) from exc
@@ -78,17 +85,27 @@ def khronika_update_preflight(
 
 
 def khronika_update_capacity(
-    preflight: Any, releases_dir: str, sizes: Any, docker_root: str = "/var/lib/docker", backup_dir: str = "/var/backups"
+    preflight: Any,
+    releases_dir: str,
+    sizes: Any,
+    docker_root: str = "/var/lib/docker",
+    backup_dir: str = "/var/backups",
 ) -> dict[str, Any]:
     try:
         target = find_release(releases_dir, str(plain(preflight)["to_version"]))
     except ProblemsError as exc:
         raise AnsibleFilterError(str(exc)) from exc
     minimums = {
-        m.name: {"cores": m.min_resources.cores, "memory": m.min_resources.memory, "disk": m.min_resources.disk}
+        m.name: {
+            "cores": m.min_resources.cores,
+            "memory": m.min_resources.memory,
+            "disk": m.min_resources.disk,
+        }
         for m in target.modules
     }
-    return update_run.capacity_request(plain(preflight), minimums, plain(sizes) or {}, docker_root, backup_dir)
+    return update_run.capacity_request(
+        plain(preflight), minimums, plain(sizes) or {}, docker_root, backup_dir
+    )
 
 
 def khronika_manifest_bytes(text: Any) -> int:
@@ -120,7 +137,9 @@ def khronika_update_gateway_checks(plan: Any) -> list[dict[str, Any]]:
 
 def khronika_update_verdict(batch: Any, outcomes: Any, max_fail_percentage: Any = 0) -> dict[str, Any]:
     results = {host: str(outcome.get("result")) for host, outcome in (plain(outcomes) or {}).items()}
-    return update_run.batch_verdict(list(plain(batch)), results, float(max_fail_percentage)).model_dump(mode="json")
+    return update_run.batch_verdict(list(plain(batch)), results, float(max_fail_percentage)).model_dump(
+        mode="json"
+    )
 
 
 def khronika_update_silence(
@@ -129,20 +148,32 @@ def khronika_update_silence(
     """From now to the end of the open window (or `fallback` from now when no window was set)."""
     try:
         return update_run.silence_for(
-            list(plain(hosts)), plain(preflight), str(comment), str(created_by), datetime.now(UTC), str(fallback)
+            list(plain(hosts)),
+            plain(preflight),
+            str(comment),
+            str(created_by),
+            datetime.now(UTC),
+            str(fallback),
         )
     except ValueError as exc:
         raise AnsibleFilterError(f"khronika_update_silence: {exc}") from exc
 
 
-def khronika_update_report(
+def khronika_update_maintenance_scope(preflight: Any, policy: str = "auto") -> dict[str, Any]:
+    try:
+        return update_run.maintenance_scope(plain(preflight), str(policy)).model_dump(mode="json")
+    except (KeyError, ValueError) as exc:
+        raise AnsibleFilterError(f"khronika_update_maintenance_scope: {exc}") from exc
+
+
+def khronika_update_report(  # noqa: PLR0917 - a Jinja filter takes its arguments by position
     preflight: Any,
     outcomes: Any,
     probe: Any = None,
     started_at: str = "",
     operator: str = "",
     controller: str = "",
-    maintenance: bool = False,
+    maintenance: Any = None,
     silence_id: str | None = None,
     stopped: str | None = None,
     warnings: Any = None,
@@ -156,7 +187,7 @@ def khronika_update_report(
             finished_at=update.iso(datetime.now(UTC)),
             operator=str(operator),
             controller=str(controller),
-            maintenance=bool(maintenance),
+            maintenance=plain(maintenance) or {"site": False, "modules": [], "reasons": []},
             silence_id=str(silence_id) if silence_id else None,
             stopped=str(stopped) if stopped else None,
             warnings=[str(w) for w in plain(warnings or [])],
@@ -184,4 +215,5 @@ class FilterModule:
             "khronika_update_verdict": khronika_update_verdict,
             "khronika_update_silence": khronika_update_silence,
             "khronika_update_report": khronika_update_report,
+            "khronika_update_maintenance_scope": khronika_update_maintenance_scope,
         }

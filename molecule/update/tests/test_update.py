@@ -2,7 +2,6 @@
 downtime measured and a rolling module losing no request, and the broken release rolled back with the
 appeals on its volume as they were. The tests run in this order and build on each other."""
 
-import hashlib
 import json
 import os
 import subprocess
@@ -62,7 +61,10 @@ def record(app):
 
 def images(app):
     names = sh(app, "docker ps --filter label=khronika.managed=true --format '{{.Names}}'").split()
-    return {name: sh(app, f"docker inspect --format '{{{{.Config.Image}}}}' {name}").strip() for name in sorted(names)}
+    return {
+        name: sh(app, f"docker inspect --format '{{{{.Config.Image}}}}' {name}").strip()
+        for name in sorted(names)
+    }
 
 
 def appeals_checksums():
@@ -86,9 +88,21 @@ def gateway(path, method="GET", body=None):
         "print(json.dumps({'status': code, 'body': text}))"
     )
     out = subprocess.run(
-        ["docker", "exec", APPS[0], "python3", "-c", script, f"https://127.0.0.1{path}", method,
-         json.dumps(body) if body is not None else ""],
-        capture_output=True, text=True, check=True, timeout=60,
+        [
+            "docker",
+            "exec",
+            APPS[0],
+            "python3",
+            "-c",
+            script,
+            f"https://127.0.0.1{path}",
+            method,
+            json.dumps(body) if body is not None else "",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
     return json.loads(out)
 
@@ -126,8 +140,12 @@ def test_check_mode_prints_the_plan_and_changes_nothing(host):
 def test_outside_the_window_is_refused(host):
     start = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     rc, out = playbook(
-        "-e", "khronika_release_version=1.1.0",
-        "-e", f"khronika_update_window_start={start}", "-e", "khronika_update_window_duration=4h",
+        "-e",
+        "khronika_release_version=1.1.0",
+        "-e",
+        f"khronika_update_window_start={start}",
+        "-e",
+        "khronika_update_window_duration=4h",
     )
     assert rc != 0
     assert f"outside the maintenance window: it opens at {start}" in out
@@ -149,7 +167,7 @@ def test_a_stopped_registry_is_refused_at_preflight(host):
 
 
 def test_update_to_1_1_0_keeps_the_appeals_and_measures_downtime(host, appeals_before):
-    rc, out = playbook("-e", "khronika_release_version=1.1.0", "-e", "khronika_update_maintenance=never")
+    rc, out = playbook("-e", "khronika_release_version=1.1.0")
     assert rc == 0, out[-6000:]
     assert appeals_checksums() == appeals_before
     assert all(record(app)["version"] == "1.1.0" for app in APPS)
@@ -160,19 +178,22 @@ def test_update_to_1_1_0_keeps_the_appeals_and_measures_downtime(host, appeals_b
     # The rolling module, drained replica by replica out of the gateway, loses no request.
     assert probe["classifier"]["requests"] > 20 and probe["classifier"]["failed"] == 0
     assert probe["classifier"]["planned"] == "none"
-    # appeals-api is recreated: its downtime is measured, and short.
-    assert probe["appeals-api"]["planned"] == "restart"
+    # appeals-api is recreated behind its own maintenance page: its downtime is measured, and short.
+    assert report["maintenance"]["site"] is False and report["maintenance"]["modules"] == ["appeals-api"]
+    assert probe["appeals-api"]["planned"] == "maintenance"
     assert 0 < probe["appeals-api"]["down_seconds"] < 30
     backups = [b for h in report["hosts"] for b in h["backups"]]
     assert [b["volume"] for b in backups] == [VOLUME]
     assert sh(APPS[0], f"sha256sum {backups[0]['path']}").split()[0] == backups[0]["sha256"]
     assert not active_silences() and report["silence"]
-    assert sh(APPS[0], "test -e /etc/khronika/gateway/maintenance.on && echo on || echo off").strip() == "off"
+    assert sh(APPS[0], "ls /etc/khronika/gateway | grep -c '^maintenance' || true").strip() == "0"
     audit = [json.loads(line) for line in sh(APPS[0], "cat /var/log/khronika/audit.log").splitlines()]
     assert audit[-1]["to_version"] == "1.1.0" and audit[-1]["result"] == "updated"
     assert "appeals-api" in audit[-1]["hosts"][APPS[0]]["downtime_seconds"]
     assert (REPORTS / "audit.log").read_text().strip()
-    assert "## Downtime through the gateway: planned and measured" in (folder / "update-report.md").read_text()
+    assert (
+        "## Downtime through the gateway: planned and measured" in (folder / "update-report.md").read_text()
+    )
 
 
 def test_a_downgrade_without_the_flag_is_refused(host):
@@ -197,7 +218,7 @@ def test_the_broken_release_is_rolled_back_with_the_volume_restored(host, appeal
     assert record(APPS[0])["version"] == "1.1.0"
     assert appeals_checksums() == appeals_before
     assert gateway("/api/appeals/health")["status"] == 200
-    assert report["maintenance"] is True
-    assert sh(APPS[0], "test -e /etc/khronika/gateway/maintenance.on && echo on || echo off").strip() == "off"
+    assert report["maintenance"]["modules"] == ["appeals-api"]
+    assert sh(APPS[0], "ls /etc/khronika/gateway | grep -c '^maintenance' || true").strip() == "0"
     assert not active_silences()
     assert "## What failed" in (folder / "update-report.md").read_text()

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from khronika_ops.platform.catalog import DeployPlan
-from khronika_ops.platform.release import DowntimeClass
+from khronika_ops.platform.release import MODULE_CONFIG_KEY_RE, DowntimeClass
 from khronika_ops.platform.update import iso
 from khronika_ops.quantities import parse_duration
 from khronika_ops.validation import StrictModel
@@ -112,7 +112,7 @@ def batch_verdict(
 
 
 def silence(
-    hosts: Sequence[str], starts_at: str, ends_at: str, comment: str, created_by: str
+    hosts: Sequence[str], starts_at: str, ends_at: str, *, comment: str, created_by: str
 ) -> dict[str, Any]:
     """The body of POST /api/v2/silences: every alert whose `instance` is one of `hosts` (with or
     without a port, as the scrape targets name them) is silenced from `starts_at` to `ends_at`."""
@@ -131,6 +131,7 @@ def silence(
 def silence_for(
     hosts: Sequence[str],
     preflight: Mapping[str, Any],
+    *,
     comment: str,
     created_by: str,
     now: datetime,
@@ -145,7 +146,54 @@ def silence_for(
     )
     if end <= now:
         end = now + timedelta(seconds=parse_duration(fallback))
-    return silence(hosts, iso(now), iso(end), comment, created_by)
+    return silence(hosts, iso(now), iso(end), comment=comment, created_by=created_by)
+
+
+class MaintenanceScope(StrictModel):
+    site: bool  # the whole gateway answers with the maintenance page
+    modules: list[str]  # else only these modules' routes do
+    reasons: list[str]
+
+
+def maintenance_scope(preflight: Mapping[str, Any], policy: str = "auto") -> MaintenanceScope:
+    """Where the gateway shows the maintenance page during the switch. `auto`: the whole site when a
+    move crosses a new version or carries a configuration change that names no module (anything may
+    stop); otherwise only the routes of the modules that restart (recreate with a new image or a
+    configuration change of their own) - rolling modules keep serving. `always`: the site; `never`: none."""
+    switching = [host for host in preflight["hosts"] if host["move"] != "same"]
+    if policy == "never" or not switching:
+        return MaintenanceScope(site=False, modules=[], reasons=["maintenance page not used"])
+    if policy == "always":
+        return MaintenanceScope(site=True, modules=[], reasons=["khronika_update_maintenance=always"])
+    if policy != "auto":
+        raise ValueError(f"maintenance policy {policy!r}: use auto, always or never")
+    site: list[str] = []
+    modules: dict[str, str] = {}
+    rolling = {module for host in switching for module in host["rolling"]}
+    for change in preflight.get("diffs", {}).values():
+        if change.get("crosses_new_version"):
+            site.append(f"{change['to_version']} crosses a new-version release")
+        for config in change.get("config_changes", []):
+            match = MODULE_CONFIG_KEY_RE.match(str(config.get("key", "")))
+            if match is None:
+                site.append(f"configuration change {config.get('key')} may touch every module")
+            elif match["module"] not in rolling:
+                modules.setdefault(match["module"], f"configuration change {config.get('key')} restarts it")
+        for image in change.get("image_changes", []):
+            if image.get("update") != "rolling":
+                modules.setdefault(image["module"], "a new image, recreated")
+    if any(host["move"] == "first-deployment" for host in switching):
+        site.append("a host gets its first deployment")
+    if site:
+        return MaintenanceScope(site=True, modules=[], reasons=sorted(set(site)))
+    return MaintenanceScope(
+        site=False,
+        modules=sorted(modules),
+        reasons=[f"{name}: {why}" for name, why in sorted(modules.items())] or ["no module restarts"],
+    )
+
+
+_MODULE_KEY = re.compile(r"^khronika_modules\.(?P<module>[a-z0-9][a-z0-9-]*)\.")
 
 
 class GatewayCheck(StrictModel):
@@ -219,7 +267,7 @@ class UpdateReport(StrictModel):
     controller: str
     window: str
     downtime: DowntimeClass
-    maintenance: bool  # the gateway answered with the maintenance page during the switch
+    maintenance: MaintenanceScope  # where the gateway answered with the maintenance page
     silence: str | None  # the Alertmanager silence id, removed at the end
     hosts: list[HostOutcome]
     probe: list[ProbedModule]
@@ -231,9 +279,9 @@ class UpdateReport(StrictModel):
         return sum(module.failed for module in self.probe)
 
 
-def planned_downtime(module: str, strategy: str, changed: bool, maintenance: bool) -> PlannedDowntime:
-    """What the plan promised a module: nothing when its image stays or it rolls, a restart when it
-    is recreated, the maintenance page when the whole gateway goes into maintenance."""
+def planned_downtime(strategy: str, changed: bool, maintenance: bool) -> PlannedDowntime:
+    """What the plan promised a module: the maintenance page when the gateway shows it for the module
+    (or the whole site), nothing when its image stays or it rolls, else a restart."""
     if maintenance:
         return "maintenance"
     if not changed or strategy == "rolling":
@@ -250,7 +298,7 @@ def build_report(
     finished_at: str,
     operator: str,
     controller: str,
-    maintenance: bool,
+    maintenance: MaintenanceScope | Mapping[str, Any],
     silence_id: str | None,
     stopped: str | None = None,
     warnings: Sequence[str] = (),
@@ -258,6 +306,11 @@ def build_report(
     """The report from the pre-flight (`UpdatePreflight` as JSON), each host's outcome as the play
     recorded it (a host without one never finished: unreachable) and the probe's JSON."""
     to_version = str(preflight["to_version"])
+    scope = (
+        maintenance
+        if isinstance(maintenance, MaintenanceScope)
+        else MaintenanceScope.model_validate(maintenance)
+    )
     hosts: list[HostOutcome] = []
     for planned in preflight["hosts"]:
         name = str(planned["host"])
@@ -295,7 +348,9 @@ def build_report(
     probed = [
         ProbedModule(
             module=module,
-            planned=planned_downtime(module, strategies.get(module, "recreate"), module in changed, maintenance),
+            planned=planned_downtime(
+                strategies.get(module, "recreate"), module in changed, scope.site or module in scope.modules
+            ),
             requests=int(data.get("requests", 0)),
             failed=int(data.get("failed", 0)),
             down_seconds=float(data.get("down_seconds", 0.0)),
@@ -325,7 +380,7 @@ def build_report(
         controller=controller,
         window=str(preflight["window"]),
         downtime=preflight["downtime"],
-        maintenance=maintenance,
+        maintenance=scope,
         silence=silence_id,
         hosts=hosts,
         probe=probed,
@@ -360,6 +415,16 @@ def audit_entry(report: UpdateReport, host: str | None = None) -> dict[str, Any]
     }
 
 
+def _scope_text(scope: MaintenanceScope) -> str:
+    if scope.site:
+        where = "the whole site"
+    elif scope.modules:
+        where = "the routes of " + ", ".join(scope.modules)
+    else:
+        return "not used"
+    return f"{where}, during the switch ({'; '.join(scope.reasons)})"
+
+
 def _seconds(value: float) -> str:
     return f"{value:.2f} s"
 
@@ -370,8 +435,7 @@ def render_markdown(report: UpdateReport) -> str:
         "",
         f"- Started {report.started_at}, finished {report.finished_at}, by {report.operator} on {report.controller}",
         f"- Window: {report.window}",
-        f"- Planned downtime class: {report.downtime}; gateway maintenance page: "
-        f"{'on during the switch' if report.maintenance else 'not used'}",
+        f"- Planned downtime class: {report.downtime}; gateway maintenance page: {_scope_text(report.maintenance)}",
         f"- Alertmanager silence: {report.silence + ' (removed at the end)' if report.silence else 'none'}",
     ]
     if report.stopped:
@@ -395,7 +459,9 @@ def render_markdown(report: UpdateReport) -> str:
             lines += ["", "```", host.failure or "", "```", ""]
             if host.result in ("rolled-back", "rollback-failed"):
                 lines.append(f"- Rolled back to {host.from_version}: {host.result}")
-                lines.append(f"- Volumes restored from the backup: {', '.join(host.restored) or 'none needed'}")
+                lines.append(
+                    f"- Volumes restored from the backup: {', '.join(host.restored) or 'none needed'}"
+                )
                 lines.append("")
     switches = [(host.host, switch) for host in report.hosts for switch in host.switches]
     if switches:
@@ -448,7 +514,7 @@ def capacity_request(
     for host in preflight["hosts"]:
         for module in host["modules"]:
             placement.setdefault(module, []).append(host["host"])
-    for module, hosts in sorted(placement.items()):
+    for module in sorted(placement):
         minimum = minimums.get(module, {})
         modules.append(
             {
