@@ -39,6 +39,11 @@ options:
       gathered facts.
     type: dict
     required: false
+  mounts:
+    description: Host name to more free space per mount point (MB), merged over the facts; for mounts
+      that Ansible's facts leave out, such as the overlay root of a container (C(df) of the paths).
+    type: dict
+    required: false
 author: khronika-ops maintainers
 """
 
@@ -69,7 +74,7 @@ rows:
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("modules", "placement", "facts"))
+    _VALID_ARGS = frozenset(("modules", "placement", "facts", "mounts"))
 
     def run(self, tmp=None, task_vars=None):
         if gate is None:
@@ -92,6 +97,8 @@ class ActionModule(ActionBase):
                 else gate.facts_from_ansible(name, hostvars.get(name, {}))
                 for name in placed_hosts
             ]
+            for host in hosts:
+                host.disk_free_mb.update((args.get("mounts") or {}).get(host.name) or {})
             outcome = gate.check(hosts, modules, placement)
         except (KeyError, TypeError, ValueError) as exc:
             raise AnsibleError(f"capacity_check: invalid arguments: {exc}") from exc

@@ -5,6 +5,7 @@ khronika_update_preflight(version, releases_dir, catalog, groups, hostvars, reco
     -> the pre-flight (UpdatePreflight as JSON), or AnsibleFilterError with every refusal at once.
 khronika_update_capacity(preflight, releases_dir, sizes) -> capacity_check's modules + placement.
 khronika_manifest_bytes(text)                 -> an image's download size from `docker manifest inspect -v`.
+khronika_df_free_mb(text)                     -> {mount: free MB} from `df -P -B1M`.
 khronika_update_image_check(result)           -> {image, ok, reason} from a looped `docker manifest inspect`.
 khronika_update_steps(plan, hosts)            -> the batch's switch steps (lockstep over its hosts).
 khronika_update_gateway_checks(plan)          -> [{module, path}] asked through the gateway.
@@ -120,6 +121,10 @@ def khronika_update_image_check(result: Any) -> dict[str, Any]:
     return {"image": str(data.get("item", "")), "ok": ok, "reason": reason}
 
 
+def khronika_df_free_mb(text: Any) -> dict[str, float]:
+    return update_run.df_free_mb(str(text or ""))
+
+
 def _plan(plan: Any) -> DeployPlan:
     try:
         return DeployPlan.model_validate(plain(plan))
@@ -150,10 +155,10 @@ def khronika_update_silence(
         return update_run.silence_for(
             list(plain(hosts)),
             plain(preflight),
-            str(comment),
-            str(created_by),
-            datetime.now(UTC),
-            str(fallback),
+            comment=str(comment),
+            created_by=str(created_by),
+            now=datetime.now(UTC),
+            fallback=str(fallback),
         )
     except ValueError as exc:
         raise AnsibleFilterError(f"khronika_update_silence: {exc}") from exc
@@ -210,6 +215,7 @@ class FilterModule:
             "khronika_update_steps": khronika_update_steps,
             "khronika_update_capacity": khronika_update_capacity,
             "khronika_manifest_bytes": khronika_manifest_bytes,
+            "khronika_df_free_mb": khronika_df_free_mb,
             "khronika_update_image_check": khronika_update_image_check,
             "khronika_update_gateway_checks": khronika_update_gateway_checks,
             "khronika_update_verdict": khronika_update_verdict,

@@ -143,6 +143,19 @@ def test_action_plugin_in_a_playbook(tmp_path: Path) -> None:
     assert "capacity check failed" in failed.stdout
     assert "SHORT" in failed.stdout and "memory_mb" in failed.stdout
 
+    # A mount the facts do not show (the overlay root of a container) is given by `mounts`.
+    hidden = {"name": "data", "disk_mb": 50, "disk_path": "/srv/khronika-not-a-mount/backups"}
+    task["khronika.platform.capacity_check"] = {
+        "modules": [hidden],
+        "placement": {"data": ["localhost"]},
+        "mounts": {"localhost": {"/srv/khronika-not-a-mount": 40}},
+    }
+    short = _run_playbook(tmp_path / "mounts-short", [task])
+    assert short.returncode != 0 and "disk_mb /srv/khronika-not-a-mount" in short.stdout
+    task["khronika.platform.capacity_check"]["mounts"] = {"localhost": {"/srv/khronika-not-a-mount": 60}}
+    roomy = _run_playbook(tmp_path / "mounts-ok", [task])
+    assert roomy.returncode == 0, roomy.stdout[-3000:]
+
 
 def test_the_nvidia_roles_fact_and_driver_model_names() -> None:
     """The nvidia role's ansible_local.khronika_gpu (real H200 answer: count 1, "NVIDIA H200") is what the

@@ -259,3 +259,16 @@ def test_maintenance_scope_pages_only_the_restarting_modules() -> None:
     assert maintenance_scope(result).site is True
     with pytest.raises(ValueError, match="use auto, always or never"):
         maintenance_scope(result, "sometimes")
+
+
+def test_df_free_mb_reads_every_mount_point() -> None:
+    from khronika_ops.platform.update_run import df_free_mb
+
+    text = (
+        "Filesystem     1048576-blocks  Used Available Capacity Mounted on\n"
+        "overlay               258020 26174     77724      26% /\n"
+        "/dev/vda1             258020 26174     77722      26% /var/lib/docker\n"
+        "/dev/vdb1               1000   100       900      10% /mnt/with space\n"
+    )
+    assert df_free_mb(text) == {"/": 77724.0, "/var/lib/docker": 77722.0, "/mnt/with space": 900.0}
+    assert df_free_mb("df: /nowhere: No such file or directory") == {}

@@ -222,3 +222,72 @@ def test_the_broken_release_is_rolled_back_with_the_volume_restored(host, appeal
     assert sh(APPS[0], "ls /etc/khronika/gateway | grep -c '^maintenance' || true").strip() == "0"
     assert not active_silences()
     assert "## What failed" in (folder / "update-report.md").read_text()
+
+
+def test_a_host_lost_in_the_middle_of_a_batch_is_named_and_the_others_finish(host):
+    """app2 is killed while the batch switches: the run ends with the report naming it, app1 on the
+    release it was asked for, and the play failing."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    rc, out = playbook_killing(
+        APPS[1],
+        "Switch classifier (rolling, step 0)",
+        "-e",
+        "khronika_release_version=1.0.0",
+        "-e",
+        "khronika_update_allow_downgrade=true",
+        env=env,
+    )
+    assert rc != 0
+    report, _ = latest_report()
+    hosts = {h["host"]: h for h in report["hosts"]}
+    assert hosts[APPS[1]]["result"] == "unreachable" and hosts[APPS[1]]["on_version"] is None
+    assert hosts[APPS[0]]["result"] == "updated" and record(APPS[0])["version"] == "1.0.0"
+    assert report["result"] == "failed"
+    assert f"{APPS[1]} unreachable" in out
+    assert gateway("/api/classify/health")["status"] == 200
+    assert not active_silences()
+
+
+def playbook_killing(victim, marker, *extra, env):
+    """Like playbook(), but kills the container `victim` as soon as `marker` appears in the output."""
+    import threading
+
+    command_env = {
+        **env,
+        "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+        "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".ansible" / "collections"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_STDOUT_CALLBACK": "default",
+    }
+    command = [
+        "ansible-playbook",
+        str(PROJECT / "playbooks" / "update.yml"),
+        "-i",
+        str(INVENTORY),
+        "-e",
+        "@" + os.environ["KHRONIKA_TEST_REGISTRY_VAULT"],
+        "-e",
+        f"khronika_update_report_dir={REPORTS}",
+        *extra,
+    ]
+    if os.environ.get("KHRONIKA_TEST_VAULT_PASSWORD_FILE"):
+        command += ["--vault-password-file", os.environ["KHRONIKA_TEST_VAULT_PASSWORD_FILE"]]
+    process = subprocess.Popen(
+        command, env=command_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    timer = threading.Timer(900, process.kill)
+    timer.start()
+    lines = []
+    killed = False
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if not killed and marker in line:
+                subprocess.run(["docker", "kill", victim], check=True, capture_output=True, timeout=60)
+                killed = True
+        process.wait()
+    finally:
+        timer.cancel()
+    assert killed, "the marker never appeared: " + "".join(lines)[-3000:]
+    return process.returncode, "".join(lines)

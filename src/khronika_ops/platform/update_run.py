@@ -558,3 +558,14 @@ def manifest_bytes(text: str) -> int:
     manifest = entry.get("SchemaV2Manifest") or entry.get("OCIManifest") or {}
     parts = [manifest.get("config") or {}, *(manifest.get("layers") or [])]
     return sum(int(part.get("size", 0) or 0) for part in parts if isinstance(part, dict))
+
+
+def df_free_mb(text: str) -> dict[str, float]:
+    """Free MB per mount point from `df -P -B1M PATH...` (Ansible's mount facts leave some out, such as
+    a container's overlay root)."""
+    free: dict[str, float] = {}
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 6 and fields[3].isdigit():
+            free[" ".join(fields[5:])] = float(fields[3])
+    return free
