@@ -230,7 +230,7 @@ def test_a_host_lost_in_the_middle_of_a_batch_is_named_and_the_others_finish(hos
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     rc, out = playbook_killing(
         APPS[1],
-        "Switch classifier (rolling, step 0)",
+        "Begin step classifier (rolling, step 0)",
         "-e",
         "khronika_release_version=1.0.0",
         "-e",
