@@ -40,6 +40,8 @@ cleanup() {
   docker network ls -q --filter label=khronika.test=1 | xargs -r docker network rm >/dev/null 2>&1
   docker volume ls -q --filter label=khronika.test=1 | xargs -r docker volume rm >/dev/null 2>&1
   scripts/test-registry.sh stop >/dev/null 2>&1
+  # A downtime probe whose update ended before its finish stops at its own time limit; not later than now.
+  pkill -f 'khronika_ops update probe' >/dev/null 2>&1
 }
 
 summary() {

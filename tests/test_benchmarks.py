@@ -3,13 +3,15 @@ run; no timing is asserted here). Small sizes: the full runs are in docs/planner
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, docker_available, require_service
 
 pytestmark = pytest.mark.slow
 
@@ -45,3 +47,26 @@ def test_speed_benchmark_agrees_with_the_pandas_baseline() -> None:
     assert "khronika: 200 series sized end to end" in out
     difference = re.search(r"median relative difference between the two sizings: ([\d.]+)%", out)
     assert difference is not None and float(difference.group(1)) < 0.5, out
+
+
+def test_downtime_benchmark_measures_ours_and_the_naive_update() -> None:
+    """benchmarks/downtime.py on this machine's Docker engine and the test registry, once."""
+    state = os.environ.get("KHRONIKA_TEST_REGISTRY_DIR")
+    require_service(
+        bool(state) and Path(state or "").is_dir() and docker_available(),
+        "Docker and the test registry (scripts/test-registry.sh start)",
+    )
+    result = subprocess.run(
+        [sys.executable, "benchmarks/downtime.py", "--rate", "20"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    ratios = dict(re.findall(r"^ratio (ours|naive) / alone: ([\d.]+)", out, re.M))
+    assert set(ratios) == {"ours", "naive"}, out
+    assert float(ratios["ours"]) > 0 and float(ratios["naive"]) > 0
+    assert re.search(r"^alone \(stop \+ start \+ healthy\): [\d.]+ s timed", out, re.M), out
