@@ -465,7 +465,11 @@ def render_markdown(report: UpdateReport) -> str:
                 lines.append("")
     switches = [(host.host, switch) for host in report.hosts for switch in host.switches]
     if switches:
-        lines += ["", "## Switch per module (old stopped to new healthy)", ""]
+        lines += [
+            "",
+            "## Switch steps (wall time of each, from its start to the module healthy and recorded)",
+            "",
+        ]
         lines += ["| host | module | strategy | seconds |", "|---|---|---|---|"]
         lines += [f"| {h} | {s.module} | {s.strategy} | {s.seconds:.2f} |" for h, s in switches]
     if report.probe:
