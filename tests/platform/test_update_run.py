@@ -213,7 +213,7 @@ def test_a_successful_update_report() -> None:
     assert "| classifier | restart | 0.71 s | 1 | 90 | 7 |" in text
     assert "Failed requests in all: 7." in text
     line = audit_entry(report, "app-01")
-    assert line["result"] == "updated" and line["hosts"]["app-01"]["downtime_seconds"] == {"classifier": 1.2}
+    assert line["result"] == "updated" and line["hosts"]["app-01"]["switch_seconds"] == {"classifier": 1.2}
     assert audit_entry(report)["result"] == "succeeded"
     paged = _report(outcomes, PROBE, maintenance={"site": False, "modules": ["classifier"], "reasons": ["x"]})
     assert {m.module: m.planned for m in paged.probe} == {"appeals-api": "none", "classifier": "maintenance"}

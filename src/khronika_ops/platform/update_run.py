@@ -406,7 +406,8 @@ def audit_entry(report: UpdateReport, host: str | None = None) -> dict[str, Any]
                 "from": item.from_version,
                 "on": item.on_version,
                 "result": item.result,
-                "downtime_seconds": {switch.module: switch.seconds for switch in item.switches},
+                # wall time of each module's switch step here (a rolling module's has no downtime)
+                "switch_seconds": {switch.module: switch.seconds for switch in item.switches},
             }
             for item in chosen
         },
