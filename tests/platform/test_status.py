@@ -104,3 +104,14 @@ def test_the_default_record_dir_is_the_roles() -> None:
         (REPO / "roles" / "platform" / "defaults" / "main.yml").read_text(encoding="utf-8")
     )
     assert defaults["platform_record_dir"] == DEFAULT_RECORD_DIR
+
+
+def test_the_update_role_falls_back_to_the_platform_roles_folders() -> None:
+    """The update role reads the platform role's folders on hosts where the inventory sets nothing:
+    its fallbacks must be the platform role's defaults."""
+    defaults = yaml.safe_load(
+        (REPO / "roles" / "platform" / "defaults" / "main.yml").read_text(encoding="utf-8")
+    )
+    update_vars = (REPO / "roles" / "update" / "vars" / "main.yml").read_text(encoding="utf-8")
+    assert f"platform_record_dir | default('{defaults['platform_record_dir']}')" in update_vars
+    assert f"platform_backup_dir | default('{defaults['platform_backup_dir']}')" in update_vars
