@@ -220,3 +220,45 @@ def test_update_check_asks_the_registry_for_every_digest(tmp_path) -> None:
         "cannot be pulled: sha256:a76cf0dd712a16e28b9af4ba21a70fa176fcf9e19210cf8993d13d3a73963a4a is not in "
         "127.0.0.1:5000/khronika-samples/appeals-api"
     ) in result.stderr
+
+
+def test_each_host_gets_the_downtime_of_the_modules_it_runs() -> None:
+    """A host with only rolling modules has partial downtime, even when another host's recreated
+    module makes the update as a whole full."""
+    from khronika_ops.platform.inventory_file import inventory_from_ansible
+    from khronika_ops.platform.release import parse_release
+
+    catalog = [
+        {"name": "api", "image": "example/api", "placement": {"groups": ["app"]}, "update": "rolling"},
+        {"name": "db", "image": "example/db", "placement": {"hosts": ["app-01"]}},
+    ]
+
+    def release(version: str, seed: str):
+        return parse_release(
+            {
+                "version": version,
+                "kind": "change-release",
+                "date": "2025-01-01",
+                "modules": [
+                    {"name": name, "image": f"example/{name}@sha256:{(seed + name).encode().hex()[:64]:0<64}"}
+                    for name in ("api", "db")
+                ],
+            }
+        )
+
+    old, new = release("1.0.0", "a"), release("1.1.0", "b")
+    deployment = resolve_deployment(
+        catalog, inventory_from_ansible({"app": ["app-01", "app-02"]}), release=new
+    )
+    result = preflight(
+        target=new,
+        releases=[old, new],
+        deployment=deployment,
+        states=[HostState(host="app-01", version="1.0.0"), HostState(host="app-02", version="1.0.0")],
+        strategies=update_strategies(catalog),
+        now=NOW,
+    )
+    by_host = {host.host: host.downtime for host in result.hosts}
+    assert by_host == {"app-01": "full", "app-02": "partial"}
+    assert result.downtime == "full"
+    assert result.downtime_reasons == ["db changes image and is updated with recreate"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -232,11 +232,14 @@ def diff(
     b: Release,
     strategies: Mapping[str, UpdateStrategy] | None = None,
     between: Iterable[Release] = (),
+    modules: Collection[str] | None = None,
 ) -> ReleaseDiff:
     """What moving a site from release `a` to release `b` changes.
 
     `strategies` (module -> recreate|rolling) come from the site's catalog. `between` are the releases
     strictly between the two, whose required configuration changes apply too when a move skips them.
+    `modules`: only what touches these modules (a host that runs them), plus what touches every module
+    (a new version crossed, a configuration change that names no module).
     """
     strategies = strategies or {}
     direction: Literal["upgrade", "downgrade", "same"] = (
@@ -268,6 +271,15 @@ def diff(
                 )
             )
     removed = [ModuleImage(module=m.name, image=m.image) for m in a.modules if b.module(m.name) is None]
+    if modules is not None:
+        kept = set(modules)
+        image_changes = [change for change in image_changes if change.module in kept]
+        added = [item for item in added if item.module in kept]
+        removed = [item for item in removed if item.module in kept]
+        resource_changes = [change for change in resource_changes if change.module in kept]
+        config_changes = [
+            change for change in config_changes if change.module is None or change.module in kept
+        ]
 
     downtime, reasons = _downtime(crossed, image_changes, removed, config_changes, strategies)
     return ReleaseDiff(

@@ -184,6 +184,7 @@ def preflight(
 
     hosts: list[HostUpdate] = []
     diffs: dict[str, ReleaseDiff] = {}
+    host_changes: dict[str, ReleaseDiff] = {}  # each switching host's own view of its move
     target_key = semver_key(target.version)
     for state in sorted(states, key=lambda item: item.host):
         if state.version is None and state.error is not None and not state.missing:
@@ -217,11 +218,21 @@ def preflight(
                 )
                 continue
             if move != "same":
+                low, high = sorted((key, target_key))
+                between = [r for r in releases if low < r.sort_key < high]
                 if state.version not in diffs:
-                    low, high = sorted((key, target_key))
-                    between = [r for r in releases if low < r.sort_key < high]
                     diffs[state.version] = diff(source, target, strategies=strategies, between=between)
-                change = diffs[state.version]
+                # The host's own class: what touches the modules it runs, and what touches every module.
+                plan = deployment.hosts.get(state.host)
+                change = diff(
+                    source,
+                    target,
+                    strategies=strategies,
+                    between=between,
+                    modules={c.module for c in plan.containers} if plan is not None else set(),
+                )
+        if change is not None:
+            host_changes[state.host] = change
         hosts.append(_host_update(state, move, change, deployment, strategies))
     needed = {image for host in hosts for image in host.images}
     problems += [
@@ -240,7 +251,7 @@ def preflight(
     reasons = sorted(
         {
             reason
-            for change in diffs.values()
+            for change in host_changes.values()
             if change.downtime == downtime
             for reason in change.downtime_reasons
         }
