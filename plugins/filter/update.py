@@ -96,17 +96,7 @@ def khronika_update_capacity(
         target = find_release(releases_dir, str(plain(preflight)["to_version"]))
     except ProblemsError as exc:
         raise AnsibleFilterError(str(exc)) from exc
-    minimums = {
-        m.name: {
-            "cores": m.min_resources.cores,
-            "memory": m.min_resources.memory,
-            "disk": m.min_resources.disk,
-        }
-        for m in target.modules
-    }
-    return update_run.capacity_request(
-        plain(preflight), minimums, plain(sizes) or {}, docker_root, backup_dir
-    )
+    return update_run.capacity_request(plain(preflight), target, plain(sizes) or {}, docker_root, backup_dir)
 
 
 def khronika_manifest_bytes(text: Any) -> int:

@@ -137,18 +137,9 @@ def test_manifest_bytes_from_docker_manifest_inspect() -> None:
 
 def test_capacity_request_adds_images_and_backups_to_the_release_minimums() -> None:
     result = _preflight().model_dump(mode="json")
-    target = find_release(RELEASES, "1.1.0")
-    minimums = {
-        m.name: {
-            "cores": m.min_resources.cores,
-            "memory": m.min_resources.memory,
-            "disk": m.min_resources.disk,
-        }
-        for m in target.modules
-    }
     request = capacity_request(
         result,
-        minimums,
+        find_release(RELEASES, "1.1.0"),
         {"app-01": {"images_bytes": 100 * 2**20, "backup_bytes": 30 * 2**20}},
         "/var/lib/docker",
         "/b",

@@ -23,7 +23,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from khronika_ops.platform.catalog import DeployPlan
-from khronika_ops.platform.release import MODULE_CONFIG_KEY_RE, DowntimeClass
+from khronika_ops.platform.common import HostMinimum
+from khronika_ops.platform.release import MODULE_CONFIG_KEY_RE, DowntimeClass, Release
 from khronika_ops.platform.update import iso
 from khronika_ops.quantities import parse_duration
 from khronika_ops.validation import StrictModel
@@ -503,7 +504,7 @@ IMAGE_UNPACK_FACTOR = 2.5
 
 def capacity_request(
     preflight: Mapping[str, Any],
-    minimums: Mapping[str, Mapping[str, Any]],
+    target: Release,
     sizes: Mapping[str, Mapping[str, int]],
     docker_root: str,
     backup_dir: str,
@@ -511,7 +512,7 @@ def capacity_request(
     """The `modules` and `placement` arguments of capacity_check for an update: every module's release
     minimum on the hosts that run it, plus, per switching host, the disk its new images need under the
     Docker root (download size x IMAGE_UNPACK_FACTOR) and its backups need in `backup_dir` (the volumes'
-    size, before compression). `minimums`: module -> {cores, memory (bytes), disk (bytes)};
+    size, before compression). `target`: the release updated to (its `min_resources`);
     `sizes`: host -> {images_bytes, backup_bytes}."""
     mib = 1024 * 1024
     modules: list[dict[str, Any]] = []
@@ -520,13 +521,14 @@ def capacity_request(
         for module in host["modules"]:
             placement.setdefault(module, []).append(host["host"])
     for module in sorted(placement):
-        minimum = minimums.get(module, {})
+        pinned = target.module(module)
+        minimum = pinned.min_resources if pinned is not None else HostMinimum()
         modules.append(
             {
                 "name": module,
-                "cores": float(minimum.get("cores", 0) or 0),
-                "memory_mb": int(minimum.get("memory", 0) or 0) / mib,
-                "disk_mb": int(minimum.get("disk", 0) or 0) / mib,
+                "cores": float(minimum.cores),
+                "memory_mb": minimum.memory / mib,
+                "disk_mb": minimum.disk / mib,
                 "disk_path": docker_root,
             }
         )
