@@ -20,10 +20,11 @@ APPS = ("kh-update-app1", "kh-update-app2")
 VOLUME = "khronika-appeals-api-data"
 
 
-def playbook(*extra, check=False):
-    """ansible-playbook update.yml against the scenario's inventory; returns (rc, output)."""
+def update_command(*extra):
+    """ansible-playbook update.yml against the scenario's inventory: (command, environment)."""
     env = {
         **os.environ,
+        "PYTHONUNBUFFERED": "1",
         "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
         "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
         "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".ansible" / "collections"),
@@ -43,8 +44,12 @@ def playbook(*extra, check=False):
     ]
     if os.environ.get("KHRONIKA_TEST_VAULT_PASSWORD_FILE"):
         command += ["--vault-password-file", os.environ["KHRONIKA_TEST_VAULT_PASSWORD_FILE"]]
-    if check:
-        command.append("--check")
+    return command, env
+
+
+def playbook(*extra, check=False):
+    """Run update.yml to its end; returns (rc, output)."""
+    command, env = update_command(*extra, *(["--check"] if check else []))
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
     return done.returncode, done.stdout + done.stderr
 
@@ -233,7 +238,6 @@ def test_the_broken_release_is_rolled_back_with_the_volume_restored(host, appeal
 def test_a_host_lost_in_the_middle_of_a_batch_is_named_and_the_others_finish(host):
     """app2 is killed while the batch switches: the run ends with the report naming it, app1 on the
     release it was asked for, and the play failing."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     rc, out = playbook_killing(
         APPS[1],
         "Begin step classifier (rolling, step 0)",
@@ -241,7 +245,6 @@ def test_a_host_lost_in_the_middle_of_a_batch_is_named_and_the_others_finish(hos
         "khronika_release_version=1.0.0",
         "-e",
         "khronika_update_allow_downgrade=true",
-        env=env,
     )
     assert rc != 0
     report, _ = latest_report()
@@ -254,34 +257,12 @@ def test_a_host_lost_in_the_middle_of_a_batch_is_named_and_the_others_finish(hos
     assert not active_silences()
 
 
-def playbook_killing(victim, marker, *extra, env):
+def playbook_killing(victim, marker, *extra):
     """Like playbook(), but kills the container `victim` as soon as `marker` appears in the output."""
     import threading
 
-    command_env = {
-        **env,
-        "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
-        "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".ansible" / "collections"),
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_STDOUT_CALLBACK": "default",
-    }
-    command = [
-        "ansible-playbook",
-        str(PROJECT / "playbooks" / "update.yml"),
-        "-i",
-        str(INVENTORY),
-        "-e",
-        "@" + os.environ["KHRONIKA_TEST_REGISTRY_VAULT"],
-        "-e",
-        f"khronika_update_report_dir={REPORTS}",
-        *extra,
-    ]
-    if os.environ.get("KHRONIKA_TEST_VAULT_PASSWORD_FILE"):
-        command += ["--vault-password-file", os.environ["KHRONIKA_TEST_VAULT_PASSWORD_FILE"]]
-    process = subprocess.Popen(
-        command, env=command_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    command, env = update_command(*extra)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     timer = threading.Timer(900, process.kill)
     timer.start()
     lines = []
