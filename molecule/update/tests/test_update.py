@@ -20,8 +20,8 @@ APPS = ("kh-update-app1", "kh-update-app2")
 VOLUME = "khronika-appeals-api-data"
 
 
-def update_command(*extra):
-    """ansible-playbook update.yml against the scenario's inventory: (command, environment)."""
+def update_command(*extra, playbook_name="update.yml"):
+    """ansible-playbook update.yml (or scale.yml) against the scenario's inventory: (command, environment)."""
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
@@ -33,7 +33,7 @@ def update_command(*extra):
     }
     command = [
         "ansible-playbook",
-        str(PROJECT / "playbooks" / "update.yml"),
+        str(PROJECT / "playbooks" / playbook_name),
         "-i",
         str(INVENTORY),
         "-e",
@@ -47,9 +47,9 @@ def update_command(*extra):
     return command, env
 
 
-def playbook(*extra, check=False):
-    """Run update.yml to its end; returns (rc, output)."""
-    command, env = update_command(*extra, *(["--check"] if check else []))
+def playbook(*extra, check=False, playbook_name="update.yml"):
+    """Run update.yml (or scale.yml) to its end; returns (rc, output)."""
+    command, env = update_command(*extra, *(["--check"] if check else []), playbook_name=playbook_name)
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
     return done.returncode, done.stdout + done.stderr
 
@@ -233,6 +233,136 @@ def test_the_broken_release_is_rolled_back_with_the_volume_restored(host, appeal
     assert sh(APPS[0], "ls /etc/khronika/gateway | grep -c '^maintenance' || true").strip() == "0"
     assert not active_silences()
     assert "## What failed" in (folder / "update-report.md").read_text()
+
+
+# --- scale.yml: a capacity plan applied to the same two hosts (on 1.1.0 now) ------------------------------
+
+
+def scale(*extra, check=False):
+    return playbook("-e", "khronika_release_version=1.1.0", *extra, check=check, playbook_name="scale.yml")
+
+
+def host_size(app):
+    cores = int(sh(app, "nproc").strip())
+    memory_kib = int(sh(app, "awk '/^MemTotal/ {print $2}' /proc/meminfo").strip())
+    return cores, memory_kib / 1024 / 1024
+
+
+def plan_file(name, assignment, **modules):
+    """A capacity plan as `khronika plan --format json` writes it (the parts scale.yml reads)."""
+    sized = {"classifier": (0.5, 384 / 1024), "appeals-api": (1.0, 0.25)} | modules
+    hosts = []
+    for app in APPS:
+        cores, memory_gib = host_size(app)
+        hosts.append({"name": app, "cores": cores, "memory_gib": round(memory_gib, 3), "gpus": 0})
+    plan = {
+        "modules": [
+            {"name": module, "replicas": 0, "cores_per_replica": cores, "memory_gib_per_replica": memory}
+            for module, (cores, memory) in sized.items()
+        ],
+        "hosts": hosts,
+        "placement": {"solver": "test", "status": "OPTIMAL", "cost": 0, "assignment": assignment},
+    }
+    path = EPHEMERAL / name
+    path.write_text(json.dumps(plan))
+    return path
+
+
+MOVED = {"classifier#1": APPS[0], "classifier#2": APPS[1], "appeals-api#1": APPS[1]}
+
+
+def inspect(app, name, template):
+    return sh(app, f"docker inspect --format '{template}' {name}").strip()
+
+
+def latest_scale_report():
+    reports = sorted(REPORTS.glob("scale-*/scale-report.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(reports[-1].read_text()), reports[-1].parent
+
+
+def test_scale_check_mode_prints_the_plan_and_refusals_change_nothing(host):
+    (INVENTORY / "host_vars").mkdir(exist_ok=True)
+    (INVENTORY / "host_vars" / f"{APPS[1]}.yml").write_text("docker_data_root: /srv/docker\n")
+    before = {app: images(app) for app in APPS}
+    rc, out = scale("-e", f"khronika_scale_plan={plan_file('plan-move.json', MOVED)}", check=True)
+    assert rc == 0, out[-4000:]
+    assert f"appeals-api: moves with its data ({VOLUME}) from {APPS[0]} to {APPS[1]}" in out
+    assert "classifier: CPU limit 1.0 -> 0.5; memory limit 256 MiB -> 384 MiB (no downtime)" in out
+    assert f"{APPS[1]}: Docker's data root /var/lib/docker -> /srv/docker" in out
+    # A host the plan buys must be in the inventory; the site must run the release named.
+    bought = plan_file("plan-buy.json", MOVED | {"classifier#2": "new-small-1"})
+    rc, out = scale("-e", f"khronika_scale_plan={bought}")
+    assert rc != 0 and "the plan places it on new-small-1, which the inventory does not have" in out
+    rc, out = playbook(
+        "-e",
+        "khronika_release_version=1.0.0",
+        "-e",
+        f"khronika_scale_plan={bought}",
+        playbook_name="scale.yml",
+    )
+    assert rc != 0 and "runs release 1.1.0, not 1.0.0 (khronika_release_version)" in out
+    assert {app: images(app) for app in APPS} == before
+    assert not active_silences()
+
+
+def test_scale_moves_data_and_a_data_root_and_resizes_in_place(host, appeals_before):
+    started = {app: inspect(app, "classifier-1", "{{.State.StartedAt}}") for app in APPS}
+    rc, out = scale("-e", f"khronika_scale_plan={plan_file('plan-move.json', MOVED)}")
+    assert rc == 0, out[-6000:]
+    report, folder = latest_scale_report()
+    assert report["result"] == "succeeded"
+    # Limits changed in place: the same containers, never restarted on app1 (app2's Docker moved).
+    assert inspect(APPS[0], "classifier-1", "{{.State.StartedAt}}") == started[APPS[0]]
+    for app in APPS:
+        assert inspect(app, "classifier-1", "{{.HostConfig.NanoCpus}}") == str(500_000_000)
+        assert inspect(app, "classifier-1", "{{.HostConfig.Memory}}") == str(384 * 1024 * 1024)
+    # app2's Docker runs from the new root, with everything it had.
+    assert sh(APPS[1], "docker info --format '{{.DockerRootDir}}'").strip() == "/srv/docker"
+    assert report["seconds"][f"data root {APPS[1]}"] > 0
+    # appeals-api moved to app2 with every appeal; the gateway sends it there; app1 keeps its old volume.
+    moves = report["volume_moves"]
+    assert [(m["volume"], m["from_host"], m["to_host"]) for m in moves] == [(VOLUME, APPS[0], APPS[1])]
+    assert sh(APPS[1], f"sha256sum {moves[0]['path']}").split()[0] == moves[0]["sha256"]
+    out = sh(
+        APPS[1],
+        f"cd $(docker volume inspect --format '{{{{.Mountpoint}}}}' {VOLUME})/appeals && sha256sum *.json",
+    )
+    assert dict(reversed(line.split()) for line in out.splitlines()) == appeals_before
+    assert "appeals-api-1" not in sh(APPS[0], "docker ps -a --format '{{.Names}}'").split()
+    assert VOLUME in sh(APPS[0], "docker volume ls --format '{{.Name}}'").split()
+    assert gateway("/api/appeals/health")["status"] == 200
+    assert "kh-update-app2:18080" in sh(APPS[0], "cat /etc/nginx/nginx.conf")
+    # The downtime: appeals-api behind its maintenance page while it moved; classifier lost no request.
+    probe = report["probe"]["modules"]
+    assert probe["classifier"]["failed"] == 0 and probe["classifier"]["requests"] > 10
+    assert not active_silences()
+    assert sh(APPS[0], "ls /etc/khronika/gateway | grep -c '^maintenance' || true").strip() == "0"
+    audit = [json.loads(line) for line in sh(APPS[1], "cat /var/log/khronika/audit.log").splitlines()]
+    assert audit[-1]["kind"] == "scale" and audit[-1]["result"] == "succeeded"
+    assert "## Data moved" in (folder / "scale-report.md").read_text()
+    # The operator's step: the scaled catalog goes into the inventory.
+    (INVENTORY / "group_vars").mkdir(exist_ok=True)
+    (INVENTORY / "group_vars" / "khronika.yml").write_text((folder / "khronika_modules.yml").read_text())
+
+
+def test_a_scale_that_starves_a_module_is_rolled_back(host):
+    """A plan that gives classifier 6 MiB: the kernel kills it at once, the health gate fails, and the
+    limits, the containers and the gateway go back to what they were."""
+    before = {app: images(app) for app in APPS}
+    rc, _out = scale(
+        "-e", f"khronika_scale_plan={plan_file('plan-starve.json', MOVED, classifier=(0.5, 6 / 1024))}"
+    )
+    assert rc != 0
+    report, _ = latest_scale_report()
+    assert report["result"] == "rolled-back", report
+    assert "classifier" in report["failure"]
+    for app in APPS:
+        assert inspect(app, "classifier-1", "{{.HostConfig.Memory}}") == str(384 * 1024 * 1024)
+        assert inspect(app, "classifier-1", "{{.State.Health.Status}}") == "healthy"
+    assert {app: images(app) for app in APPS} == before
+    assert gateway("/api/classify/health")["status"] == 200
+    assert gateway("/api/appeals/health")["status"] == 200
+    assert not active_silences()
 
 
 def test_a_host_lost_in_the_middle_of_a_batch_is_named_and_the_others_finish(host):
