@@ -45,7 +45,7 @@ def khronika_scale_preflight(  # noqa: PLR0917 - a Jinja filter takes its argume
         if not isinstance(data, dict) or "placement" not in data or "modules" not in data:
             raise AnsibleFilterError(
                 "khronika_scale_plan is not a capacity plan: give the JSON of `khronika plan --format json` "
-                "(playbooks/plan.yml writes it as reports/plan.json)"
+                "(playbooks/plan.yml writes it as reports/capacity-plan.json)"
             )
         result = scale.preflight(
             catalog=plain(catalog) or [],

@@ -2,7 +2,7 @@
 what changes on which host, the downtime each change needs, and the report of a scale run.
 
 `playbooks/scale.yml` reads the plan's JSON (the typed `Plan` of `khronika plan --format json`, or
-`reports/plan.json`) and hands it here with the catalog (`khronika_modules`), the inventory and what each
+`reports/capacity-plan.json`) and hands it here with the catalog (`khronika_modules`), the inventory and what each
 host reports (its release record, its Docker data root and how much that root holds). Nothing here
 touches a host; every refusal is found before the first change.
 
@@ -577,7 +577,7 @@ def build_report(
     controller: str,
     now: datetime | None = None,
 ) -> ScaleReport:
-    scale = ScalePlan.model_validate(plan)
+    scale = ScalePlan.model_validate({k: v for k, v in plan.items() if k not in {"text", "changed"}})
     by_volume = {str(copy["volume"]): copy for copy in copies}
     return ScaleReport(
         release=scale.release,
