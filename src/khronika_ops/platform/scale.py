@@ -495,7 +495,9 @@ def preflight(
     for scaled in hosts:
         if scaled.data_root and scaled.host in old.hosts:
             down_modules |= {
-                c.module for c in old.hosts[scaled.host].containers if _hosts_of(old, c.module) == [scaled.host]
+                c.module
+                for c in old.hosts[scaled.host].containers
+                if _hosts_of(old, c.module) == [scaled.host]
             }
     worst: HostDowntime = "none"
     if down_modules and down_modules >= set(old.order):
