@@ -340,9 +340,10 @@ def test_scale_moves_data_and_a_data_root_and_resizes_in_place(host, appeals_bef
     audit = [json.loads(line) for line in sh(APPS[1], "cat /var/log/khronika/audit.log").splitlines()]
     assert audit[-1]["kind"] == "scale" and audit[-1]["result"] == "succeeded"
     assert "## Data moved" in (folder / "scale-report.md").read_text()
-    # The operator's step: the scaled catalog goes into the inventory.
+    # The operator's step: the scaled catalog goes into the inventory (group_vars/khronika is Molecule's,
+    # and Ansible reads one file per group: the platform group's own file, which overrides it).
     (INVENTORY / "group_vars").mkdir(exist_ok=True)
-    (INVENTORY / "group_vars" / "khronika.yml").write_text((folder / "khronika_modules.yml").read_text())
+    (INVENTORY / "group_vars" / "khronika_platform.yml").write_text((folder / "khronika_modules.yml").read_text())
 
 
 def test_a_scale_that_starves_a_module_is_rolled_back(host):
