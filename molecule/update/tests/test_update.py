@@ -343,12 +343,14 @@ def test_scale_moves_data_and_a_data_root_and_resizes_in_place(host, appeals_bef
     # The operator's step: the scaled catalog goes into the inventory (group_vars/khronika is Molecule's,
     # and Ansible reads one file per group: the platform group's own file, which overrides it).
     (INVENTORY / "group_vars").mkdir(exist_ok=True)
-    (INVENTORY / "group_vars" / "khronika_platform.yml").write_text((folder / "khronika_modules.yml").read_text())
+    (INVENTORY / "group_vars" / "khronika_platform.yml").write_text(
+        (folder / "khronika_modules.yml").read_text()
+    )
 
 
 def test_a_scale_that_starves_a_module_is_rolled_back(host):
-    """A plan that gives classifier 6 MiB: the kernel kills it at once, the health gate fails, and the
-    limits, the containers and the gateway go back to what they were."""
+    """A plan that gives classifier 6 MiB, less than it uses: the switch fails, and the limits, the
+    containers and the gateway go back to what they were."""
     before = {app: images(app) for app in APPS}
     rc, _out = scale(
         "-e", f"khronika_scale_plan={plan_file('plan-starve.json', MOVED, classifier=(0.5, 6 / 1024))}"
@@ -356,7 +358,8 @@ def test_a_scale_that_starves_a_module_is_rolled_back(host):
     assert rc != 0
     report, _ = latest_scale_report()
     assert report["result"] == "rolled-back", report
-    assert "classifier" in report["failure"]
+    # Docker refuses a limit below what the process already uses; either way both hosts are named.
+    assert all(app in report["failure"] for app in APPS), report["failure"]
     for app in APPS:
         assert inspect(app, "classifier-1", "{{.HostConfig.Memory}}") == str(384 * 1024 * 1024)
         assert inspect(app, "classifier-1", "{{.State.Health.Status}}") == "healthy"
