@@ -36,7 +36,7 @@ from khronika_ops.platform.catalog import DeployPlan, resolve_deployment
 from khronika_ops.platform.catalog.deployment import PlannedContainer
 from khronika_ops.platform.inventory_file import inventory_from_ansible
 from khronika_ops.platform.release import Release
-from khronika_ops.platform.update import MaintenanceWindow, iso
+from khronika_ops.platform.update import PLAYBOOK_OVERRIDES, MaintenanceWindow, check_window, iso
 from khronika_ops.validation import Problem, ProblemsError, StrictModel
 
 ModuleDowntime = Literal["none", "module", "host"]
@@ -360,22 +360,12 @@ def preflight(
     wanted root already holds}."""
     problems: list[Problem] = []
     host_map = dict(host_map or {})
-    window_text, window_ends = (
-        "none set (give khronika_update_window_start and _duration to enforce one)",
-        None,
-    )
-    if window is not None:
-        refusal = window.refusal(now)
-        if refusal is None:
-            opened = window.opening(now)
-            assert opened is not None
-            window_text, window_ends = f"open until {iso(opened[1])}", iso(opened[1])
-        elif force_window:
-            window_text = f"forced: {refusal}"
-        else:
-            problems.append(
-                Problem(None, "window", f"{refusal}; -e khronika_update_force_window=true overrides")
-            )
+    checked = check_window(window, now, force_window)
+    window_text, window_ends = checked.text, checked.ends_at
+    if checked.refusal:
+        problems.append(
+            Problem(None, "window", f"{checked.refusal}; {PLAYBOOK_OVERRIDES['window']} overrides")
+        )
     for host, record in sorted(records.items()):
         if record.get("error"):
             problems.append(Problem(None, host, f"cannot read its release record: {record['error']}"))

@@ -112,6 +112,29 @@ class MaintenanceWindow(StrictModel):
         )
 
 
+class WindowCheck(StrictModel):
+    """The window as an update or a scale sees it now: its text for the plan, the open window's end,
+    and why not (`refusal`, or `forced` when the operator overrode it)."""
+
+    text: str
+    ends_at: str | None = None
+    refusal: str | None = None
+    forced: str | None = None
+
+
+def check_window(window: MaintenanceWindow | None, now: datetime, force: bool = False) -> WindowCheck:
+    if window is None:
+        return WindowCheck(text="none set (give khronika_update_window_start and _duration to enforce one)")
+    refusal = window.refusal(now)
+    if refusal is None:
+        opened = window.opening(now)
+        assert opened is not None
+        return WindowCheck(text=f"open until {iso(opened[1])}", ends_at=iso(opened[1]))
+    if force:
+        return WindowCheck(text=f"forced: {refusal}", forced=refusal)
+    return WindowCheck(text="", refusal=refusal)
+
+
 class HostState(StrictModel):
     """What a host records (`khronika status`): its release version, or why it could not be read."""
 
@@ -167,20 +190,12 @@ def preflight(
     problems: list[Problem] = []
     warnings: list[str] = []
     by_version = {release.version: release for release in releases}
-    window_text = "none set (give khronika_update_window_start and _duration to enforce one)"
-    window_ends_at = None
-    if window is not None:
-        refusal = window.refusal(now)
-        if refusal is None:
-            opened = window.opening(now)
-            assert opened is not None
-            window_text = f"open until {iso(opened[1])}"
-            window_ends_at = iso(opened[1])
-        elif force_window:
-            window_text = f"forced: {refusal}"
-            warnings.append(f"the update runs outside its window ({refusal})")
-        else:
-            problems.append(Problem(None, "window", f"{refusal}; {overrides['window']} overrides"))
+    checked = check_window(window, now, force_window)
+    window_text, window_ends_at = checked.text, checked.ends_at
+    if checked.forced:
+        warnings.append(f"the update runs outside its window ({checked.forced})")
+    if checked.refusal:
+        problems.append(Problem(None, "window", f"{checked.refusal}; {overrides['window']} overrides"))
 
     hosts: list[HostUpdate] = []
     diffs: dict[str, ReleaseDiff] = {}
