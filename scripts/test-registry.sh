@@ -10,8 +10,9 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${KHRONIKA_TEST_REGISTRY_DIR:-$REPO/.cache/test-registry}
 PORT=${KHRONIKA_TEST_REGISTRY_PORT:-5000}
-NAME=registry.test
-USER_NAME=khronika-ci
+# The lab runs its own instance: KHRONIKA_TEST_REGISTRY_DIR/_PORT/_NAME/_USER_NAME (khronika lab up).
+NAME=${KHRONIKA_TEST_REGISTRY_NAME:-registry.test}
+USER_NAME=${KHRONIKA_TEST_REGISTRY_USER_NAME:-khronika-ci}
 VENV=$REPO/.venv
 
 log() { printf '[registry] %s\n' "$*"; }

@@ -1,8 +1,9 @@
 """Filter of khronika.platform for playbooks/plan.yml: a thin adapter over khronika_ops.planner.site.
 
-khronika_capacity_site(hostvars, groups, khronika_modules=None, hosts_group='khronika')
+khronika_capacity_site(hostvars, groups, khronika_modules=None, hosts_group=None)
     -> the planner catalog fragment for the site as it is (hosts from gathered facts, modules resolved
        from the module catalog), to be written as YAML and passed to `khronika plan --catalog`.
+       The hosts are those that run modules (khronika_platform, khronika_gpu) unless a group is named.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ansible.errors import AnsibleFilterError
 try:
     from khronika_ops.ansible_data import plain
     from khronika_ops.facts import wanted_variables
-    from khronika_ops.planner.site import site_catalog_from_ansible
+    from khronika_ops.planner.site import module_hosts, site_catalog_from_ansible
     from khronika_ops.validation import ProblemsError
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
     raise AnsibleFilterError(
@@ -24,11 +25,11 @@ except ImportError as exc:  # pragma: no cover - depends on the controller's env
 
 
 def khronika_capacity_site(
-    hostvars: Any, groups: Any, modules: Any = None, hosts_group: str = "khronika"
+    hostvars: Any, groups: Any, modules: Any = None, hosts_group: str | None = None
 ) -> dict[str, Any]:
     if not isinstance(groups, Mapping):
         raise AnsibleFilterError("khronika_capacity_site: the second argument must be `groups`")
-    members = [str(host) for host in groups.get(hosts_group, [])]
+    members = [str(host) for host in groups.get(hosts_group, [])] if hosts_group else module_hosts(plain(groups))
     # Only the variables the planner reads, so that nothing else (vault secrets included) is resolved.
     wanted = {host: plain(wanted_variables(hostvars[host])) for host in members}
     try:

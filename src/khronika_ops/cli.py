@@ -26,6 +26,8 @@ _SUBCOMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("khronika_ops.platform.cli", "validate_app", "catalog"),
     ("khronika_ops.platform.cli", "update_app", "update"),
     ("khronika_ops.platform.status", "status", "status"),
+    ("khronika_ops.runner", "run_command", "run"),
+    ("khronika_ops.lab.cli", "lab_app", "lab"),
 )
 
 

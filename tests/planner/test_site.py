@@ -50,9 +50,10 @@ MODULES = [
     {"name": "infer", "image": "khronika-samples/classifier", "placement": {"hosts": ["gpu-01"]}, "gpus": 1},
 ]
 GROUPS = {
-    "khronika": ["app-01", "app-02", "gpu-01", "down-01"],
+    "khronika": ["app-01", "app-02", "gpu-01", "down-01", "mon-01"],
     "khronika_platform": ["app-01", "app-02"],
-    "khronika_gpu": ["gpu-01"],
+    "khronika_monitoring": ["mon-01"],
+    "khronika_gpu": ["gpu-01", "down-01"],
 }
 
 
@@ -69,10 +70,17 @@ def test_hosts_from_facts_and_modules_from_the_catalog(tmp_path: Path) -> None:
         ),
         "gpu-01": {**_facts(), "khronika_gpu_count": 2},
         "down-01": {},  # unreachable: no facts
+        "mon-01": _facts(),  # monitoring only: no module runs there, so it is no bin for the plan
     }
     site = site_catalog_from_ansible(hostvars, GROUPS, MODULES)
     hosts = {host["name"]: host for host in site["hosts"]}
     assert set(hosts) == {"app-01", "app-02", "gpu-01"}
+    assert (
+        site_catalog_from_ansible(hostvars, GROUPS, MODULES, hosts_group="khronika_monitoring")["hosts"][0][
+            "name"
+        ]
+        == "mon-01"
+    )
     assert site["notes"] == ["down-01: no facts (unreachable?): left out of the plan's current hosts"]
     app = hosts["app-01"]
     assert (app["cores"], app["memory_gib"], app["disk_class"], app["nic_gbps"]) == (

@@ -25,6 +25,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 VERSION_FILE = Path(__file__).resolve().with_name("VERSION")
+#: Routes that are the module's own plumbing, not the work it serves: left out of the module-level metrics.
+PLUMBING_ROUTES = frozenset({"/health", "/version", "/metrics", "unmatched"})
+#: The module-level latency gauge is the mean over this many recent seconds.
+LATENCY_WINDOW_SECONDS = 60.0
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -52,9 +56,17 @@ class Metrics:
         self._buckets: dict[str, list[int]] = {}
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
+        self._served = 0
+        self._recent: list[tuple[float, float]] = []  # (monotonic time, seconds) of served requests
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
+            if route not in PLUMBING_ROUTES:
+                self._served += 1
+                now = time.monotonic()
+                self._recent.append((now, seconds))
+                if len(self._recent) > 4096 or self._recent[0][0] < now - LATENCY_WINDOW_SECONDS:
+                    self._recent = [item for item in self._recent if item[0] >= now - LATENCY_WINDOW_SECONDS]
             key = (method, route, str(status))
             self._requests[key] = self._requests.get(key, 0) + 1
             buckets = self._buckets.setdefault(route, [0] * len(LATENCY_BUCKETS))
@@ -92,6 +104,21 @@ class Metrics:
                     f"khronika_sample_http_request_duration_seconds_sum{{{labels}}} {self._sums[route]}"
                 )
                 lines.append(f"khronika_sample_http_request_duration_seconds_count{{{labels}}} {total}")
+            recent = [
+                seconds for at, seconds in self._recent if at >= time.monotonic() - LATENCY_WINDOW_SECONDS
+            ]
+            served = self._served
+        # The platform's module interface (docs/metrics.md): requests served (plumbing routes left out)
+        # and the recent mean latency; the planner reads these.
+        lines += [
+            "# HELP khronika_module_requests_total Requests the module served (health, version, metrics left out).",
+            "# TYPE khronika_module_requests_total counter",
+            f'khronika_module_requests_total{{module="{module}"}} {served}',
+            f"# HELP khronika_module_request_duration_seconds Mean time to serve a request, last {LATENCY_WINDOW_SECONDS:g} s.",
+            "# TYPE khronika_module_request_duration_seconds gauge",
+            f'khronika_module_request_duration_seconds{{module="{module}"}} '
+            f"{(sum(recent) / len(recent)) if recent else 0.0:.6f}",
+        ]
         lines += [
             "# HELP khronika_sample_info The sample module and its version.",
             "# TYPE khronika_sample_info gauge",

@@ -25,6 +25,13 @@ from khronika_ops.planner.catalog import default_catalog_data
 
 GIB = 1024.0**3
 MIB_PER_GIB = 1024.0
+#: The groups whose hosts run modules (deploy.yml's platform play): the plan places modules only there.
+#: A monitoring or gateway host that is in none of them is not a bin for modules.
+MODULE_HOST_GROUPS = ("khronika_platform", "khronika_gpu")
+
+
+def module_hosts(groups: Mapping[str, Sequence[str]]) -> list[str]:
+    return sorted({str(host) for group in MODULE_HOST_GROUPS for host in groups.get(group, [])})
 
 
 def catalog_gpu_model(driver_models: Sequence[str], catalog_models: Iterable[str]) -> str | None:
@@ -106,14 +113,17 @@ def site_catalog_from_ansible(
     hostvars: Mapping[str, Mapping[str, Any]],
     groups: Mapping[str, Sequence[str]],
     modules: Any = None,
-    hosts_group: str = "khronika",
+    hosts_group: str | None = None,
 ) -> dict[str, Any]:
-    """What the filter gives plan.yml: the hosts of `hosts_group` and, when the inventory has a module
-    catalog, the modules resolved onto it exactly as the deploy resolves them."""
+    """What the filter gives plan.yml: the hosts that run modules (`MODULE_HOST_GROUPS`, or the hosts of
+    `hosts_group` when one is named) and, when the inventory has a module catalog, the modules resolved
+    onto it exactly as the deploy resolves them."""
     from khronika_ops.platform.catalog import resolve_deployment
     from khronika_ops.platform.inventory_file import inventory_from_ansible
 
-    hosts = sorted({str(host) for host in groups.get(hosts_group, [])})
+    hosts = (
+        sorted({str(host) for host in groups.get(hosts_group, [])}) if hosts_group else module_hosts(groups)
+    )
     plan = None
     if modules:
         plan = resolve_deployment(modules, inventory_from_ansible(groups, hostvars)).model_dump(mode="json")

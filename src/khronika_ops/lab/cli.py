@@ -1,0 +1,141 @@
+"""`khronika lab up|status|down` (scripts/lab.sh runs `up` after the machine set-up)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from khronika_ops.console import error_text, make_console
+from khronika_ops.lab import INVENTORY_DIR, LAB_DIR, REGISTRY_PORT, REPO_ROOT, STATE_DIR
+
+lab_app = typer.Typer(
+    help="The lab: a whole Khronika site on this machine (hosts as systemd containers over SSH).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+_out = make_console()
+
+
+def _say(line: str) -> None:
+    _out.print(f"{time.strftime('%H:%M:%S')} {line}")
+
+
+@lab_app.command("up")
+def up_command(
+    *,
+    hosts: Annotated[
+        int,
+        typer.Option(
+            "--hosts", min=2, max=60, help="Hosts: 1 monitoring + gateway, the rest platform nodes."
+        ),
+    ] = 3,
+    traffic: Annotated[
+        float, typer.Option("--traffic-seconds", min=0, max=3600, help="Seconds of appeal traffic (0: none).")
+    ] = 180,
+    peak_rate: Annotated[
+        float, typer.Option("--peak-rate", min=0.1, max=50, help="Visits a second at the day's peak.")
+    ] = 8,
+    update: Annotated[
+        bool, typer.Option("--update/--no-update", help="Run the planned update 1.0.0 -> 1.1.0.")
+    ] = True,
+    plan: Annotated[
+        bool, typer.Option("--plan/--no-plan", help="Write the capacity plan from the lab's Prometheus.")
+    ] = True,
+    forks: Annotated[int | None, typer.Option(help="Ansible forks (ansible.cfg's value when unset).")] = None,
+) -> None:
+    """Bring the lab up (or re-converge it): hosts, registry, site.yml, traffic, an update, a plan."""
+    from khronika_ops.lab.up import Options, StageFailed, summary_lines, up
+
+    options = Options(
+        hosts=hosts, traffic_seconds=traffic, peak_rate=peak_rate, update=update, plan=plan, forks=forks
+    )
+    try:
+        run = up(options, say=_say)
+    except StageFailed as exc:
+        _out.print(error_text(exc))
+        raise typer.Exit(1) from None
+    for line in summary_lines(run):
+        _out.print(line)
+    raise typer.Exit(0 if run.ok else 1)
+
+
+@lab_app.command("status")
+def status_command() -> None:
+    """The lab's hosts, release, endpoints and registry."""
+    from khronika_ops.lab.hosts import LabError, LabHost, groups_of, lab_containers
+    from khronika_ops.lab.up import endpoints, release_state
+
+    try:
+        containers = lab_containers()
+    except LabError as exc:
+        _out.print(error_text(exc))
+        raise typer.Exit(1) from None
+    if not containers:
+        _out.print("no lab on this machine (khronika lab up builds one)")
+        raise typer.Exit(0)
+    table = Table("host", "container", "state", "address", "groups", title="lab hosts")
+    hosts = []
+    for item in containers:
+        groups = groups_of(item["host"])
+        hosts.append(LabHost(item["host"], item["address"], groups))
+        table.add_row(item["host"], item["container"], item["state"], item["address"], ", ".join(groups))
+    _out.print(table)
+    _out.print(f"release recorded by the lab: {release_state()}")
+    registry = _registry_env()
+    state = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "test-registry.sh"), "status"],
+        env=registry,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    for name, url in endpoints(hosts).items():
+        _out.print(f"  {name:<12} {url}" + (f" [{state}]" if name == "registry" else ""))
+    _out.print(f"  credentials  {STATE_DIR / 'credentials.yml'}")
+
+
+def _registry_env() -> dict[str, str]:
+    from khronika_ops.lab.up import REGISTRY_DIR
+
+    return {
+        **os.environ,
+        "KHRONIKA_TEST_REGISTRY_DIR": str(REGISTRY_DIR),
+        "KHRONIKA_TEST_REGISTRY_PORT": str(REGISTRY_PORT),
+    }
+
+
+@lab_app.command("down")
+def down_command() -> None:
+    """Remove every container, volume, network, image tag and file the lab made, and nothing else."""
+    from khronika_ops.lab.hosts import LabError, docker, remove_all
+
+    try:
+        removed = remove_all()
+        subprocess.run(
+            [str(REPO_ROOT / "scripts" / "test-registry.sh"), "stop"],
+            env=_registry_env(),
+            capture_output=True,
+            check=False,
+        )
+        tags = [
+            t
+            for t in docker("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+            if t.startswith(f"127.0.0.1:{REGISTRY_PORT}/")
+        ]
+        if tags:
+            docker("rmi", *tags)
+            removed.append(f"{len(tags)} image tags of the lab registry")
+    except LabError as exc:
+        _out.print(error_text(exc))
+        raise typer.Exit(1) from None
+    for folder in (INVENTORY_DIR, LAB_DIR):
+        if folder.exists():
+            shutil.rmtree(folder)
+            removed.append(str(folder.relative_to(REPO_ROOT)) + "/")
+    _out.print("removed: " + (", ".join(removed) if removed else "nothing (no lab here)"))

@@ -1,0 +1,316 @@
+"""`khronika run`: a playbook through ansible-runner (the library AWX and Automation Platform run
+playbooks with), with a short progress view instead of hundreds of raw lines.
+
+While it runs, one line per play (with the elapsed time) and one per failed or unreachable host;
+at the end a summary: tasks, hosts, ok / changed / failed / unreachable, and the slowest tasks.
+Everything ansible-runner keeps is kept per run under the artifacts folder: `stdout` (the full log),
+`job_events/` (one JSON file per event), `rc`, `status`, `command`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Events whose duration is a task's time on one host.
+_RESULT_EVENTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
+
+
+class RunError(RuntimeError):
+    """The playbook could not be started (missing file, bad arguments); nothing ran."""
+
+
+@dataclass(frozen=True)
+class TaskTime:
+    task: str
+    host: str
+    seconds: float
+
+
+@dataclass
+class RunSummary:
+    playbook: str
+    artifacts: Path
+    rc: int = -1
+    status: str = "unstarted"
+    seconds: float = 0.0
+    plays: int = 0
+    tasks: int = 0
+    hosts: list[str] = field(default_factory=list)
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    failures: list[str] = field(default_factory=list)
+    slowest: list[TaskTime] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.rc == 0 and self.status == "successful"
+
+    def lines(self, slowest: int = 5) -> list[str]:
+        """The summary as plain lines (printed literally: task names and messages may hold brackets)."""
+        verdict = "ok" if self.succeeded else f"FAILED (rc {self.rc}, {self.status})"
+        out = [
+            f"{self.playbook}: {verdict} in {format_seconds(self.seconds)}: {self.plays} plays, {self.tasks} tasks "
+            f"on {len(self.hosts)} hosts; ok {self.ok}, changed {self.changed}, failed {self.failed}, "
+            f"unreachable {self.unreachable}, skipped {self.skipped}"
+        ]
+        if self.slowest:
+            out.append(
+                "  slowest: "
+                + "; ".join(f"{t.task} ({t.host}) {t.seconds:.1f}s" for t in self.slowest[:slowest])
+            )
+        out += [f"  {failure}" for failure in self.failures]
+        out.append(f"  log: {self.artifacts / 'stdout'}")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "playbook": self.playbook,
+            "rc": self.rc,
+            "status": self.status,
+            "seconds": round(self.seconds, 1),
+            "plays": self.plays,
+            "tasks": self.tasks,
+            "hosts": self.hosts,
+            "ok": self.ok,
+            "changed": self.changed,
+            "failed": self.failed,
+            "unreachable": self.unreachable,
+            "skipped": self.skipped,
+            "failures": self.failures,
+            "slowest": [
+                {"task": t.task, "host": t.host, "seconds": round(t.seconds, 1)} for t in self.slowest
+            ],
+            "artifacts": str(self.artifacts),
+        }
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+class _Progress:
+    """Turns ansible-runner events into the summary and the progress lines."""
+
+    def __init__(self, summary: RunSummary, say: Callable[[str], None], started: float) -> None:
+        self.summary = summary
+        self.say = say
+        self.started = started
+        self.tasks: set[str] = set()
+        self.times: list[TaskTime] = []
+
+    def __call__(self, event: Mapping[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        elapsed = format_seconds(time.monotonic() - self.started)
+        if kind == "playbook_on_play_start":
+            self.summary.plays += 1
+            self.say(f"  [{elapsed:>6}] play: {data.get('play', '')}")
+        elif kind == "playbook_on_task_start":
+            self.tasks.add(str(data.get("task_uuid") or data.get("task", "")))
+        elif kind in _RESULT_EVENTS:
+            host = str(data.get("host", ""))
+            task = str(data.get("task", ""))
+            duration = data.get("duration")
+            if isinstance(duration, int | float):
+                self.times.append(TaskTime(task, host, float(duration)))
+            if kind == "runner_on_unreachable" or (
+                kind == "runner_on_failed" and not data.get("ignore_errors")
+            ):
+                message = _message(data.get("res") or {})
+                word = "UNREACHABLE" if kind == "runner_on_unreachable" else "FAILED"
+                line = f"{word} {host}: {task}: {message}"
+                self.summary.failures.append(line)
+                self.say(f"  [{elapsed:>6}] {line}")
+        elif kind == "playbook_on_stats":
+            counts = {key: data.get(key) or {} for key in ("ok", "changed", "failures", "dark", "skipped")}
+            self.summary.hosts = sorted({host for values in counts.values() for host in values})
+            self.summary.ok = sum(counts["ok"].values())
+            self.summary.changed = sum(counts["changed"].values())
+            self.summary.failed = sum(counts["failures"].values())
+            self.summary.unreachable = sum(counts["dark"].values())
+            self.summary.skipped = sum(counts["skipped"].values())
+        return True  # keep every event in the artifacts
+
+
+def _message(result: Mapping[str, Any]) -> str:
+    for key in ("msg", "stderr", "reason"):
+        value = result.get(key)
+        if value:
+            text = str(value).strip().splitlines()
+            return " / ".join(text[-3:])[:400]
+    return "(no message; see the log)"
+
+
+def run_playbook(
+    playbook: Path | str,
+    inventory: Path | str,
+    *,
+    extravars: Mapping[str, Any] | None = None,
+    limit: str | None = None,
+    check: bool = False,
+    diff: bool = False,
+    vault_password_file: Path | None = None,
+    forks: int | None = None,
+    artifacts_root: Path | None = None,
+    ident: str | None = None,
+    envvars: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+    say: Callable[[str], None] = print,
+) -> RunSummary:
+    """Run one playbook with ansible-runner and return its summary; progress goes through `say`."""
+    import ansible_runner  # imported here: `khronika --help` must not pay for it
+
+    playbook_path = _resolve_playbook(playbook)
+    inventory_path = Path(inventory).resolve()
+    if not inventory_path.exists():
+        raise RunError(f"inventory {inventory} does not exist")
+    if vault_password_file is not None and not Path(vault_password_file).is_file():
+        raise RunError(f"vault password file {vault_password_file} does not exist")
+    root = (artifacts_root or REPO_ROOT / ".cache" / "runs").resolve()
+    base = ident or time.strftime("%Y%m%dT%H%M%S") + "-" + playbook_path.stem
+    ident, number = base, 1
+    while (root / ident).exists():  # a run never writes over another's artifacts
+        number += 1
+        ident = f"{base}-{number}"
+    private = root / "private"
+    private.mkdir(parents=True, exist_ok=True)
+    summary = RunSummary(playbook=playbook_path.name, artifacts=root / ident)
+
+    env = {
+        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        # Ansible's own temporary files stay in the repository, as with a plain ansible-playbook.
+        "ANSIBLE_LOCAL_TEMP": str(REPO_ROOT / ".ansible" / "tmp"),
+        # The virtual environment's tools (khronika, ansible-playbook) first, whoever called us.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
+    env.update(envvars or {})
+    cmdline = list(extra_args)
+    if vault_password_file is not None:
+        cmdline += ["--vault-password-file", str(Path(vault_password_file).resolve())]
+    if check:
+        cmdline.append("--check")
+    if diff:
+        cmdline.append("--diff")
+
+    started = time.monotonic()
+    progress = _Progress(summary, say, started)
+    result = ansible_runner.run(
+        private_data_dir=str(private),
+        artifact_dir=str(root),
+        ident=ident,
+        playbook=str(playbook_path),
+        inventory=str(inventory_path),
+        extravars=dict(extravars or {}),
+        limit=limit,
+        forks=forks,
+        envvars=env,
+        cmdline=" ".join(_quote(arg) for arg in cmdline) or None,
+        quiet=True,
+        event_handler=progress,
+        # The artifacts are the run's record; an old run is never rotated away under the user.
+        rotate_artifacts=0,
+    )
+    summary.seconds = time.monotonic() - started
+    summary.rc = int(result.rc if result.rc is not None else -1)
+    summary.status = str(result.status)
+    summary.tasks = len(progress.tasks)
+    summary.slowest = sorted(progress.times, key=lambda t: t.seconds, reverse=True)[:10]
+    return summary
+
+
+def _resolve_playbook(playbook: Path | str) -> Path:
+    """A path, or a name of the collection's playbooks (`site` or `site.yml` = playbooks/site.yml)."""
+    path = Path(playbook)
+    if path.is_file():
+        return path.resolve()
+    name = path.name if path.suffix in (".yml", ".yaml") else f"{path.name}.yml"
+    candidate = REPO_ROOT / "playbooks" / name
+    if len(path.parts) == 1 and candidate.is_file():
+        return candidate
+    raise RunError(f"playbook {playbook} not found (a path, or one of playbooks/*.yml by name)")
+
+
+def _quote(arg: str) -> str:
+    return shlex.quote(arg)
+
+
+def run_command(
+    playbook: Annotated[
+        str, typer.Argument(help="A playbook path, or a name from playbooks/ (site, update...).")
+    ],
+    *,
+    inventory: Annotated[Path, typer.Option("-i", "--inventory", help="Inventory file or folder.")],
+    extra_vars: Annotated[
+        list[str] | None,
+        typer.Option("-e", "--extra-vars", help="key=value, or @file.yml / @file.json (repeatable)."),
+    ] = None,
+    limit: Annotated[
+        str | None, typer.Option("-l", "--limit", help="Host pattern to limit the run to.")
+    ] = None,
+    check: Annotated[bool, typer.Option("--check", help="Check mode: change nothing.")] = False,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Show the changes made (or, with --check, that would be).")
+    ] = False,
+    vault_password_file: Annotated[Path | None, typer.Option(help="Vault password file.")] = None,
+    forks: Annotated[
+        int | None, typer.Option(help="Parallel hosts (ansible.cfg's value when unset).")
+    ] = None,
+    artifacts: Annotated[Path, typer.Option(help="Folder for the runs' artifacts.")] = REPO_ROOT
+    / ".cache"
+    / "runs",
+) -> None:
+    """Run a playbook through ansible-runner: one line per play, failures as they happen, a summary,
+    and the run's artifacts (full log, events, rc) kept under --artifacts."""
+    from khronika_ops.console import error_text, make_console
+
+    console = make_console()
+    extravars: dict[str, Any] = {}
+    args: list[str] = []
+    for item in extra_vars or []:
+        if item.startswith("@"):
+            args += ["-e", item]  # a file: Ansible reads it, as with ansible-playbook
+        elif "=" in item:
+            key, _, value = item.partition("=")
+            extravars[key.strip()] = value
+        else:
+            console.print(error_text(f"-e {item}: expected key=value or @file"))
+            raise typer.Exit(2)
+    try:
+        summary = run_playbook(
+            playbook,
+            inventory,
+            extravars=extravars,
+            limit=limit,
+            check=check,
+            diff=diff,
+            vault_password_file=vault_password_file,
+            forks=forks,
+            artifacts_root=artifacts,
+            extra_args=args,
+            say=console.print,
+        )
+    except RunError as exc:
+        console.print(error_text(exc))
+        raise typer.Exit(2) from None
+    for line in summary.lines():
+        console.print(line)
+    raise typer.Exit(0 if summary.succeeded else (summary.rc if summary.rc > 0 else 1))

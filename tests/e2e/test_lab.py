@@ -1,0 +1,215 @@
+"""The README's first command, end to end: a shortened lab (2 hosts, a minute of traffic), checked
+from outside, brought up a second time with nothing to change, and taken down leaving nothing.
+
+Runs only with KHRONIKA_LAB_E2E=1 (scripts/test.sh's `lab` stage): it takes minutes and owns the
+machine's lab (it takes down any lab that exists before it starts).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import ssl
+import subprocess
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+KHRONIKA = str(REPO / ".venv" / "bin" / "khronika")
+HOSTS = int(os.environ.get("KHRONIKA_LAB_E2E_HOSTS", "2"))
+TRAFFIC = os.environ.get("KHRONIKA_LAB_E2E_TRAFFIC_SECONDS", "60")
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("KHRONIKA_LAB_E2E") != "1", reason="the lab end to end: KHRONIKA_LAB_E2E=1"
+)
+
+
+def _run(argv: list[str], log: Path, timeout: int = 2400) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+    log.write_text(done.stdout + done.stderr)
+    print(done.stdout[-6000:])
+    return done
+
+
+def _summary() -> dict:
+    newest = sorted((REPO / "lab" / "runs").glob("*/summary.json"))[-1]
+    return json.loads(newest.read_text())
+
+
+@pytest.fixture(scope="module")
+def bystander():
+    """A container that is not the lab's: `lab down` must leave it alone."""
+    name = "kh-e2e-bystander"
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+    subprocess.run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--label",
+            "khronika.test=1",
+            "khronika/debian-systemd:bookworm",
+            "sleep",
+            "3600",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    yield name
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, bystander):
+    subprocess.run([KHRONIKA, "lab", "down"], cwd=REPO, capture_output=True, check=False)
+    log = tmp_path_factory.mktemp("lab") / "first.log"
+    done = _run([str(REPO / "scripts" / "lab.sh"), "--hosts", str(HOSTS), "--traffic-seconds", TRAFFIC], log)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    return done.stdout, _summary()
+
+
+def _ssh(host: str, *command: str) -> str:
+    address = yaml.safe_load((REPO / "inventories" / "lab" / "hosts.yml").read_text())
+    found = {}
+    for group in address["all"]["children"]["khronika"]["children"].values():
+        found.update(group.get("hosts") or {})
+    ssh = REPO / "lab" / "state" / "ssh"
+    return subprocess.run(
+        [
+            "ssh",
+            "-i",
+            str(ssh / "id_ed25519"),
+            "-o",
+            f"UserKnownHostsFile={ssh / 'known_hosts'}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            f"deploy@{found[host]['ansible_host']}",
+            *command,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+
+
+def _prometheus(summary: dict, query: str) -> list[dict]:
+    url = summary["endpoints"]["prometheus"].split()[0]
+    password = yaml.safe_load(Path(summary["credentials"]).read_text())["vault_monitoring_admin_password"]
+    context = ssl.create_default_context(
+        cafile=str(REPO / "inventories" / "lab" / "files" / "monitoring-tls" / "ca.crt")
+    )
+    context.check_hostname = False
+    request = urllib.request.Request(f"{url}/api/v1/query?query={urllib.parse.quote(query)}")
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"admin:{password}".encode()).decode())
+    with urllib.request.urlopen(request, context=context, timeout=20) as response:
+        return json.load(response)["data"]["result"]
+
+
+def test_every_stage_ran_and_the_summary_says_where_things_are(first_run):
+    stdout, summary = first_run
+    assert summary["ok"] is True
+    assert [s["name"] for s in summary["stages"]] == [
+        "hosts",
+        "registry",
+        "site",
+        "traffic",
+        "update",
+        "plan",
+    ]
+    assert summary["playbooks"]["site"]["failed"] == 0 and summary["playbooks"]["site"]["changed"] > 0
+    assert len(summary["hosts"]) == HOSTS
+    for word in (
+        "lab ready",
+        "prometheus",
+        "alertmanager",
+        "gateway",
+        "registry",
+        "credentials",
+        "capacity-plan.html",
+    ):
+        assert word in stdout, word
+    assert "slowest:" in stdout and "log: " in stdout  # playbooks summarised, full logs kept
+
+
+def test_the_hosts_are_real_ssh_hosts_running_the_updated_release(first_run):
+    images = _ssh("lab-app1", "sudo", "docker", "ps", "--format", "{{.Image}} {{.Status}}")
+    assert "classifier" in images and "appeals-api" in images
+    assert "(healthy)" in images
+    assert json.loads(_ssh("lab-app1", "cat", "/etc/khronika/release.json"))["version"] == "1.1.0"
+    sshd = _ssh("lab-app1", "sudo", "sshd", "-T")
+    assert "passwordauthentication no" in sshd and "permitrootlogin no" in sshd
+
+
+def test_prometheus_holds_the_labs_real_load(first_run):
+    _stdout, summary = first_run
+    served = _prometheus(summary, "sum by (module) (increase(khronika_module_requests_total[1h]))")
+    by_module = {r["metric"]["module"]: float(r["value"][1]) for r in served}
+    assert by_module.get("appeals-api", 0) > 10 and by_module.get("classifier", 0) > 10, by_module
+    up = _prometheus(summary, 'up{job="node"}')
+    assert len(up) == HOSTS and all(r["value"][1] == "1" for r in up)
+    containers = _prometheus(summary, "khronika_container_cpu_cores")
+    assert {r["metric"].get("container") for r in containers} >= {"classifier", "appeals-api"}
+
+
+def test_the_update_and_the_plan_reports_describe_the_lab(first_run):
+    _stdout, summary = first_run
+    update = [Path(r) for r in summary["reports"] if "/update-1.1.0-" in r]
+    assert update and "1.0.0" in update[0].read_text() and "1.1.0" in update[0].read_text()
+    plan = json.loads((REPO / "lab" / "reports" / "capacity-plan.json").read_text())
+    text = json.dumps(plan)
+    assert "lab-app1" in text and "appeals-api" in text
+    html = (REPO / "lab" / "reports" / "capacity-plan.html").read_text()
+    assert "<svg" in html or "<img" in html
+
+
+def test_a_second_run_changes_nothing(first_run, tmp_path):
+    done = _run(
+        [str(REPO / "scripts" / "lab.sh"), "--hosts", str(HOSTS), "--traffic-seconds", "0", "--no-plan"],
+        tmp_path / "second.log",
+    )
+    assert done.returncode == 0, done.stdout[-4000:]
+    summary = _summary()
+    assert summary["playbooks"]["site"]["changed"] == 0, summary["playbooks"]["site"]
+    assert "already on 1.1.0" in next(s["detail"] for s in summary["stages"] if s["name"] == "update")
+    assert "running" in next(s["detail"] for s in summary["stages"] if s["name"] == "hosts")
+
+
+def test_status_then_down_leaves_nothing_but_what_was_not_the_labs(first_run, bystander):
+    status = subprocess.run(
+        [KHRONIKA, "lab", "status"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert "lab-mon1" in status and "1.1.0" in status
+    down = subprocess.run([KHRONIKA, "lab", "down"], cwd=REPO, capture_output=True, text=True, check=False)
+    assert down.returncode == 0, down.stdout + down.stderr
+    for kind in ("ps -a", "volume ls", "network ls"):
+        left = subprocess.run(
+            ["docker", *kind.split(), "-q", "--filter", "label=khronika.lab=1"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert left == [], kind
+    assert not (REPO / "inventories" / "lab").exists() and not (REPO / "lab").exists()
+    running = subprocess.run(
+        ["docker", "inspect", "--format", "{{.State.Running}}", bystander],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert running == "true"
+    assert (
+        subprocess.run(
+            ["curl", "-sk", "https://127.0.0.1:5050/v2/"], capture_output=True, check=False
+        ).returncode
+        != 0
+    )

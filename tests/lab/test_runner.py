@@ -1,0 +1,152 @@
+"""`khronika run` / khronika_ops.runner: real playbooks through ansible-runner on a local connection."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from khronika_ops.runner import RunError, run_playbook
+
+PLAYBOOK = """
+- name: Two tasks that change and one that does not
+  hosts: local
+  gather_facts: false
+  tasks:
+    - name: Write a file
+      ansible.builtin.copy: {dest: "{{ out }}/a.txt", content: "a\\n", mode: "0644"}
+    - name: Read it back
+      ansible.builtin.command: cat {{ out }}/a.txt
+      changed_when: false
+    - name: Sleep a little
+      ansible.builtin.command: sleep 0.6
+- name: A play that fails when asked to
+  hosts: local
+  gather_facts: false
+  tasks:
+    - name: Fail on request
+      ansible.builtin.fail: {msg: "asked to fail [literally]"}
+      when: fail | default(false) | bool
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> tuple[Path, Path]:
+    playbook = tmp_path / "two.yml"
+    playbook.write_text(PLAYBOOK)
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  hosts:\n    local:\n      ansible_connection: local\n"
+        f"      ansible_python_interpreter: {sys.executable}\n"
+    )
+    return playbook, inventory
+
+
+def test_a_run_is_summarised_and_its_artifacts_kept(project, tmp_path):
+    playbook, inventory = project
+    lines: list[str] = []
+    summary = run_playbook(
+        playbook,
+        inventory,
+        extravars={"out": str(tmp_path)},
+        artifacts_root=tmp_path / "runs",
+        ident="first",
+        say=lines.append,
+    )
+    assert summary.succeeded, summary.lines()
+    assert (summary.plays, summary.tasks, summary.hosts) == (2, 4, ["local"])
+    assert (summary.changed, summary.failed, summary.unreachable) == (2, 0, 0)
+    seconds = [t.seconds for t in summary.slowest]
+    assert seconds == sorted(seconds, reverse=True)
+    sleep = next(t for t in summary.slowest if t.task == "Sleep a little")
+    assert sleep.seconds >= 0.5 and sleep.host == "local"
+    assert sum("play:" in line for line in lines) == 2
+    artifacts = tmp_path / "runs" / "first"
+    assert (artifacts / "rc").read_text().strip() == "0"
+    assert "Write a file" in (artifacts / "stdout").read_text()
+    assert list((artifacts / "job_events").glob("*.json"))
+
+    again = run_playbook(
+        playbook,
+        inventory,
+        extravars={"out": str(tmp_path)},
+        artifacts_root=tmp_path / "runs",
+        ident="second",
+        say=lines.append,
+    )
+    assert again.succeeded and again.changed == 1  # only the sleep (a command) reports a change
+
+
+def test_a_failure_is_named_as_it_happens(project, tmp_path):
+    playbook, inventory = project
+    lines: list[str] = []
+    summary = run_playbook(
+        playbook,
+        inventory,
+        extravars={"out": str(tmp_path), "fail": True},
+        artifacts_root=tmp_path / "runs",
+        say=lines.append,
+    )
+    assert not summary.succeeded and summary.rc == 2 and summary.failed == 1
+    assert summary.failures == ["FAILED local: Fail on request: asked to fail [literally]"]
+    assert any("FAILED local: Fail on request" in line for line in lines)
+    assert any("asked to fail [literally]" in line for line in summary.lines())
+
+
+def test_bad_input_is_refused_before_anything_runs(project, tmp_path):
+    playbook, inventory = project
+    with pytest.raises(RunError, match="inventory"):
+        run_playbook(playbook, tmp_path / "nowhere.yml", artifacts_root=tmp_path / "runs")
+    with pytest.raises(RunError, match="playbook no-such"):
+        run_playbook("no-such", inventory, artifacts_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*/stdout"))
+
+
+def test_khronika_run_command(project, tmp_path):
+    playbook, inventory = project
+    khronika = Path(sys.executable).with_name("khronika")
+    done = subprocess.run(
+        [
+            str(khronika),
+            "run",
+            str(playbook),
+            "-i",
+            str(inventory),
+            "-e",
+            f"out={tmp_path}",
+            "--artifacts",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "two.yml: ok" in done.stdout and "changed 2" in done.stdout
+    failed = subprocess.run(
+        [
+            str(khronika),
+            "run",
+            str(playbook),
+            "-i",
+            str(inventory),
+            "-e",
+            f"out={tmp_path}",
+            "-e",
+            "fail=true",
+            "--artifacts",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert failed.returncode == 2 and "asked to fail [literally]" in failed.stdout
+    statuses = sorted(
+        (run / "status").read_text() for run in (tmp_path / "runs").iterdir() if run.name != "private"
+    )
+    assert statuses == ["failed", "successful"]
