@@ -29,7 +29,9 @@ def khronika_capacity_site(
 ) -> dict[str, Any]:
     if not isinstance(groups, Mapping):
         raise AnsibleFilterError("khronika_capacity_site: the second argument must be `groups`")
-    members = [str(host) for host in groups.get(hosts_group, [])] if hosts_group else module_hosts(plain(groups))
+    members = (
+        [str(host) for host in groups.get(hosts_group, [])] if hosts_group else module_hosts(plain(groups))
+    )
     # Only the variables the planner reads, so that nothing else (vault secrets included) is resolved.
     wanted = {host: plain(wanted_variables(hostvars[host])) for host in members}
     try:

@@ -219,7 +219,11 @@ class _IndentedDumper(yaml.SafeDumper):
 
 
 def _write(path: Path, data: Any, comment: str) -> None:
-    text = _HEADER + comment + yaml.dump(data, Dumper=_IndentedDumper, sort_keys=False, width=120, allow_unicode=True)
+    text = (
+        _HEADER
+        + comment
+        + yaml.dump(data, Dumper=_IndentedDumper, sort_keys=False, width=120, allow_unicode=True)
+    )
     if not path.is_file() or path.read_text() != text:
         path.write_text(text)
 
