@@ -12,6 +12,7 @@ import hashlib
 import io
 import ipaddress
 import json
+import shlex
 import subprocess
 import tarfile
 import time
@@ -295,7 +296,7 @@ def ssh_command(host: LabHost, ssh_dir: Path, *command: str) -> list[str]:
         "-o",
         "ConnectTimeout=3",
         f"{SSH_USER}@{host.address}",
-        *command,
+        shlex.join(command),  # ssh hands the remote shell one string
     ]
 
 
