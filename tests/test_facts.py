@@ -34,6 +34,14 @@ def _hostvars(**inventory: object) -> dict[str, object]:
                     "size_available": GIB,
                 },
                 {
+                    # A file Docker bind-mounts into a host that is a container: the outer disk.
+                    "mount": "/etc/hosts",
+                    "device": "/dev/vda1",
+                    "fstype": "ext4",
+                    "size_total": 100 * GIB,
+                    "size_available": 60 * GIB,
+                },
+                {
                     "mount": "/snap/x",
                     "device": "/dev/loop0",
                     "fstype": "squashfs",
@@ -71,8 +79,9 @@ def test_one_gpu_rule_for_every_reader() -> None:
 def test_filesystems_disk_class_and_memory() -> None:
     host = facts.host_resources("h", _hostvars())
     assert (host.cores, host.memory_mb, host.facts_gathered) == (8.0, 32768.0, True)
-    assert [fs.mount for fs in host.filesystems] == ["/", "/run", "/snap/x"]
-    assert [fs.mount for fs in host.disk_filesystems] == ["/"]  # tmpfs is memory, squashfs no storage
+    assert [fs.mount for fs in host.filesystems] == ["/", "/run", "/etc/hosts", "/snap/x"]
+    # tmpfs is memory, squashfs no storage, /etc/hosts a file the container runtime mounted
+    assert [fs.mount for fs in host.disk_filesystems] == ["/"]
     # zram0 is the largest device but virtual: the rotational sda decides.
     assert host.disk_class == "hdd"
     assert facts.host_resources("h", _hostvars(khronika_disk_class="nvme")).disk_class == "nvme"

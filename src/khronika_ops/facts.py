@@ -7,7 +7,8 @@ inventory the module catalog is resolved on (`platform/inventory_file.py`) all r
 - cores: `ansible_processor_vcpus`, else `ansible_processor_nproc`;
 - memory: `ansible_memtotal_mb`;
 - filesystems: `ansible_mounts` (size and free), every mount; `disk_filesystems` are the ones
-  capacity is planned for (pseudo and memory-backed ones left out: khronika_ops.metrics);
+  capacity is planned for (pseudo and memory-backed ones, and files a container runtime bind-mounts,
+  left out: khronika_ops.metrics);
 - disk class: `khronika_disk_class`, else NVMe when an `nvme*` disk is present, HDD when the largest
   disk is rotational, else SATA SSD (virtual devices left out);
 - NIC: `khronika_nic_gbps`, else the speed of the default route's interface (`ansible_<if>.speed`,
@@ -24,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from khronika_ops.metrics import is_disk_filesystem, is_virtual_disk
+from khronika_ops.metrics import is_disk_mount, is_virtual_disk
 
 MIB = 1024**2
 # The inventory variables a host's resources are read from besides its facts; the filters pass only
@@ -52,7 +53,7 @@ class Filesystem:
 
     @property
     def disk(self) -> bool:
-        return is_disk_filesystem(self.fstype)
+        return is_disk_mount(self.mount, self.fstype)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,9 @@ PSEUDO_FILESYSTEMS = frozenset(
 MEMORY_FILESYSTEMS = frozenset({"tmpfs"})
 # What disk capacity (the planner, the collector, the site's facts, the fill-up predictions) leaves out.
 NON_DISK_FILESYSTEMS = PSEUDO_FILESYSTEMS | MEMORY_FILESYSTEMS
+# Single files a container runtime bind-mounts into a host that is itself a container (Docker, LXC,
+# systemd-nspawn): they show the filesystem of the machine outside, not a disk of this host.
+CONTAINER_FILE_MOUNTS = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"})
 
 # The labels each scope of metric carries (collector and planner names; Prometheus adds `instance`).
 SCOPE_LABELS: dict[str, tuple[str, ...]] = {
@@ -66,6 +69,11 @@ def is_virtual_interface(name: str) -> bool:
 
 def is_disk_filesystem(fstype: str) -> bool:
     return fstype not in NON_DISK_FILESYSTEMS
+
+
+def is_disk_mount(mount: str, fstype: str) -> bool:
+    """A mount whose capacity is planned: a disk filesystem, and no file bind-mounted by a runtime."""
+    return is_disk_filesystem(fstype) and mount not in CONTAINER_FILE_MOUNTS
 
 
 def promql_alternatives(names: frozenset[str]) -> str:

@@ -19,7 +19,7 @@ import psutil
 
 from khronika_ops.metrics import (
     NETWORK_DIRECTIONS,
-    is_disk_filesystem,
+    is_disk_mount,
     is_virtual_disk,
     is_virtual_interface,
 )
@@ -125,7 +125,7 @@ class Sampler:
             Sample("khronika_host_memory_total_bytes", self._labels(), float(memory.total)),
         ]
         for partition in psutil.disk_partitions(all=False):
-            if not is_disk_filesystem(partition.fstype):
+            if not is_disk_mount(partition.mountpoint, partition.fstype):
                 continue
             try:
                 usage = psutil.disk_usage(partition.mountpoint)
