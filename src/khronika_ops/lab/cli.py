@@ -50,16 +50,12 @@ def up_command(
     forks: Annotated[int | None, typer.Option(help="Ansible forks (ansible.cfg's value when unset).")] = None,
 ) -> None:
     """Bring the lab up (or re-converge it): hosts, registry, site.yml, traffic, an update, a plan."""
-    from khronika_ops.lab.up import Options, StageFailed, summary_lines, up
+    from khronika_ops.lab.up import Options, summary_lines, up
 
     options = Options(
         hosts=hosts, traffic_seconds=traffic, peak_rate=peak_rate, update=update, plan=plan, forks=forks
     )
-    try:
-        run = up(options, say=_say)
-    except StageFailed as exc:
-        _out.print(error_text(exc))
-        raise typer.Exit(1) from None
+    run = up(options, say=_say)
     for line in summary_lines(run):
         _out.print(line)
     raise typer.Exit(0 if run.ok else 1)
