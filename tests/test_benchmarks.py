@@ -70,3 +70,10 @@ def test_downtime_benchmark_measures_ours_and_the_naive_update() -> None:
     assert set(ratios) == {"ours", "naive"}, out
     assert float(ratios["ours"]) > 0 and float(ratios["naive"]) > 0
     assert re.search(r"^alone \(stop \+ start \+ healthy\): [\d.]+ s timed", out, re.M), out
+
+
+def test_fleet_benchmark_describes_its_measurements() -> None:
+    """The fleet benchmark builds labs of 5 and 25 hosts (tens of minutes): here only its interface."""
+    out = _run("benchmarks/fleet.py", "--help")
+    for word in ("idempotent", "--small", "--large", "pipelining", "fact cache", "strategy free"):
+        assert word in out, word
