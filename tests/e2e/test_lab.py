@@ -191,7 +191,8 @@ def test_status_then_down_leaves_nothing_but_what_was_not_the_labs(first_run, by
     status = subprocess.run(
         [KHRONIKA, "lab", "status"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
-    assert "lab-mon1" in status and "1.1.0" in status
+    assert "lab-mon1" in status and "release in the lab's inventory: 1.1.0" in status
+    assert "lab-app1" in status and status.count("1.1.0") >= 2  # the host's own record too
     down = subprocess.run([KHRONIKA, "lab", "down"], cwd=REPO, capture_output=True, text=True, check=False)
     assert down.returncode == 0, down.stdout + down.stderr
     for kind in ("ps -a", "volume ls", "network ls"):

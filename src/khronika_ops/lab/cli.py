@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from khronika_ops.console import error_text, make_console
 from khronika_ops.lab import INVENTORY_DIR, LAB_DIR, REGISTRY_PORT, REPO_ROOT, STATE_DIR
+from khronika_ops.lab.hosts import LabHost
 
 lab_app = typer.Typer(
     help="The lab: a whole Khronika site on this machine (hosts as systemd containers over SSH).",
@@ -64,7 +66,7 @@ def up_command(
 @lab_app.command("status")
 def status_command() -> None:
     """The lab's hosts, release, endpoints and registry."""
-    from khronika_ops.lab.hosts import LabError, LabHost, groups_of, lab_containers
+    from khronika_ops.lab.hosts import LabError, groups_of, lab_containers
     from khronika_ops.lab.up import endpoints, release_state
 
     try:
@@ -75,14 +77,19 @@ def status_command() -> None:
     if not containers:
         _out.print("no lab on this machine (khronika lab up builds one)")
         raise typer.Exit(0)
-    table = Table("host", "container", "state", "address", "groups", title="lab hosts")
+    table = Table("host", "container", "state", "address", "groups", "runs release", title="lab hosts")
     hosts = []
     for item in containers:
-        groups = groups_of(item["host"])
-        hosts.append(LabHost(item["host"], item["address"], groups))
-        table.add_row(item["host"], item["container"], item["state"], item["address"], ", ".join(groups))
+        host = LabHost(item["host"], item["address"], groups_of(item["host"]))
+        hosts.append(host)
+        running = (
+            _host_release(host) if item["state"] == "running" and "khronika_platform" in host.groups else "-"
+        )
+        table.add_row(
+            host.name, item["container"], item["state"], host.address, ", ".join(host.groups), running
+        )
     _out.print(table)
-    _out.print(f"release recorded by the lab: {release_state()}")
+    _out.print(f"release in the lab's inventory: {release_state()}")
     registry = _registry_env()
     state = subprocess.run(
         [str(REPO_ROOT / "scripts" / "test-registry.sh"), "status"],
@@ -94,6 +101,23 @@ def status_command() -> None:
     for name, url in endpoints(hosts).items():
         _out.print(f"  {name:<12} {url}" + (f" [{state}]" if name == "registry" else ""))
     _out.print(f"  credentials  {STATE_DIR / 'credentials.yml'}")
+
+
+def _host_release(host: LabHost) -> str:
+    """What the host's platform record says it runs (/etc/khronika/release.json), over the lab's SSH."""
+    from khronika_ops.lab.hosts import ssh_command
+
+    try:
+        done = subprocess.run(
+            ssh_command(host, STATE_DIR / "ssh", "cat", "/etc/khronika/release.json"),
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+        return str(json.loads(done.stdout)["version"]) if done.returncode == 0 else "(none recorded)"
+    except (ValueError, KeyError, subprocess.TimeoutExpired):
+        return "(unreadable)"
 
 
 def _registry_env() -> dict[str, str]:
