@@ -14,6 +14,7 @@ import re
 import shlex
 import ssl
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -104,17 +105,38 @@ def _ssh(host: str, *command: str) -> str:
     ).stdout
 
 
-def _prometheus(summary: dict, query: str) -> list[dict]:
-    url = summary["endpoints"]["prometheus"].split()[0]
-    password = yaml.safe_load(Path(summary["credentials"]).read_text())["vault_monitoring_admin_password"]
+def _call(url: str, auth: tuple[str, str] | None) -> tuple[int, str]:
+    """A request from this machine as an operator would make it: TLS verified against the monitoring CA."""
     context = ssl.create_default_context(
         cafile=str(REPO / "inventories" / "lab" / "files" / "monitoring-tls" / "ca.crt")
     )
-    context.check_hostname = False
-    request = urllib.request.Request(f"{url}/api/v1/query?query={urllib.parse.quote(query)}")
-    request.add_header("Authorization", "Basic " + base64.b64encode(f"admin:{password}".encode()).decode())
-    with urllib.request.urlopen(request, context=context, timeout=20) as response:
-        return json.load(response)["data"]["result"]
+    context.check_hostname = False  # asked by address; the certificate carries it as an IP SAN
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header(
+            "Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        )
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=20) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def _admin(summary: dict) -> tuple[str, str]:
+    return "admin", yaml.safe_load(Path(summary["credentials"]).read_text())[
+        "vault_monitoring_admin_password"
+    ]
+
+
+def _api(summary: dict, endpoint: str, path: str) -> dict:
+    status, text = _call(summary["endpoints"][endpoint].split()[0] + path, _admin(summary))
+    assert status == 200, (path, status, text[:300])
+    return json.loads(text)
+
+
+def _prometheus(summary: dict, query: str) -> list[dict]:
+    return _api(summary, "prometheus", f"/api/v1/query?query={urllib.parse.quote(query)}")["data"]["result"]
 
 
 def test_every_stage_ran_and_the_summary_says_where_things_are(first_run):
@@ -165,6 +187,36 @@ def test_prometheus_holds_the_labs_real_load(first_run):
     # Containers are named <module>-<replica> by the platform role.
     modules = {re.sub(r"-[0-9]+$", "", r["metric"].get("container", "")) for r in containers}
     assert modules >= {"classifier", "appeals-api"}, modules
+
+
+def test_the_monitoring_roles_targets_rules_and_exporters(first_run):
+    """What the monitoring scenario checks, on the lab's real hosts (that scenario is not in the test
+    command's default run: docs/testing.md)."""
+    _stdout, summary = first_run
+    targets = _api(summary, "prometheus", "/api/v1/targets")["data"]["activeTargets"]
+    health = {(t["labels"]["job"], t["labels"]["instance"]): t["health"] for t in targets}
+    jobs = {job for job, _ in health}
+    assert {"prometheus", "alertmanager", "node", "khronika-modules"} <= jobs, health
+    assert set(health.values()) == {"up"}, [t.get("lastError") for t in targets]
+    groups = _api(summary, "prometheus", "/api/v1/rules")["data"]["groups"]
+    assert {"khronika-recording", "khronika-hosts", "khronika-modules"} <= {g["name"] for g in groups}
+    rules = {rule["name"]: rule for group in groups for rule in group["rules"]}
+    assert rules["KhronikaSystemdUnitFailed"]["health"] in ("ok", "unknown")
+    recorded = _prometheus(summary, "khronika_module_requests_per_second")
+    assert {r["metric"]["module"] for r in recorded} == {"appeals-api", "classifier"}, recorded
+    cpu = _prometheus(summary, "instance:khronika_node_cpu_utilisation:ratio")
+    assert len(cpu) >= HOSTS, cpu
+    # Exporters and the servers refuse anonymous or wrong credentials, and speak only TLS.
+    node = summary["hosts"][-1]["address"]
+    assert _call(f"https://{node}:9100/metrics", None)[0] == 401
+    assert _call(f"https://{node}:9100/metrics", ("prometheus", "wrong"))[0] == 401
+    prometheus = summary["endpoints"]["prometheus"].split()[0]
+    assert _call(f"{prometheus}/api/v1/targets", None)[0] == 401
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+        urllib.request.urlopen(f"http://{node}:9100/metrics", timeout=5)
+    # The update silenced its hosts in the lab's Alertmanager and lifted the silence at its end.
+    silences = _api(summary, "alertmanager", "/api/v2/silences")
+    assert silences and all(s["status"]["state"] == "expired" for s in silences), silences
 
 
 def test_the_update_and_the_plan_reports_describe_the_lab(first_run):
