@@ -10,14 +10,8 @@ SUITES=("$@")
 PACKAGES=python3,python3-apt,systemd,systemd-sysv,sudo,iproute2,ca-certificates,gnupg
 
 mirror() {
-  # The machine's own apt configuration is the only source of truth for the mirror.
-  local uri=""
-  if [ -r /etc/apt/sources.list.d/debian.sources ]; then
-    uri=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-  fi
-  if [ -z "$uri" ] && [ -r /etc/apt/sources.list ]; then
-    uri=$(awk '$1=="deb" && $0 !~ /security/ {for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
-  fi
+  local uri
+  uri=$("$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh")
   [ -n "$uri" ] || { echo "build-base-images: no Debian mirror found in /etc/apt/sources.list[.d]" >&2; exit 2; }
   echo "$uri"
 }

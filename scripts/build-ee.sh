@@ -67,17 +67,7 @@ SERVER_PID=""
 cleanup() { if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi; }
 trap cleanup EXIT
 
-mirror() {
-  # This host's apt configuration is the only source of the Debian mirror (as in build-base-images.sh).
-  local uri=""
-  if [ -r /etc/apt/sources.list.d/debian.sources ]; then
-    uri=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-  fi
-  if [ -z "$uri" ] && [ -r /etc/apt/sources.list ]; then
-    uri=$(awk '$1=="deb" && $0 !~ /security/ {for(i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
-  fi
-  echo "$uri"
-}
+mirror() { "$REPO/scripts/debian-mirror.sh"; }
 
 # ---------------------------------------------------------------------------------------------------
 step "stage the khronika_ops wheel, the collection tarball and the pinned collections in $OUT"
