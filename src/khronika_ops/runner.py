@@ -197,8 +197,6 @@ def run_playbook(
         "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",
-        # Ansible's own temporary files stay in the repository, as with a plain ansible-playbook.
-        "ANSIBLE_LOCAL_TEMP": str(REPO_ROOT / ".ansible" / "tmp"),
         # The virtual environment's tools (khronika, ansible-playbook) first, whoever called us.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
@@ -223,7 +221,7 @@ def run_playbook(
         limit=limit,
         forks=forks,
         envvars=env,
-        cmdline=" ".join(_quote(arg) for arg in cmdline) or None,
+        cmdline=shlex.join(cmdline) or None,
         quiet=True,
         event_handler=progress,
         # The artifacts are the run's record; an old run is never rotated away under the user.
@@ -247,10 +245,6 @@ def _resolve_playbook(playbook: Path | str) -> Path:
     if len(path.parts) == 1 and candidate.is_file():
         return candidate
     raise RunError(f"playbook {playbook} not found (a path, or one of playbooks/*.yml by name)")
-
-
-def _quote(arg: str) -> str:
-    return shlex.quote(arg)
 
 
 def run_command(

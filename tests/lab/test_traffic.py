@@ -70,9 +70,7 @@ class _Gateway(BaseHTTPRequestHandler):
         self._answer(200 if appeal_id in self.appeals else 404, self.appeals.get(appeal_id, {}))
 
 
-@pytest.fixture
-def gateway(tmp_path: Path):
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+def _self_signed(subject: str, key: Path | str, cert: Path | str) -> None:
     subprocess.run(
         [
             "openssl",
@@ -84,7 +82,7 @@ def gateway(tmp_path: Path):
             "-days",
             "1",
             "-subj",
-            "/CN=lab gateway",
+            subject,
             "-keyout",
             str(key),
             "-out",
@@ -93,6 +91,12 @@ def gateway(tmp_path: Path):
         check=True,
         capture_output=True,
     )
+
+
+@pytest.fixture
+def gateway(tmp_path: Path):
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    _self_signed("/CN=lab gateway", str(key), str(cert))
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -120,26 +124,7 @@ def test_traffic_writes_reads_and_classifies_through_the_gateway(gateway):
 def test_a_gateway_with_another_certificate_is_not_trusted(gateway, tmp_path):
     port, _cert = gateway
     other = tmp_path / "other.crt"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=someone else",
-            "-keyout",
-            str(tmp_path / "other.key"),
-            "-out",
-            str(other),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    _self_signed("/CN=someone else", str(tmp_path / "other.key"), str(other))
     report = Traffic("127.0.0.1", port=port, ca_file=str(other), peak_rate=20, seconds=1, seed=1).run()
     statuses = set(report.by_module["appeals-api"])
     assert statuses == {"SSLCertVerificationError"}

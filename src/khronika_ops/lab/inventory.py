@@ -9,6 +9,7 @@ with a generated password file (`lab/state/vault-pass`, owner-only).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import subprocess
@@ -61,6 +62,10 @@ def _write_private(path: Path, text: str) -> None:
     path.chmod(0o600)
 
 
+#: Both sample modules answer /health at once; short intervals keep the lab's switches short.
+_HEALTHCHECK = {"http": "/health", "interval": "2s", "timeout": "2s", "retries": 3, "start_period": "1s"}
+
+
 def catalog(platform_hosts: Sequence[str]) -> list[dict[str, Any]]:
     """The lab's module catalog: classifier rolling on every platform node, appeals-api with its data
     volume on the first one (the shape of docs/modules.md)."""
@@ -71,13 +76,7 @@ def catalog(platform_hosts: Sequence[str]) -> list[dict[str, Any]]:
             "placement": {"groups": ["khronika_platform"]},
             "ports": [{"container": 8081, "host": 18081}],
             "resources": {"cpus": 1, "memory": "256m"},
-            "healthcheck": {
-                "http": "/health",
-                "interval": "2s",
-                "timeout": "2s",
-                "retries": 3,
-                "start_period": "1s",
-            },
+            "healthcheck": dict(_HEALTHCHECK),
             "update": "rolling" if len(platform_hosts) > 1 else "recreate",
             "stop_timeout": "5s",
             "http": {"path_prefix": "/api/classify", "upstream_port": 8081},
@@ -93,13 +92,7 @@ def catalog(platform_hosts: Sequence[str]) -> list[dict[str, Any]]:
                 {"name": "data", "mount": "/var/lib/appeals", "backup": "before-update", "retention": 2}
             ],
             "resources": {"cpus": 1, "memory": "256m"},
-            "healthcheck": {
-                "http": "/health",
-                "interval": "2s",
-                "timeout": "2s",
-                "retries": 3,
-                "start_period": "1s",
-            },
+            "healthcheck": dict(_HEALTHCHECK),
             "depends_on": ["classifier"],
             "stop_timeout": "5s",
             "http": {"path_prefix": "/api/appeals", "upstream_port": 8080},
@@ -235,8 +228,6 @@ def _write_vault(path: Path) -> None:
     values["vault_khronika_registry_password"] = registry_password.read_text().strip()
     plain = yaml.safe_dump(values, sort_keys=True)
     stamp = STATE_DIR / "vault.sha256"
-    import hashlib
-
     digest = hashlib.sha256(plain.encode()).hexdigest()
     if path.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
         return

@@ -72,6 +72,7 @@ class LabRun:
     stages: list[StageResult] = field(default_factory=list)
     playbooks: dict[str, RunSummary] = field(default_factory=dict)
     hosts: list[LabHost] = field(default_factory=list)
+    gateway: str = ""  # this machine's address on the lab network (the hosts' registry.lab and NTP)
     reports: list[str] = field(default_factory=list)
 
     @property
@@ -141,6 +142,7 @@ def up(options: Options, say: Callable[[str], None] = print) -> LabRun:
         image = lab_hosts.ensure_image(say)
         network = lab_hosts.ensure_network()
         run.hosts = lab_hosts.plan_hosts(options.hosts, network)
+        run.gateway = lab_hosts.gateway_address(network)
         existing = [c["host"] for c in lab_hosts.lab_containers()]
         extra = sorted(set(existing) - {h.name for h in run.hosts})
         if extra:
@@ -180,10 +182,7 @@ def up(options: Options, say: Callable[[str], None] = print) -> LabRun:
         ca_copy = INVENTORY_DIR / "files" / "registry-ca.crt"
         if not ca_copy.is_file() or ca_copy.read_text() != ca:
             ca_copy.write_text(ca)
-        network = lab_hosts.ensure_network()
-        path = inventory.write(
-            run.hosts, gateway=lab_hosts.gateway_address(network), ssh_dir=ssh_dir, release=release_state()
-        )
+        path = inventory.write(run.hosts, gateway=run.gateway, ssh_dir=ssh_dir, release=release_state())
         return (
             f"https://127.0.0.1:{REGISTRY_PORT} ({REGISTRY_NAME} for the hosts), samples pushed, "
             f"releases {', '.join(sorted(p.stem for p in releases.glob('*.yml')))}; inventory {path.parent}"
@@ -242,10 +241,7 @@ def up(options: Options, say: Callable[[str], None] = print) -> LabRun:
             },
         )
         (STATE_DIR / "release").write_text(UPDATE_TO + "\n")
-        network = lab_hosts.ensure_network()
-        inventory.write(
-            run.hosts, gateway=lab_hosts.gateway_address(network), ssh_dir=ssh_dir, release=UPDATE_TO
-        )
+        inventory.write(run.hosts, gateway=run.gateway, ssh_dir=ssh_dir, release=UPDATE_TO)
         report = _newest(REPORTS_DIR.glob(f"update-{UPDATE_TO}-*/update-report.md"))
         if report is None:
             raise StageFailed(f"update.yml succeeded but wrote no report under {REPORTS_DIR}")
