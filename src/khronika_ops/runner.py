@@ -29,6 +29,31 @@ class RunError(RuntimeError):
     """The playbook could not be started (missing file, bad arguments); nothing ran."""
 
 
+#: Ansible's own strategies, and Mitogen's (a persistent Python on each host instead of one module
+#: upload and interpreter start per task; `mitogen` on the controller, nothing on the hosts).
+ANSIBLE_STRATEGIES = ("linear", "free", "host_pinned")
+MITOGEN_STRATEGIES = ("mitogen_linear", "mitogen_free", "mitogen_host_pinned")
+STRATEGIES = ANSIBLE_STRATEGIES + MITOGEN_STRATEGIES
+
+
+def strategy_env(strategy: str | None) -> dict[str, str]:
+    """The environment that selects `strategy` (none: ansible.cfg's)."""
+    if strategy is None:
+        return {}
+    if strategy not in STRATEGIES:
+        raise RunError(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
+    env = {"ANSIBLE_STRATEGY": strategy}
+    if strategy in MITOGEN_STRATEGIES:
+        try:
+            import ansible_mitogen
+        except ImportError:
+            raise RunError(
+                f"strategy {strategy} needs the Python package mitogen on the controller (pip install mitogen)"
+            ) from None
+        env["ANSIBLE_STRATEGY_PLUGINS"] = str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")
+    return env
+
+
 @dataclass(frozen=True)
 class TaskTime:
     task: str
@@ -168,6 +193,7 @@ def run_playbook(
     diff: bool = False,
     vault_password_file: Path | None = None,
     forks: int | None = None,
+    strategy: str | None = None,
     artifacts_root: Path | None = None,
     ident: str | None = None,
     envvars: Mapping[str, str] | None = None,
@@ -183,6 +209,7 @@ def run_playbook(
         raise RunError(f"inventory {inventory} does not exist")
     if vault_password_file is not None and not Path(vault_password_file).is_file():
         raise RunError(f"vault password file {vault_password_file} does not exist")
+    chosen_strategy = strategy_env(strategy)
     root = (artifacts_root or REPO_ROOT / ".cache" / "runs").resolve()
     base = ident or time.strftime("%Y%m%dT%H%M%S") + "-" + playbook_path.stem
     ident, number = base, 1
@@ -200,6 +227,7 @@ def run_playbook(
         # The virtual environment's tools (khronika, ansible-playbook) first, whoever called us.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
+    env.update(chosen_strategy)
     env.update(envvars or {})
     cmdline = list(extra_args)
     if vault_password_file is not None:
@@ -268,6 +296,13 @@ def run_command(
     forks: Annotated[
         int | None, typer.Option(help="Parallel hosts (ansible.cfg's value when unset).")
     ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Play strategy ({', '.join(STRATEGIES)}); ansible.cfg's (linear) when unset. The mitogen_*"
+            " ones keep a Python on each host: idempotent runs take about 2-3x less time."
+        ),
+    ] = None,
     artifacts: Annotated[Path, typer.Option(help="Folder for the runs' artifacts.")] = REPO_ROOT
     / ".cache"
     / "runs",
@@ -298,6 +333,7 @@ def run_command(
             diff=diff,
             vault_password_file=vault_password_file,
             forks=forks,
+            strategy=strategy,
             artifacts_root=artifacts,
             extra_args=args,
             say=console.print,

@@ -74,6 +74,7 @@ def test_the_inventory_has_the_examples_shape_and_ansible_reads_it(lab):
     assert set(written["all"]["children"]["khronika"]["children"]) == set(
         example["all"]["children"]["khronika"]["children"]
     )
+    assert written["all"]["hosts"] == example["all"]["hosts"]  # the controller, never sudo
     main = yaml.safe_load((path.parent / "group_vars" / "all" / "main.yml").read_text())
     example_main = yaml.safe_load(
         (REPO / "inventories" / "example" / "group_vars" / "all" / "main.yml").read_text()
@@ -96,6 +97,8 @@ def test_the_inventory_has_the_examples_shape_and_ansible_reads_it(lab):
         "appeals-api": ["lab-app1:18080"],
     }
     assert "StrictHostKeyChecking=yes" in variables["ansible_ssh_common_args"]
+    controller = data["_meta"]["hostvars"]["localhost"]
+    assert controller["ansible_become"] is False and controller["ansible_connection"] == "local"
 
 
 def test_the_vault_is_encrypted_owner_only_and_holds_the_generated_secrets(lab):

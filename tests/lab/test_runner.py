@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -150,3 +151,29 @@ def test_khronika_run_command(project, tmp_path):
         (run / "status").read_text() for run in (tmp_path / "runs").iterdir() if run.name != "private"
     )
     assert statuses == ["failed", "successful"]
+
+
+@pytest.mark.parametrize("strategy", ["free", "mitogen_linear"])
+def test_a_strategy_is_chosen_per_run(project, tmp_path, strategy):
+    playbook, inventory = project
+    summary = run_playbook(
+        playbook,
+        inventory,
+        extravars={"out": str(tmp_path)},
+        strategy=strategy,
+        artifacts_root=tmp_path / "runs",
+        say=lambda _line: None,
+    )
+    assert summary.succeeded, summary.lines()
+    assert (summary.tasks, summary.changed) == (4, 2)
+    # the run's own record names the strategy it ran with
+    # the run's own record names the strategy it ran with (an unknown one would have failed the play)
+    env = json.loads((summary.artifacts.parent / "private" / "env" / "envvars").read_text())
+    assert env["ANSIBLE_STRATEGY"] == strategy
+
+
+def test_an_unknown_strategy_is_refused_before_anything_runs(project, tmp_path):
+    playbook, inventory = project
+    with pytest.raises(RunError, match="unknown strategy 'fast' \\(known: linear, free"):
+        run_playbook(playbook, inventory, strategy="fast", artifacts_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()

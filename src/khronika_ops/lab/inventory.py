@@ -132,7 +132,19 @@ def write(hosts: Sequence[LabHost], *, gateway: str, ssh_dir: Path, release: str
             }
     _write(
         INVENTORY_DIR / "hosts.yml",
-        {"all": {"children": {"khronika": {"children": children}}}},
+        {
+            "all": {
+                # As in the example: the controller named, so that its tasks never sudo.
+                "hosts": {
+                    "localhost": {
+                        "ansible_connection": "local",
+                        "ansible_become": False,
+                        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                    }
+                },
+                "children": {"khronika": {"children": children}},
+            }
+        },
         "# The lab's hosts: systemd containers on the Docker network khronika-lab, reached over SSH.\n",
     )
 

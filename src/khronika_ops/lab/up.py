@@ -56,6 +56,7 @@ class Options:
     update: bool = True
     plan: bool = True
     forks: int | None = None
+    strategy: str | None = None
 
 
 @dataclass
@@ -125,6 +126,7 @@ def up(options: Options, say: Callable[[str], None] = print) -> LabRun:
             extravars=extravars,
             vault_password_file=inventory.vault_password_file(),
             forks=options.forks,
+            strategy=options.strategy,
             artifacts_root=run.folder / "ansible",
             ident=Path(name).stem,
             say=say,
