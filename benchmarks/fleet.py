@@ -2,19 +2,22 @@
 
 On this machine's lab (`khronika lab`, hosts as systemd containers over real SSH), in one run:
 
-  idempotent   a second site.yml on the small lab ÷ its first run (0 changed asked). Goal <= 0.35.
-  fleet        the first site.yml on the large lab ÷ on the small lab, forks = hosts (capped at
-               --max-forks). Goal <= 2.5 on 2 cores.
+  idempotent   a second site.yml on the small lab ÷ its first run (0 changed asked), for the lab's
+               strategy (mitogen_linear) and for Ansible's own (linear, pipelining on). Goal <= 0.35.
   settings     the idempotent site.yml on the small lab again with one setting changed at a time,
-               ÷ the default (pipelining on, no fact cache, strategy linear): pipelining off,
-               a jsonfile fact cache (gathering smart, second run of the pair measured), strategy free.
-               (Measured before the large lab, so that a run cut short still has them.)
+               ÷ plain Ansible (linear, pipelining on, facts once per run from ansible.cfg's
+               gathering = smart): pipelining off, a jsonfile fact cache across runs, strategy free,
+               mitogen_linear, mitogen_free. (Measured before the large lab, so that a run cut short
+               still has them.)
+  fleet        the first site.yml on the large lab ÷ on the small lab, the lab's strategy, forks = hosts
+               (capped at --max-forks). Goal <= 2.5 on 2 cores.
 
 Each lab is built from nothing (`khronika lab down` first) without traffic, update or plan, and taken
 down at the end. It prints every time and the ratios; --json writes them too. Takes long: the large
 lab installs Docker, node_exporter and the platform on every host.
 
 Run: .venv/bin/python benchmarks/fleet.py [--small 5] [--large 25] [--max-forks 25] [--json out.json]
+     [--skip-large]
 """
 
 from __future__ import annotations
@@ -47,23 +50,28 @@ def down() -> None:
     subprocess.run([KHRONIKA, "lab", "down"], cwd=REPO, check=True, capture_output=True)
 
 
-def fresh_lab(hosts: int, forks: int) -> RunSummary:
+LAB_STRATEGY = Options().strategy
+
+
+def fresh_lab(hosts: int, forks: int, strategy: str | None = LAB_STRATEGY) -> RunSummary:
     """A lab of `hosts` from nothing; returns its first site.yml run."""
     down()
     run = up(
-        Options(hosts=hosts, traffic_seconds=0, update=False, plan=False, forks=forks), say=lambda _l: None
+        Options(hosts=hosts, traffic_seconds=0, update=False, plan=False, forks=forks, strategy=strategy),
+        say=lambda _l: None,
     )
     if not run.ok:
         raise SystemExit(f"lab of {hosts} hosts failed: {[s.detail for s in run.stages if not s.ok]}")
     return run.playbooks["site"]
 
 
-def site(forks: int, label: str, env: dict[str, str] | None = None) -> RunSummary:
+def site(forks: int, label: str, strategy: str | None, env: dict[str, str] | None = None) -> RunSummary:
     summary = run_playbook(
         "site.yml",
         INVENTORY_DIR / "hosts.yml",
         vault_password_file=lab_inventory.vault_password_file(),
         forks=forks,
+        strategy=strategy,
         artifacts_root=RUNS_DIR / "fleet",
         ident=label,
         envvars=env or {},
@@ -85,65 +93,73 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=25)
     parser.add_argument("--max-forks", type=int, default=25)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--keep", action="store_true", help="leave the large lab up at the end")
+    parser.add_argument("--keep", action="store_true", help="leave the last lab up at the end")
+    parser.add_argument("--skip-large", action="store_true", help="only the small lab's measurements")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     results: dict[str, Any] = {"cores": cores, "small": args.small, "large": args.large}
 
     small_forks = min(args.small, args.max_forks)
-    first_small = fresh_lab(args.small, small_forks)
-    say(
-        f"{'site.yml, first, ' + str(args.small) + ' hosts':<34} {first_small.seconds:7.1f}s  changed {first_small.changed}"
-    )
-    second_small = site(small_forks, f"site.yml, second, {args.small} hosts")
-    results["small_first_s"], results["small_second_s"] = first_small.seconds, second_small.seconds
-    results["second_changed"] = second_small.changed
+    pairs: dict[str, tuple[float, float, int]] = {}
+    for strategy in ("linear", LAB_STRATEGY):
+        first = fresh_lab(args.small, small_forks, strategy)
+        say(
+            f"{'site.yml, first, ' + str(args.small) + ' hosts, ' + str(strategy):<44} {first.seconds:7.1f}s  changed {first.changed}"
+        )
+        second = site(small_forks, f"site.yml, second, {args.small} hosts, {strategy}", strategy)
+        pairs[str(strategy)] = (first.seconds, second.seconds, second.changed)
+    results["idempotent"] = {
+        name: {"first_s": a, "second_s": b, "second_changed": c, "ratio": round(b / a, 3)}
+        for name, (a, b, c) in pairs.items()
+    }
 
     cache = str(RUNS_DIR / "fleet" / "facts")
-    variants = {
-        "default (pipelining, linear)": {},
-        "pipelining off": {"ANSIBLE_PIPELINING": "False"},
-        "strategy free": {"ANSIBLE_STRATEGY": "free"},
-        "fact cache (jsonfile, smart)": {
-            "ANSIBLE_GATHERING": "smart",
-            "ANSIBLE_CACHE_PLUGIN": "jsonfile",
-            "ANSIBLE_CACHE_PLUGIN_CONNECTION": cache,
-            "ANSIBLE_CACHE_PLUGIN_TIMEOUT": "3600",
-        },
+    variants: dict[str, tuple[str, dict[str, str]]] = {
+        "linear (plain Ansible)": ("linear", {}),
+        "linear, pipelining off": ("linear", {"ANSIBLE_PIPELINING": "False"}),
+        "linear, jsonfile fact cache": (
+            "linear",
+            {
+                "ANSIBLE_CACHE_PLUGIN": "jsonfile",
+                "ANSIBLE_CACHE_PLUGIN_CONNECTION": cache,
+                "ANSIBLE_CACHE_PLUGIN_TIMEOUT": "3600",
+            },
+        ),
+        "free": ("free", {}),
+        "mitogen_linear": ("mitogen_linear", {}),
+        "mitogen_free": ("mitogen_free", {}),
     }
     timings: dict[str, float] = {}
-    for name, env in variants.items():
+    for name, (strategy, env) in variants.items():
         if "fact cache" in name:
-            site(small_forks, f"{name}, filling the cache", env)  # the pair's first run fills it
-        timings[name] = site(small_forks, f"{name}, {args.small} hosts", env).seconds
+            site(small_forks, f"{name}, filling the cache", strategy, env)  # the pair's first run fills it
+        timings[name] = site(small_forks, f"{name}, {args.small} hosts", strategy, env).seconds
     results["settings_s"] = timings
+    base = timings["linear (plain Ansible)"]
 
-    large_forks = min(args.large, args.max_forks)
-    first_large = fresh_lab(args.large, large_forks)
-    say(
-        f"{'site.yml, first, ' + str(args.large) + ' hosts':<34} {first_large.seconds:7.1f}s  changed {first_large.changed}"
-    )
-    results["large_first_s"] = first_large.seconds
-
-    idempotent = second_small.seconds / first_small.seconds
-    fleet = first_large.seconds / first_small.seconds
-    results["ratios"] = {
-        "idempotent_second_over_first": round(idempotent, 3),
-        "large_over_small": round(fleet, 3),
-        **{
-            f"{name} / default": round(value / timings["default (pipelining, linear)"], 3)
-            for name, value in timings.items()
-        },
-    }
     print()
-    print(f"cores {cores}; forks {small_forks} (small), {large_forks} (large)")
-    print(
-        f"idempotent second / first ({args.small} hosts): {idempotent:.3f} (goal <= 0.35; changed {second_small.changed})"
-    )
-    print(f"first site.yml {args.large} / {args.small} hosts: {fleet:.3f} (goal <= 2.5)")
-    for name, value in timings.items():
+    print(f"cores {cores}; forks {small_forks} (small)")
+    for name, (a, b, c) in pairs.items():
         print(
-            f"  {name:<32} {value:7.1f}s  ratio to default {value / timings['default (pipelining, linear)']:.3f}"
+            f"idempotent second / first ({args.small} hosts, {name}): {b:.1f} / {a:.1f} = {b / a:.3f} (goal <= 0.35; changed {c})"
+        )
+    for name, value in timings.items():
+        print(f"  {name:<32} {value:7.1f}s  ratio to plain Ansible {value / base:.3f}")
+    results["ratios"] = {f"{name} / linear": round(value / base, 3) for name, value in timings.items()}
+
+    if not args.skip_large:
+        large_forks = min(args.large, args.max_forks)
+        first_large = fresh_lab(args.large, large_forks)
+        say(
+            f"{'site.yml, first, ' + str(args.large) + ' hosts':<44} {first_large.seconds:7.1f}s  changed {first_large.changed}"
+        )
+        small_first = pairs[str(LAB_STRATEGY)][0]
+        fleet = first_large.seconds / small_first
+        results["large_first_s"] = first_large.seconds
+        results["ratios"]["large_over_small"] = round(fleet, 3)
+        print(
+            f"first site.yml {args.large} / {args.small} hosts ({LAB_STRATEGY}, forks {large_forks}): "
+            f"{first_large.seconds:.1f} / {small_first:.1f} = {fleet:.3f} (goal <= 2.5)"
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -78,7 +78,9 @@ def test_pruning_keeps_the_newest_used_digests(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_repository_builds_once_and_the_bytes_repeat(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_repository_builds_once_and_the_bytes_repeat(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     source = tmp_path / "checkout"
     shutil.copytree(
         REPO, source, ignore=shutil.ignore_patterns(".*", "tests", "molecule", "lab", "build", "*.egg-info")

@@ -7,11 +7,15 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 try:
-    from khronika_ops import docker_config, host_support
+    from khronika_ops.lazy import lazy
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
     raise AnsibleFilterError(
         "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
     ) from exc
+
+# Imported when a filter first needs them (khronika_ops.lazy says why).
+docker_config = lazy("khronika_ops.docker_config")
+host_support = lazy("khronika_ops.host_support")
 
 
 def merge_daemon_config(layers: list[dict[str, Any]]) -> dict[str, Any]:

@@ -7,12 +7,17 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 try:
-    from khronika_ops import gpu, metrics, monitoring
     from khronika_ops.ansible_data import plain
+    from khronika_ops.lazy import lazy
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
     raise AnsibleFilterError(
         "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
     ) from exc
+
+# Imported when a filter first needs them (khronika_ops.lazy says why).
+gpu = lazy("khronika_ops.gpu")
+metrics = lazy("khronika_ops.metrics")
+monitoring = lazy("khronika_ops.monitoring")
 
 
 def alertmanager_receiver_errors(receivers: Any, route: Any) -> list[str]:

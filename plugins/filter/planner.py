@@ -15,13 +15,16 @@ from ansible.errors import AnsibleFilterError
 
 try:
     from khronika_ops.ansible_data import plain
-    from khronika_ops.facts import wanted_variables
-    from khronika_ops.planner.site import module_hosts, site_catalog_from_ansible
-    from khronika_ops.validation import ProblemsError
+    from khronika_ops.lazy import lazy
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
     raise AnsibleFilterError(
         "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
     ) from exc
+
+# Imported when a filter first needs them (khronika_ops.lazy says why).
+facts = lazy("khronika_ops.facts")
+site = lazy("khronika_ops.planner.site")
+validation = lazy("khronika_ops.validation")
 
 
 def khronika_capacity_site(
@@ -30,13 +33,15 @@ def khronika_capacity_site(
     if not isinstance(groups, Mapping):
         raise AnsibleFilterError("khronika_capacity_site: the second argument must be `groups`")
     members = (
-        [str(host) for host in groups.get(hosts_group, [])] if hosts_group else module_hosts(plain(groups))
+        [str(host) for host in groups.get(hosts_group, [])]
+        if hosts_group
+        else site.module_hosts(plain(groups))
     )
     # Only the variables the planner reads, so that nothing else (vault secrets included) is resolved.
-    wanted = {host: plain(wanted_variables(hostvars[host])) for host in members}
+    wanted = {host: plain(facts.wanted_variables(hostvars[host])) for host in members}
     try:
-        return site_catalog_from_ansible(wanted, plain(groups), plain(modules) or None, hosts_group)
-    except ProblemsError as exc:
+        return site.site_catalog_from_ansible(wanted, plain(groups), plain(modules) or None, hosts_group)
+    except validation.ProblemsError as exc:
         raise AnsibleFilterError(f"khronika_capacity_site: {exc}") from exc
 
 

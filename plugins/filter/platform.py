@@ -16,14 +16,17 @@ from ansible.errors import AnsibleFilterError
 
 try:
     from khronika_ops.ansible_data import plain
-    from khronika_ops.platform import catalog as platform_catalog
-    from khronika_ops.platform import release as platform_release
-    from khronika_ops.platform.inventory_file import inventory_from_ansible
-    from khronika_ops.validation import ProblemsError
+    from khronika_ops.lazy import lazy
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
     raise AnsibleFilterError(
         "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
     ) from exc
+
+# Imported when a filter first needs them (khronika_ops.lazy says why).
+platform_catalog = lazy("khronika_ops.platform.catalog")
+platform_release = lazy("khronika_ops.platform.release")
+inventory_file = lazy("khronika_ops.platform.inventory_file")
+validation = lazy("khronika_ops.validation")
 
 
 def _release(release: Any) -> platform_release.Release | None:
@@ -41,11 +44,11 @@ def khronika_catalog_plan(
     if not isinstance(groups, Mapping):
         raise AnsibleFilterError("khronika_catalog_plan: the second argument must be `groups`")
     try:
-        inventory = inventory_from_ansible(groups, gpus)
+        inventory = inventory_file.inventory_from_ansible(groups, gpus)
         plan = platform_catalog.resolve_deployment(
             plain(catalog), inventory, release=_release(release), default_registry=registry or None
         )
-    except ProblemsError as exc:
+    except validation.ProblemsError as exc:
         raise AnsibleFilterError(f"khronika_catalog_plan: {exc}") from exc
     except (TypeError, ValueError) as exc:
         raise AnsibleFilterError(f"khronika_catalog_plan: {exc}") from exc
@@ -55,7 +58,7 @@ def khronika_catalog_plan(
 def khronika_release_record(release: Any, deployed_at: str, containers: Any = None) -> dict[str, Any]:
     try:
         parsed = _release(release)
-    except ProblemsError as exc:
+    except validation.ProblemsError as exc:
         raise AnsibleFilterError(f"khronika_release_record: {exc}") from exc
     if parsed is None:
         raise AnsibleFilterError("khronika_release_record: no release given")

@@ -15,14 +15,17 @@ from ansible.errors import AnsibleFilterError
 
 try:
     from khronika_ops.ansible_data import plain
-    from khronika_ops.platform import scale
-    from khronika_ops.platform.release import find_release
-    from khronika_ops.platform.update import MaintenanceWindow
-    from khronika_ops.validation import ProblemsError
+    from khronika_ops.lazy import lazy
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
     raise AnsibleFilterError(
         "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
     ) from exc
+
+# Imported when a filter first needs them (khronika_ops.lazy says why).
+scale = lazy("khronika_ops.platform.scale")
+platform_release = lazy("khronika_ops.platform.release")
+platform_update = lazy("khronika_ops.platform.update")
+validation = lazy("khronika_ops.validation")
 
 
 def khronika_scale_preflight(  # noqa: PLR0917 - a Jinja filter takes its arguments by position
@@ -54,14 +57,14 @@ def khronika_scale_preflight(  # noqa: PLR0917 - a Jinja filter takes its argume
             hostvars=plain(hostvars),
             records=plain(records) or {},
             docker_roots=plain(docker_roots) or {},
-            release=find_release(releases_dir, str(version)),
+            release=platform_release.find_release(releases_dir, str(version)),
             now=datetime.fromisoformat(now.replace("Z", "+00:00")) if now else datetime.now(UTC),
-            window=MaintenanceWindow.model_validate(plain(window)) if window else None,
+            window=platform_update.MaintenanceWindow.model_validate(plain(window)) if window else None,
             force_window=bool(force_window),
             host_map=plain(host_map) or {},
             registry=registry or None,
         )
-    except ProblemsError as exc:
+    except validation.ProblemsError as exc:
         raise AnsibleFilterError(str(exc)) from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise AnsibleFilterError(f"scale pre-flight: {exc}") from exc

@@ -24,16 +24,20 @@ from ansible.errors import AnsibleFilterError
 
 try:
     from khronika_ops.ansible_data import plain
-    from khronika_ops.platform import update, update_run
-    from khronika_ops.platform.catalog import DeployPlan, resolve_deployment, update_strategies
-    from khronika_ops.platform.inventory_file import inventory_from_ansible
-    from khronika_ops.platform.registry import ImageCheck
-    from khronika_ops.platform.release import find_release, list_releases
-    from khronika_ops.validation import ProblemsError
+    from khronika_ops.lazy import lazy
 except ImportError as exc:  # pragma: no cover - depends on the controller's environment
     raise AnsibleFilterError(
         "khronika.platform needs the Python package khronika-ops on the controller: pip install khronika-ops"
     ) from exc
+
+# Imported when a filter first needs them (khronika_ops.lazy says why).
+update = lazy("khronika_ops.platform.update")
+update_run = lazy("khronika_ops.platform.update_run")
+platform_catalog = lazy("khronika_ops.platform.catalog")
+inventory_file = lazy("khronika_ops.platform.inventory_file")
+platform_registry = lazy("khronika_ops.platform.registry")
+platform_release = lazy("khronika_ops.platform.release")
+validation = lazy("khronika_ops.validation")
 
 
 def khronika_update_preflight(  # noqa: PLR0917 - a Jinja filter takes its arguments by position
@@ -53,30 +57,30 @@ def khronika_update_preflight(  # noqa: PLR0917 - a Jinja filter takes its argum
     """`records`: host -> its release record, {"missing": true} or {"error": "..."};
     `window`: {start, duration[, every]} or None; `image_checks`: [{image, ok, reason}] from the hosts."""
     try:
-        target = find_release(releases_dir, str(version))
+        target = platform_release.find_release(releases_dir, str(version))
         catalog_data = plain(catalog)
-        deployment = resolve_deployment(
+        deployment = platform_catalog.resolve_deployment(
             catalog_data,
-            inventory_from_ansible(groups, hostvars),
+            inventory_file.inventory_from_ansible(groups, hostvars),
             release=target,
             default_registry=registry or None,
         )
         result = update.preflight(
             target=target,
-            releases=list_releases(releases_dir),
+            releases=platform_release.list_releases(releases_dir),
             deployment=deployment,
             states=update.states_from_records(plain(records)),
-            strategies=update_strategies(catalog_data),
+            strategies=platform_catalog.update_strategies(catalog_data),
             now=datetime.fromisoformat(now.replace("Z", "+00:00")) if now else datetime.now(UTC),
             window=update.MaintenanceWindow.model_validate(plain(window)) if window else None,
             force_window=bool(force_window),
             allow_downgrade=bool(allow_downgrade),
             image_checks=[
-                ImageCheck(str(c["image"]), bool(c["ok"]), str(c["reason"]))
+                platform_registry.ImageCheck(str(c["image"]), bool(c["ok"]), str(c["reason"]))
                 for c in plain(image_checks or [])
             ],
         )
-    except ProblemsError as exc:
+    except validation.ProblemsError as exc:
         raise AnsibleFilterError(str(exc)) from exc
     except (TypeError, ValueError) as exc:
         raise AnsibleFilterError(f"update pre-flight: {exc}") from exc
@@ -93,8 +97,8 @@ def khronika_update_capacity(
     backup_dir: str = "/var/backups",
 ) -> dict[str, Any]:
     try:
-        target = find_release(releases_dir, str(plain(preflight)["to_version"]))
-    except ProblemsError as exc:
+        target = platform_release.find_release(releases_dir, str(plain(preflight)["to_version"]))
+    except validation.ProblemsError as exc:
         raise AnsibleFilterError(str(exc)) from exc
     return update_run.capacity_request(plain(preflight), target, plain(sizes) or {}, docker_root, backup_dir)
 
@@ -115,9 +119,9 @@ def khronika_df_free_mb(text: Any) -> dict[str, float]:
     return update_run.df_free_mb(str(text or ""))
 
 
-def _plan(plan: Any) -> DeployPlan:
+def _plan(plan: Any) -> platform_catalog.DeployPlan:
     try:
-        return DeployPlan.model_validate(plain(plan))
+        return platform_catalog.DeployPlan.model_validate(plain(plan))
     except ValueError as exc:
         raise AnsibleFilterError(f"not a deployment plan (khronika_catalog_plan): {exc}") from exc
 

@@ -88,7 +88,9 @@ def ensure_wheel(source: Path, cache: Path | None = None, *, keep: int = KEEP) -
             check=False,
         )
         if result.returncode != 0:
-            raise WheelhouseError(f"pip wheel {source} failed:\n{result.stderr.strip() or result.stdout.strip()}")
+            raise WheelhouseError(
+                f"pip wheel {source} failed:\n{result.stderr.strip() or result.stdout.strip()}"
+            )
         if len(_wheels(staging)) != 1:
             raise WheelhouseError(f"pip wheel {source} did not leave exactly one khronika_ops wheel")
         shutil.rmtree(target, ignore_errors=True)  # a folder without its one wheel is not a cache entry
@@ -110,7 +112,9 @@ def _prune(cache: Path, keep: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m khronika_ops.wheelhouse", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m khronika_ops.wheelhouse", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("source", type=Path, help="a khronika-ops checkout (holds pyproject.toml)")
     parser.add_argument("--cache", type=Path, default=None, help=f"default {default_cache()}")
     parser.add_argument("--keep", type=int, default=KEEP, help="source digests kept (newest used first)")

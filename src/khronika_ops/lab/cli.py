@@ -51,15 +51,22 @@ def up_command(
     ] = True,
     forks: Annotated[int | None, typer.Option(help="Ansible forks (ansible.cfg's value when unset).")] = None,
     strategy: Annotated[
-        str | None,
-        typer.Option(help="Play strategy for the playbooks (see khronika run --help); ansible.cfg's when unset."),
-    ] = None,
+        str,
+        typer.Option(
+            help="Play strategy for the playbooks (see khronika run --help); linear is plain Ansible's."
+        ),
+    ] = "mitogen_linear",
 ) -> None:
     """Bring the lab up (or re-converge it): hosts, registry, site.yml, traffic, an update, a plan."""
     from khronika_ops.lab.up import Options, summary_lines, up
 
     options = Options(
-        hosts=hosts, traffic_seconds=traffic, peak_rate=peak_rate, update=update, plan=plan, forks=forks,
+        hosts=hosts,
+        traffic_seconds=traffic,
+        peak_rate=peak_rate,
+        update=update,
+        plan=plan,
+        forks=forks,
         strategy=strategy,
     )
     run = up(options, say=_say)
