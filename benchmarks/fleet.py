@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -40,6 +41,16 @@ from khronika_ops.lab.up import Options, up  # noqa: E402
 from khronika_ops.runner import RunSummary, run_playbook  # noqa: E402
 
 KHRONIKA = str(REPO / ".venv" / "bin" / "khronika")
+
+
+def cpu_times() -> list[int]:
+    return [int(field) for field in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+
+
+def steal_share(before: list[int], after: list[int]) -> float:
+    """The share of CPU time the hypervisor took (the `st` of top) between two readings."""
+    delta = [b - a for a, b in zip(before, after, strict=False)]
+    return delta[7] / sum(delta) if len(delta) > 7 and sum(delta) else 0.0
 
 
 def say(line: str) -> None:
@@ -66,6 +77,7 @@ def fresh_lab(hosts: int, forks: int, strategy: str | None = LAB_STRATEGY) -> Ru
 
 
 def site(forks: int, label: str, strategy: str | None, env: dict[str, str] | None = None) -> RunSummary:
+    before = cpu_times()
     summary = run_playbook(
         "site.yml",
         INVENTORY_DIR / "hosts.yml",
@@ -81,7 +93,10 @@ def site(forks: int, label: str, strategy: str | None, env: dict[str, str] | Non
         raise SystemExit(
             f"site.yml ({label}) failed: {summary.failures[:3]} (log {summary.artifacts / 'stdout'})"
         )
-    say(f"{label:<34} {summary.seconds:7.1f}s  changed {summary.changed}")
+    say(
+        f"{label:<44} {summary.seconds:7.1f}s  changed {summary.changed}"
+        f"  (steal {steal_share(before, cpu_times()):.0%})"
+    )
     return summary
 
 
@@ -95,6 +110,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", action="store_true", help="leave the last lab up at the end")
     parser.add_argument("--skip-large", action="store_true", help="only the small lab's measurements")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the settings (median reported)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     results: dict[str, Any] = {"cores": cores, "small": args.small, "large": args.large}
@@ -129,12 +145,19 @@ def main() -> int:
         "mitogen_linear": ("mitogen_linear", {}),
         "mitogen_free": ("mitogen_free", {}),
     }
-    timings: dict[str, float] = {}
-    for name, (strategy, env) in variants.items():
-        if "fact cache" in name:
-            site(small_forks, f"{name}, filling the cache", strategy, env)  # the pair's first run fills it
-        timings[name] = site(small_forks, f"{name}, {args.small} hosts", strategy, env).seconds
+    # Rounds, each in another order, and the median per setting: this machine's load and the hosts'
+    # own timers drift over minutes, and a single pass in one order measures the drift as well.
+    runs: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    site(small_forks, "filling the fact cache", "linear", variants["linear, jsonfile fact cache"][1])
+    for round_ in range(args.repeats):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            strategy, env = variants[name]
+            runs[name].append(site(small_forks, f"{name}, {args.small} hosts", strategy, env).seconds)
+    timings = {name: float(statistics.median(values)) for name, values in runs.items()}
     results["settings_s"] = timings
+    results["settings_runs_s"] = runs
     base = timings["linear (plain Ansible)"]
 
     print()
@@ -144,23 +167,34 @@ def main() -> int:
             f"idempotent second / first ({args.small} hosts, {name}): {b:.1f} / {a:.1f} = {b / a:.3f} (goal <= 0.35; changed {c})"
         )
     for name, value in timings.items():
-        print(f"  {name:<32} {value:7.1f}s  ratio to plain Ansible {value / base:.3f}")
+        print(
+            f"  {name:<32} {value:7.1f}s  ratio to plain Ansible {value / base:.3f}"
+            f"  (runs {', '.join(f'{v:.0f}' for v in runs[name])})"
+        )
     results["ratios"] = {f"{name} / linear": round(value / base, 3) for name, value in timings.items()}
 
     if not args.skip_large:
         large_forks = min(args.large, args.max_forks)
-        first_large = fresh_lab(args.large, large_forks)
-        say(
-            f"{'site.yml, first, ' + str(args.large) + ' hosts':<44} {first_large.seconds:7.1f}s  changed {first_large.changed}"
-        )
         small_first = pairs[str(LAB_STRATEGY)][0]
-        fleet = first_large.seconds / small_first
-        results["large_first_s"] = first_large.seconds
-        results["ratios"]["large_over_small"] = round(fleet, 3)
-        print(
-            f"first site.yml {args.large} / {args.small} hosts ({LAB_STRATEGY}, forks {large_forks}): "
-            f"{first_large.seconds:.1f} / {small_first:.1f} = {fleet:.3f} (goal <= 2.5)"
-        )
+        begun = time.monotonic()
+        try:
+            first_large = fresh_lab(args.large, large_forks)
+        except SystemExit as exc:  # the time to the failure is still a lower bound
+            took = time.monotonic() - begun
+            print(f"the {args.large}-host lab failed after {took:.0f}s (hosts + registry + site.yml): {exc}")
+            results["large_failed"] = {"seconds": took, "error": str(exc)}
+        else:
+            say(
+                f"{'site.yml, first, ' + str(args.large) + ' hosts':<44} {first_large.seconds:7.1f}s"
+                f"  changed {first_large.changed}"
+            )
+            fleet = first_large.seconds / small_first
+            results["large_first_s"] = first_large.seconds
+            results["ratios"]["large_over_small"] = round(fleet, 3)
+            print(
+                f"first site.yml {args.large} / {args.small} hosts ({LAB_STRATEGY}, forks {large_forks}): "
+                f"{first_large.seconds:.1f} / {small_first:.1f} = {fleet:.3f} (goal <= 2.5)"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if not args.keep:

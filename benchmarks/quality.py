@@ -9,8 +9,7 @@ Cells are means over a set's series (under / slack, in percent); `<=1 %` counts 
 under, `worst` is the largest under of one series.
 
 Methods, each from the training part only:
-  khronika        the planner (forecast + sizing policy; --target-under is its target);
-  khronika fixed  the planner's previous fixed rule, max(p95 x 1.15, p99.9 of the forecast);
+  khronika        the planner (forecast + sizing policy), as `khronika plan size` sizes;
   p99 x 1.15      the training p99 with 15 % headroom;
   krr p95         krr's simple CPU rule;
   VPA p90 +15 %   a decaying histogram (24 h half-life), p90, 15 % margin;
@@ -21,7 +20,7 @@ Sets: NAB (realAWSCloudwatch, one `timestamp,value` CSV per series, a folder) an
 (one wide CSV, `timestamp` then one column per VM). Paths are arguments; the repo carries NAB
 (tests/data/nab) and an attributed 8-VM sample of the Azure set (tests/data/azure).
 
-Run: .venv/bin/python benchmarks/quality.py [--nab DIR] [--azure FILE ...] [--target-under 1] [--per-series]
+Run: .venv/bin/python benchmarks/quality.py [--nab DIR] [--azure FILE ...] [--per-series]
 """
 
 from __future__ import annotations
@@ -98,7 +97,7 @@ def judge(size: float, future: FloatArray) -> tuple[float, float]:
     return under, float(np.mean(size - np.minimum(future, size)) / size)
 
 
-def sizes(trace: Trace, policy: SizingPolicy, fixed: SizingPolicy) -> tuple[dict[str, float], FloatArray]:
+def sizes(trace: Trace, policy: SizingPolicy) -> tuple[dict[str, float], FloatArray]:
     finite = np.isfinite(trace.values)
     times, values = trace.times[finite], trace.values[finite]
     cut = times[0] + TRAIN_SHARE * (times[-1] - times[0])
@@ -114,12 +113,10 @@ def sizes(trace: Trace, policy: SizingPolicy, fixed: SizingPolicy) -> tuple[dict
     )
     settings = ForecastSettings(horizon_days=horizon)
     predicted = forecast(clean(raw), settings)
-    found: dict[str, float] = {}
-    for label, chosen in (("khronika", policy), ("khronika fixed", fixed)):
-        result = size_series(predicted, trace.resource, chosen, source=trace.name)
-        if result.recommended is None:
-            raise SystemExit(f"{trace.name}: no size ({result.reason})")
-        found[label] = result.recommended
+    result = size_series(predicted, trace.resource, policy, source=trace.name)
+    if result.recommended is None:
+        raise SystemExit(f"{trace.name}: no size ({result.reason})")
+    found = {"khronika": result.recommended}
     history = values[train]
     weights = 0.5 ** ((times[train][-1] - times[train]) / DAY)
     found["p99 x 1.15"] = float(np.quantile(history, 0.99)) * 1.15
@@ -130,12 +127,12 @@ def sizes(trace: Trace, policy: SizingPolicy, fixed: SizingPolicy) -> tuple[dict
 
 
 def table(
-    label: str, traces: list[Trace], policy: SizingPolicy, fixed: SizingPolicy, per_series: bool
+    label: str, traces: list[Trace], policy: SizingPolicy, per_series: bool
 ) -> dict[str, list[tuple[float, float]]]:
     results: dict[str, list[tuple[float, float]]] = {}
     names: list[str] = []
     for trace in traces:
-        found, future = sizes(trace, policy, fixed)
+        found, future = sizes(trace, policy)
         names.append(trace.name)
         for method, size in found.items():
             results.setdefault(method, []).append(judge(size, future))
@@ -169,11 +166,9 @@ def main() -> int:
     parser.add_argument(
         "--azure", type=Path, action="append", default=None, help="wide CSV of VM series (repeatable)"
     )
-    parser.add_argument("--target-under", type=float, default=1.0, help="percent (default 1)")
     parser.add_argument("--per-series", action="store_true")
     args = parser.parse_args()
-    policy = SizingPolicy(target_under=args.target_under / 100)
-    fixed = SizingPolicy(calibrate=False)
+    policy = SizingPolicy()
     started = time.process_time()
     sets: list[tuple[str, Callable[[], list[Trace]]]] = [
         ("NAB " + str(args.nab), lambda: list(nab_traces(args.nab)))
@@ -181,7 +176,7 @@ def main() -> int:
     for path in args.azure or [REPO / "tests" / "data" / "azure" / "azure_vm_max_cpu_sample.csv"]:
         sets.append((f"Azure {path}", lambda path=path: list(wide_traces(path))))
     for label, load in sets:
-        table(label, load(), policy, fixed, args.per_series)
+        table(label, load(), policy, args.per_series)
     print(f"\n{time.process_time() - started:.1f} CPU-seconds")
     return 0
 

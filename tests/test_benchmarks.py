@@ -24,6 +24,26 @@ def _run(*args: str) -> str:
     return result.stdout
 
 
+def test_quality_benchmark_prints_a_table_per_trace_set() -> None:
+    out = _run("benchmarks/quality.py")
+    tables = re.split(r"^(NAB|Azure) .*?: (\d+) series", out, flags=re.M)[1:]
+    sets = {tables[i]: (int(tables[i + 1]), tables[i + 2]) for i in range(0, len(tables), 3)}
+    assert set(sets) == {"NAB", "Azure"}
+    assert sets["Azure"][0] == 8  # the attributed sample in tests/data/azure
+    for count, body in sets.values():
+        rows = {
+            m.group(1).strip(): (float(m.group(2)), float(m.group(3)), int(m.group(4)))
+            for m in re.finditer(
+                r"^(khronika|p99 x 1\.15|krr p95|VPA p90 \+15 %|oracle)\s+([\d.]+)\s+([\d.]+)\s+(\d+)/",
+                body,
+                re.M,
+            )
+        }
+        assert set(rows) == {"khronika", "p99 x 1.15", "krr p95", "VPA p90 +15 %", "oracle"}
+        assert rows["oracle"][2] == count  # the floor is <= 1 % under on every series by construction
+        assert "slack above the oracle floor" in body
+
+
 def test_quality_benchmark_reports_every_method_and_the_floor() -> None:
     out = _run("benchmarks/quality_nab.py", "--quiet")
     summary = {

@@ -53,7 +53,7 @@ def test_a_moved_file_changes_the_digest(tmp_path: Path) -> None:
 
 def test_a_folder_without_pyproject_is_refused(tmp_path: Path) -> None:
     assert wheelhouse.main([str(tmp_path)]) == 1
-    with pytest.raises(wheelhouse.WheelhouseError, match="no pyproject.toml"):
+    with pytest.raises(wheelhouse.WheelhouseError, match=r"no pyproject\.toml"):
         wheelhouse.source_digest(tmp_path)
 
 
@@ -62,7 +62,7 @@ def test_a_failed_build_leaves_no_cache_entry(tmp_path: Path) -> None:
     tree.mkdir()
     (tree / "pyproject.toml").write_text("[project\n")  # not TOML
     cache = tmp_path / "cache"
-    with pytest.raises(wheelhouse.WheelhouseError, match="pip wheel .* failed"):
+    with pytest.raises(wheelhouse.WheelhouseError, match=r"pip wheel .* failed"):
         wheelhouse.ensure_wheel(tree, cache)
     assert [p.name for p in cache.iterdir()] == []
 

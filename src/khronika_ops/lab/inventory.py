@@ -62,8 +62,10 @@ def _write_private(path: Path, text: str) -> None:
     path.chmod(0o600)
 
 
-#: Both sample modules answer /health at once; short intervals keep the lab's switches short.
-_HEALTHCHECK = {"http": "/health", "interval": "2s", "timeout": "2s", "retries": 3, "start_period": "1s"}
+#: Both sample modules answer /health at once; short intervals keep the lab's switches short. The
+#: timeout and retries leave room for a machine where many lab hosts share two cores (25 hosts starting
+#: their modules at once timed 2 s checks out).
+_HEALTHCHECK = {"http": "/health", "interval": "2s", "timeout": "5s", "retries": 5, "start_period": "1s"}
 
 
 def catalog(platform_hosts: Sequence[str]) -> list[dict[str, Any]]:
