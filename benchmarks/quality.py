@@ -10,6 +10,8 @@ under, `worst` is the largest under of one series.
 
 Methods, each from the training part only:
   khronika        the planner (forecast + sizing policy), as `khronika plan size` sizes;
+  khronika bt     the planner with `calibration = "backtest"`: each series' own rolling-origin backtest
+                  prices the multiplier on its forecast p99 (--target-under, default 1 %);
   p99 x 1.15      the training p99 with 15 % headroom;
   krr p95         krr's simple CPU rule;
   VPA p90 +15 %   a decaying histogram (24 h half-life), p90, 15 % margin;
@@ -20,7 +22,7 @@ Sets: NAB (realAWSCloudwatch, one `timestamp,value` CSV per series, a folder) an
 (one wide CSV, `timestamp` then one column per VM). Paths are arguments; the repo carries NAB
 (tests/data/nab) and an attributed 8-VM sample of the Azure set (tests/data/azure).
 
-Run: .venv/bin/python benchmarks/quality.py [--nab DIR] [--azure FILE ...] [--per-series]
+Run: .venv/bin/python benchmarks/quality.py [--nab DIR] [--azure FILE ...] [--target-under 1] [--per-series]
 """
 
 from __future__ import annotations
@@ -97,7 +99,9 @@ def judge(size: float, future: FloatArray) -> tuple[float, float]:
     return under, float(np.mean(size - np.minimum(future, size)) / size)
 
 
-def sizes(trace: Trace, policy: SizingPolicy) -> tuple[dict[str, float], FloatArray]:
+def sizes(
+    trace: Trace, policy: SizingPolicy, calibrated: SizingPolicy
+) -> tuple[dict[str, float], FloatArray]:
     finite = np.isfinite(trace.values)
     times, values = trace.times[finite], trace.values[finite]
     cut = times[0] + TRAIN_SHARE * (times[-1] - times[0])
@@ -111,12 +115,13 @@ def sizes(trace: Trace, policy: SizingPolicy) -> tuple[dict[str, float], FloatAr
         timestamps=times[train],
         values=values[train],
     )
-    settings = ForecastSettings(horizon_days=horizon)
-    predicted = forecast(clean(raw), settings)
-    result = size_series(predicted, trace.resource, policy, source=trace.name)
-    if result.recommended is None:
-        raise SystemExit(f"{trace.name}: no size ({result.reason})")
-    found = {"khronika": result.recommended}
+    predicted = forecast(clean(raw), ForecastSettings(horizon_days=horizon, backtest=True))
+    found: dict[str, float] = {}
+    for label, chosen in (("khronika", policy), ("khronika bt", calibrated)):
+        result = size_series(predicted, trace.resource, chosen, source=trace.name)
+        if result.recommended is None:
+            raise SystemExit(f"{trace.name}: no size ({result.reason})")
+        found[label] = result.recommended
     history = values[train]
     weights = 0.5 ** ((times[train][-1] - times[train]) / DAY)
     found["p99 x 1.15"] = float(np.quantile(history, 0.99)) * 1.15
@@ -127,12 +132,12 @@ def sizes(trace: Trace, policy: SizingPolicy) -> tuple[dict[str, float], FloatAr
 
 
 def table(
-    label: str, traces: list[Trace], policy: SizingPolicy, per_series: bool
+    label: str, traces: list[Trace], policy: SizingPolicy, calibrated: SizingPolicy, per_series: bool
 ) -> dict[str, list[tuple[float, float]]]:
     results: dict[str, list[tuple[float, float]]] = {}
     names: list[str] = []
     for trace in traces:
-        found, future = sizes(trace, policy)
+        found, future = sizes(trace, policy, calibrated)
         names.append(trace.name)
         for method, size in found.items():
             results.setdefault(method, []).append(judge(size, future))
@@ -146,8 +151,9 @@ def table(
             f"{int((under <= OVER * 100 + 1e-9).sum()):>5d}/{len(figures):<3d}{under.max():9.2f}"
         )
     floor = np.mean([s for _, s in results["oracle"]]) * 100
-    mine = np.mean([s for _, s in results["khronika"]]) * 100
-    print(f"khronika slack above the oracle floor: {mine - floor:+.1f} points")
+    for method in ("khronika", "khronika bt"):
+        mine = np.mean([s for _, s in results[method]]) * 100
+        print(f"{method} slack above the oracle floor: {mine - floor:+.1f} points")
     if per_series:
         print(f"{'series':34s}" + "".join(f"{m[:14]:>16s}" for m in results))
         for index, name in enumerate(names):
@@ -166,9 +172,13 @@ def main() -> int:
     parser.add_argument(
         "--azure", type=Path, action="append", default=None, help="wide CSV of VM series (repeatable)"
     )
+    parser.add_argument(
+        "--target-under", type=float, default=1.0, help="percent, for khronika bt (default 1)"
+    )
     parser.add_argument("--per-series", action="store_true")
     args = parser.parse_args()
     policy = SizingPolicy()
+    calibrated = SizingPolicy(calibration="backtest", target_under=args.target_under / 100)
     started = time.process_time()
     sets: list[tuple[str, Callable[[], list[Trace]]]] = [
         ("NAB " + str(args.nab), lambda: list(nab_traces(args.nab)))
@@ -176,7 +186,7 @@ def main() -> int:
     for path in args.azure or [REPO / "tests" / "data" / "azure" / "azure_vm_max_cpu_sample.csv"]:
         sets.append((f"Azure {path}", lambda path=path: list(wide_traces(path))))
     for label, load in sets:
-        table(label, load(), policy, args.per_series)
+        table(label, load(), policy, calibrated, args.per_series)
     print(f"\n{time.process_time() - started:.1f} CPU-seconds")
     return 0
 

@@ -233,9 +233,31 @@ def size(
     growth: Annotated[float, typer.Option(help="What-if: growth in percent per month.")] = 0.0,
     reserve: Annotated[float, typer.Option(help="Disk: room for release images and backups.")] = 0.0,
     capacity: Annotated[float | None, typer.Option(help="Disk: current size, for days until full.")] = None,
+    calibration: Annotated[
+        str,
+        typer.Option(
+            help="CPU and rates: fixed (max(p95 x 1.15, p99.9)) or backtest (the multiplier on p99 that the "
+            "series' own rolling-origin backtest prices best at --target-under)."
+        ),
+    ] = "fixed",
+    target_under: Annotated[
+        str, typer.Option(help="With --calibration backtest: the share of samples allowed above the size.")
+    ] = "1%",
 ) -> None:
     """Size one series (values in the file's own units)."""
     from khronika_ops.planner.single import size_csv
+    from khronika_ops.planner.size import SizingPolicy
+
+    if calibration not in ("fixed", "backtest"):
+        raise typer.BadParameter(f"{calibration!r}: fixed or backtest", param_hint="--calibration")
+    try:
+        target = float(target_under.strip().removesuffix("%")) / 100.0
+        policy = SizingPolicy(calibration=calibration, target_under=target)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{target_under!r}: a percentage above 0 and below 50, such as 1% or 0.5",
+            param_hint="--target-under",
+        ) from None
 
     try:
         result = size_csv(
@@ -246,7 +268,9 @@ def size(
                 maintenance_window=parse_window(window),
                 load_factor=load_factor,
                 growth_percent_per_month=growth,
+                backtest=calibration == "backtest",
             ),
+            policy=policy,
             unit=unit,
             series_name=series,
             allow_unsorted=sort,

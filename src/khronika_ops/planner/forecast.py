@@ -20,7 +20,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from khronika_ops.planner import backtest
 from khronika_ops.planner.models import (
+    BacktestCurve,
     BoolArray,
     CleanSeries,
     FloatArray,
@@ -466,9 +468,23 @@ def _forecast_matrix(
     window = None
     if settings.maintenance_window is not None and settings.maintenance_window > grid.end_epoch:
         window = _outlook(grid, model, settings, (settings.maintenance_window - grid.end_epoch) / DAY)
-    return _summaries(
+    curves = (
+        backtest.curves(matrix, grid.step_days, settings.horizon_days, settings.half_life_days)
+        if settings.backtest
+        else None
+    )
+    results = _summaries(
         block, matrix, grid=grid, fit=fit, model=model, horizon=horizon, window=window, settings=settings
     )
+    if curves is not None:
+        for column, result in enumerate(results):
+            if not result.insufficient_data and curves.origins[column] > 0:
+                result.backtest = BacktestCurve(
+                    under=curves.under[:, column].tolist(),
+                    slack=curves.slack[:, column].tolist(),
+                    origins=int(curves.origins[column]),
+                )
+    return results
 
 
 def _summaries(

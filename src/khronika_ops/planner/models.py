@@ -111,6 +111,9 @@ class ForecastSettings(BaseModel):
     min_history_days: float = 1.0
     min_points: int = 48
     keep_band: bool = False
+    # Backtest each series on its own history (planner/backtest.py), for SizingPolicy.calibration
+    # "backtest"; off by default (it costs a pass over the history per origin).
+    backtest: bool = False
 
 
 class ForecastBand(BaseModel):
@@ -134,6 +137,17 @@ class ForecastPoint(BaseModel):
     demand: dict[str, float]
     forecast_peak: float
     growth_multiplier: float = 1.0
+
+
+class BacktestCurve(BaseModel):
+    """A series' own cost curves from rolling-origin backtests (planner/backtest.py): for each multiplier
+    of backtest.MULTIPLIERS, the mean share of samples above multiplier x p99 and the mean slack."""
+
+    model_config = ConfigDict(frozen=True)
+
+    under: list[float]
+    slack: list[float]
+    origins: int
 
 
 class Forecast(BaseModel):
@@ -165,6 +179,7 @@ class Forecast(BaseModel):
     outlier_timestamps: list[str] = Field(default_factory=list)
     growth_multiplier: float = 1.0
     band: ForecastBand | None = Field(default=None, exclude=True)
+    backtest: BacktestCurve | None = Field(default=None, exclude=True)
 
 
 class WindowSize(BaseModel):

@@ -7,14 +7,19 @@ what lost and by how much); the larger candidate wins. Defaults and their source
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from khronika_ops.planner import erlang
+from khronika_ops.planner import backtest, erlang
 from khronika_ops.planner.forecast import DEMAND_QUANTILES
-from khronika_ops.planner.models import CleanReport, Forecast, SizeResult, WindowSize
+from khronika_ops.planner.models import BacktestCurve, CleanReport, Forecast, SizeResult, WindowSize
 from khronika_ops.planner.units import Resource
+
+#: The price of under-provisioning in slack at a 1 % target (slack + price x under is minimised per
+#: series); inversely proportional to the target. Chosen on the Azure VM set (docs/planner.md).
+UNDER_PRICE_AT_1_PERCENT = 11.0
 
 
 class SizingPolicy(BaseModel):
@@ -37,6 +42,15 @@ class SizingPolicy(BaseModel):
     io_percentile: str = "p99"
     # Erlang C queueing target for request-serving modules.
     erlang_service_level: float = Field(0.8, gt=0, lt=1)
+    # CPU and request rates: "fixed" = max(cpu_percentile x headroom, coverage_percentile); "backtest" =
+    # the forecast's p99 times the multiplier that the series' own backtest (ForecastSettings.backtest)
+    # prices best at `target_under`; the fixed rule where the history gave no backtest.
+    calibration: Literal["fixed", "backtest"] = "fixed"
+    target_under: float = Field(0.01, gt=0, lt=0.5)
+
+    @property
+    def under_price(self) -> float:
+        return UNDER_PRICE_AT_1_PERCENT * 0.01 / self.target_under
 
     @field_validator("cpu_percentile", "coverage_percentile", "request_peak_percentile", "io_percentile")
     @classmethod
@@ -79,7 +93,7 @@ def size_series(
     demand = forecast.demand
     peak = forecast.forecast_peak or 0.0
     extra: dict[str, object] = {}
-    candidates, method = _candidates(resource, policy, demand, peak, extra_bytes)
+    candidates, method = _candidates(resource, policy, demand, peak, extra_bytes, curve=forecast.backtest)
     if resource is Resource.DISK and capacity is not None:
         extra["days_until_full"] = _days_until(capacity, forecast)
         extra["days_until_max_usage"] = _days_until(capacity * policy.disk_max_usage, forecast)
@@ -115,7 +129,13 @@ def size_series(
 
 
 def _candidates(
-    resource: Resource, policy: SizingPolicy, demand: dict[str, float], peak: float, extra_bytes: float
+    resource: Resource,
+    policy: SizingPolicy,
+    demand: dict[str, float],
+    peak: float,
+    extra_bytes: float,
+    *,
+    curve: BacktestCurve | None = None,
 ) -> tuple[dict[str, float], str]:
     """Every size the resource's rule considers for this demand and peak, and the rule in words."""
     if resource is Resource.MEMORY:
@@ -131,6 +151,16 @@ def _candidates(
         needed = max(peak, demand["max"]) + extra_bytes
         method = f"disk: (forecast used at horizon + reserved {extra_bytes:g}) / {policy.disk_max_usage:g} max usage"
         return {f"used_at_horizon_over_{policy.disk_max_usage:g}": needed / policy.disk_max_usage}, method
+    if policy.calibration == "backtest" and curve is not None:
+        multiplier, under, slack = backtest.best_multiplier(
+            np.asarray(curve.under), np.asarray(curve.slack), policy.under_price
+        )
+        method = (
+            f"{resource.value}: forecast p99 x {multiplier:.3g}, the multiplier its own history prices best "
+            f"at a {policy.target_under:.2%} under-provisioning target (backtested over {curve.origins} "
+            f"origins: {under:.2%} under, {slack:.1%} slack)"
+        )
+        return {f"p99_x{multiplier:.3g}_backtested": demand["p99"] * multiplier}, method
     headroom = 1.0 + policy.cpu_headroom
     coverage = demand[policy.coverage_percentile] * (1.0 + policy.coverage_margin)
     candidates = {
@@ -152,7 +182,9 @@ def _at_window(
     window = forecast.window
     if window is None:
         return None
-    candidates, _ = _candidates(resource, policy, window.demand, window.forecast_peak, extra_bytes)
+    candidates, _ = _candidates(
+        resource, policy, window.demand, window.forecast_peak, extra_bytes, curve=forecast.backtest
+    )
     return WindowSize(
         at=window.at,
         days=window.days,

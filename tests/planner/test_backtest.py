@@ -1,0 +1,132 @@
+"""Sizing calibrated on each series' own history (planner/backtest.py, SizingPolicy.calibration)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from khronika_ops.planner import backtest
+from khronika_ops.planner.forecast import forecast, weighted_quantiles
+from khronika_ops.planner.models import CleanReport, CleanSeries, ForecastSettings, SeriesKey
+from khronika_ops.planner.size import SizingPolicy, size_series
+from khronika_ops.planner.units import Resource
+
+STEP = 300
+PER_DAY = 86400 // STEP
+
+
+def _series(values: np.ndarray) -> CleanSeries:
+    return CleanSeries(
+        key=SeriesKey(metric="cpu"),
+        unit="cores",
+        source="test",
+        start=0.0,
+        step=float(STEP),
+        values=values,
+        report=CleanReport(points_in=values.size, points_used=values.size, step_seconds=float(STEP)),
+    )
+
+
+def _curves(values: np.ndarray, horizon: float = 5.0) -> backtest.Curves:
+    found = backtest.curves(values[:, None], STEP / 86400, horizon, 7.0)
+    assert found is not None
+    return found
+
+
+def test_the_curves_are_the_blocks_own_under_and_slack() -> None:
+    rng = np.random.default_rng(3)
+    values = rng.gamma(4.0, 1.0, 20 * PER_DAY)
+    found = _curves(values)
+    under, slack = found.under[:, 0], found.slack[:, 0]
+    assert found.origins[0] >= 3
+    # more room: never more under, never less slack
+    assert np.all(np.diff(under) <= 1e-12) and np.all(np.diff(slack) >= -1e-12)
+    # a stationary series: about 1 % above its own p99, as the blocks saw it
+    at_one = under[np.argmin(np.abs(backtest.MULTIPLIERS - 1.0))]
+    assert 0.003 < at_one < 0.03
+    # the definition, origin by origin, for one multiplier
+    step_days = STEP / 86400
+    block = round(5.0 * PER_DAY)
+    stride = round(block * 0.5)
+    origin, unders, slacks = values.size - block, [], []
+    while origin >= int(np.ceil(max(1.0, (values.size - 1) * step_days * 0.25) / step_days)):
+        ages = (origin - np.arange(origin)) * step_days
+        base = weighted_quantiles(values[:origin, None], 0.5 ** (ages / 7.0), [0.99])[0, 0]
+        size = backtest.MULTIPLIERS[40] * base
+        future = values[origin : origin + block]
+        unders.append(np.mean(future > size))
+        slacks.append(np.mean((size - np.minimum(future, size)) / size))
+        origin -= stride
+    assert found.origins[0] == len(unders)
+    assert under[40] == pytest.approx(np.mean(unders), abs=1e-12)
+    assert slack[40] == pytest.approx(np.mean(slacks), abs=1e-12)
+
+
+def test_a_noisier_future_asks_for_a_larger_multiplier() -> None:
+    rng = np.random.default_rng(5)
+    days = 20
+    calm = rng.gamma(4.0, 1.0, days * PER_DAY)
+    growing_noise = calm * np.linspace(1.0, 2.0, calm.size)
+    price = SizingPolicy(calibration="backtest").under_price
+    calm_curves, noisy_curves = _curves(calm), _curves(growing_noise)
+    calm_m, _, _ = backtest.best_multiplier(calm_curves.under[:, 0], calm_curves.slack[:, 0], price)
+    noisy_m, _, _ = backtest.best_multiplier(noisy_curves.under[:, 0], noisy_curves.slack[:, 0], price)
+    assert noisy_m > calm_m
+
+
+def test_a_lower_target_buys_more_room() -> None:
+    rng = np.random.default_rng(11)
+    values = rng.gamma(4.0, 1.0, 20 * PER_DAY)
+    predicted = forecast(_series(values), ForecastSettings(horizon_days=5.0, backtest=True))
+    sizes = [
+        size_series(predicted, Resource.CPU, SizingPolicy(calibration="backtest", target_under=t), source="t")
+        for t in (0.05, 0.01, 0.002)
+    ]
+    figures = [s.recommended for s in sizes]
+    assert figures == sorted(figures) and figures[0] < figures[-1]
+    assert "backtested over" in sizes[1].method and "1.00% under-provisioning target" in sizes[1].method
+    (name,) = sizes[1].candidates
+    assert name.startswith("p99_x") and name.endswith("_backtested")
+
+
+def test_without_a_backtest_the_fixed_rule_sizes() -> None:
+    rng = np.random.default_rng(13)
+    short = rng.gamma(4.0, 1.0, PER_DAY + 20)  # one day: no origin leaves a quarter of history and a block
+    predicted = forecast(_series(short), ForecastSettings(horizon_days=30.0, backtest=True))
+    assert predicted.backtest is None
+    fixed = size_series(predicted, Resource.CPU, SizingPolicy(), source="t")
+    calibrated = size_series(predicted, Resource.CPU, SizingPolicy(calibration="backtest"), source="t")
+    assert calibrated.recommended == fixed.recommended and calibrated.method == fixed.method
+
+
+def test_backtests_cost_nothing_unless_asked() -> None:
+    values = np.random.default_rng(17).gamma(4.0, 1.0, 20 * PER_DAY)
+    assert forecast(_series(values), ForecastSettings(horizon_days=5.0)).backtest is None
+
+
+def test_the_target_is_checked() -> None:
+    with pytest.raises(ValueError, match="target_under"):
+        SizingPolicy(target_under=0.0)
+
+
+def test_plan_size_takes_the_calibration_and_the_target() -> None:
+    from .helpers import NAB, run_cli, size_json
+
+    path = NAB / "ec2_cpu_utilization_24ae8d.csv"
+    fixed = size_json(path, "cpu", "--horizon", "4")
+    calibrated = size_json(path, "cpu", "--horizon", "4", "--calibration", "backtest", "--target-under", "1%")
+    assert "backtested over" in calibrated["method"] and "backtested" not in fixed["method"]
+    assert calibrated["recommended"] < fixed["recommended"]  # this series: 0.2 vs the fixed rule's p99.9
+    code, _, err = run_cli(
+        "plan",
+        "size",
+        "--csv",
+        str(path),
+        "--resource",
+        "cpu",
+        "--calibration",
+        "backtest",
+        "--target-under",
+        "70",
+    )
+    assert code == 2 and "a percentage above 0 and below 50" in err
