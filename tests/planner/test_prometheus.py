@@ -11,7 +11,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -426,7 +425,13 @@ def test_plan_playbook_reads_the_inventory(served: Served, tmp_path: Path) -> No
     }
     (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts), encoding="utf-8")
     reports = tmp_path / "reports"
-    env = ansible_env(PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    # A temporary folder of the run's own: the password file must be gone from it afterwards, and
+    # another run on the machine (another test session) cannot be mistaken for this one.
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    env = ansible_env(
+        PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}", TMPDIR=str(private_tmp)
+    )
     run = run_playbook(
         REPO / "playbooks" / "plan.yml",
         inventory / "hosts.yml",
@@ -453,7 +458,8 @@ def test_plan_playbook_reads_the_inventory(served: Served, tmp_path: Path) -> No
     assert web["cores_per_replica"] >= 0.5  # the Docker limit is the floor
     assert any("ghost: no facts" in warning for warning in plan["warnings"])
     assert PASSWORD not in run.output
-    assert not list(Path(tempfile.gettempdir()).glob("*.khronika-plan"))  # the password file is gone
+    assert f"{private_tmp}/ansible." in run.output  # the password file was made there...
+    assert not list(private_tmp.rglob("*.khronika-plan"))  # ...and is gone
     # A wrong CA path is refused before anything runs.
     bad = run_playbook(
         REPO / "playbooks" / "plan.yml",
