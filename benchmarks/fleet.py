@@ -35,7 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from khronika_ops.lab import INVENTORY_DIR, RUNS_DIR  # noqa: E402
+from khronika_ops.lab import INVENTORY_DIR, RUNS_DIR, STRATEGY  # noqa: E402
 from khronika_ops.lab import inventory as lab_inventory  # noqa: E402
 from khronika_ops.lab.up import Options, up  # noqa: E402
 from khronika_ops.runner import RunSummary, run_playbook  # noqa: E402
@@ -61,7 +61,7 @@ def down() -> None:
     subprocess.run([KHRONIKA, "lab", "down"], cwd=REPO, check=True, capture_output=True)
 
 
-LAB_STRATEGY = Options().strategy
+LAB_STRATEGY = STRATEGY
 
 
 def fresh_lab(hosts: int, forks: int, strategy: str | None = LAB_STRATEGY) -> RunSummary:

@@ -11,6 +11,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from khronika_ops.cli import app
+from khronika_ops.planner.models import CleanReport, CleanSeries, SeriesKey
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 NAB = DATA / "nab"
@@ -57,3 +58,16 @@ def daily_load(days: float, step: int = 300, seed: int = 7, level: float = 40.0)
     rng = np.random.default_rng(seed)
     t = np.arange(int(days * 86400 / step)) * step / 86400
     return level + 10 * np.sin(2 * np.pi * t) + rng.normal(0, 2, t.size).clip(-6, 6)
+
+
+def clean_series(values: np.ndarray, step: float, *, start: float = 0.0, metric: str = "load") -> CleanSeries:
+    """A series as the cleaner would hand it on: every value kept, on a regular grid."""
+    return CleanSeries(
+        key=SeriesKey(metric=metric),
+        unit="cores",
+        source="<test>",
+        start=start,
+        step=step,
+        values=values,
+        report=CleanReport(points_in=values.size, points_used=values.size, step_seconds=step),
+    )

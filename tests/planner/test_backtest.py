@@ -7,24 +7,18 @@ import pytest
 
 from khronika_ops.planner import backtest
 from khronika_ops.planner.forecast import forecast, weighted_quantiles
-from khronika_ops.planner.models import CleanReport, CleanSeries, ForecastSettings, SeriesKey
+from khronika_ops.planner.models import CleanSeries, ForecastSettings
 from khronika_ops.planner.size import SizingPolicy, size_series
 from khronika_ops.planner.units import Resource
+
+from .helpers import clean_series
 
 STEP = 300
 PER_DAY = 86400 // STEP
 
 
 def _series(values: np.ndarray) -> CleanSeries:
-    return CleanSeries(
-        key=SeriesKey(metric="cpu"),
-        unit="cores",
-        source="test",
-        start=0.0,
-        step=float(STEP),
-        values=values,
-        report=CleanReport(points_in=values.size, points_used=values.size, step_seconds=float(STEP)),
-    )
+    return clean_series(values, float(STEP), metric="cpu")
 
 
 def _curves(values: np.ndarray, horizon: float = 5.0) -> backtest.Curves:

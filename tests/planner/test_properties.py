@@ -9,23 +9,17 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from khronika_ops.planner.forecast import forecast
-from khronika_ops.planner.models import CleanReport, CleanSeries, ForecastSettings, SeriesKey
+from khronika_ops.planner.models import CleanSeries, ForecastSettings
 from khronika_ops.planner.size import SizingPolicy, size_series
 from khronika_ops.planner.units import Resource
+
+from .helpers import clean_series
 
 STEP = 3600.0
 
 
 def _series(values: np.ndarray) -> CleanSeries:
-    return CleanSeries(
-        key=SeriesKey(metric="load"),
-        unit="cores",
-        source="<test>",
-        start=1_700_000_000.0,
-        step=STEP,
-        values=values,
-        report=CleanReport(points_in=values.size, points_used=values.size, step_seconds=STEP),
-    )
+    return clean_series(values, STEP, start=1_700_000_000.0)
 
 
 def _recommend(values: np.ndarray, resource: Resource) -> float:

@@ -23,3 +23,5 @@ HOST_IMAGE = "khronika/lab-host:bookworm"
 BASE_IMAGE = "khronika/debian-systemd:bookworm"
 REGISTRY_NAME = "registry.lab"
 REGISTRY_PORT = 5050
+#: The strategy the lab runs its playbooks with (khronika run --strategy; "linear" is plain Ansible).
+STRATEGY = "mitogen_linear"

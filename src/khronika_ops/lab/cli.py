@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from khronika_ops.console import error_text, make_console
-from khronika_ops.lab import INVENTORY_DIR, LAB_DIR, REGISTRY_PORT, REPO_ROOT, STATE_DIR
+from khronika_ops.lab import INVENTORY_DIR, LAB_DIR, REGISTRY_PORT, REPO_ROOT, STATE_DIR, STRATEGY
 from khronika_ops.lab.hosts import LabHost
 
 lab_app = typer.Typer(
@@ -55,7 +55,7 @@ def up_command(
         typer.Option(
             help="Play strategy for the playbooks (see khronika run --help); linear is plain Ansible's."
         ),
-    ] = "mitogen_linear",
+    ] = STRATEGY,
 ) -> None:
     """Bring the lab up (or re-converge it): hosts, registry, site.yml, traffic, an update, a plan."""
     from khronika_ops.lab.up import Options, summary_lines, up

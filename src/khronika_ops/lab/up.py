@@ -34,6 +34,7 @@ from khronika_ops.lab import (
     REPORTS_DIR,
     RUNS_DIR,
     STATE_DIR,
+    STRATEGY,
     inventory,
 )
 from khronika_ops.lab import (
@@ -58,7 +59,7 @@ class Options:
     forks: int | None = None
     # Mitogen's linear strategy: the same plays, one persistent Python per host instead of a module
     # upload and an interpreter start per task (site.yml: about 2x faster first, 2.5x idempotent).
-    strategy: str | None = "mitogen_linear"
+    strategy: str | None = STRATEGY
 
 
 @dataclass
