@@ -12,7 +12,15 @@ import pytest
 
 from conftest import REPO
 
-HEAVY = ("pydantic", "numpy", "scipy", "matplotlib", "khronika_ops.platform", "khronika_ops.planner")
+HEAVY = (
+    "pydantic",
+    "numpy",
+    "scipy",
+    "matplotlib",
+    "khronika_ops.platform",
+    "khronika_ops.planner",
+    "khronika_ops.archive",
+)
 
 _LOAD = """
 import importlib.util, json, sys

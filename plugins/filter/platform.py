@@ -1,8 +1,9 @@
 """Filters of khronika.platform for the `platform` and `gateway` roles: thin adapters over khronika_ops.platform.
 
-khronika_catalog_plan(khronika_modules, groups, hostvars, release, registry)
-    -> the deployment (per host: containers in dependency order with image@digest, networks, volumes;
-       gateway routes), or AnsibleFilterError listing every catalog error.
+khronika_catalog_plan(khronika_modules, groups, hostvars, release, registry, image_source)
+    -> the deployment (per host: containers in dependency order with image@digest, or the archive's
+       local tag when image_source is 'archive'; networks, volumes; gateway routes), or
+       AnsibleFilterError listing every catalog error.
 khronika_release_record(release, deployed_at, containers)
     -> the JSON written to /etc/khronika/release.json.
 """
@@ -38,15 +39,24 @@ def _release(release: Any) -> platform_release.Release | None:
     return platform_release.parse_release(plain(release), "release")
 
 
-def khronika_catalog_plan(
-    catalog: Any, groups: Any, gpus: Any = None, release: Any = None, registry: str | None = None
+def khronika_catalog_plan(  # noqa: PLR0917 - a Jinja filter takes its arguments by position
+    catalog: Any,
+    groups: Any,
+    gpus: Any = None,
+    release: Any = None,
+    registry: str | None = None,
+    image_source: str | None = None,
 ) -> dict[str, Any]:
     if not isinstance(groups, Mapping):
         raise AnsibleFilterError("khronika_catalog_plan: the second argument must be `groups`")
     try:
         inventory = inventory_file.inventory_from_ansible(groups, gpus)
         plan = platform_catalog.resolve_deployment(
-            plain(catalog), inventory, release=_release(release), default_registry=registry or None
+            plain(catalog),
+            inventory,
+            release=_release(release),
+            default_registry=registry or None,
+            image_source=image_source or "registry",
         )
     except validation.ProblemsError as exc:
         raise AnsibleFilterError(f"khronika_catalog_plan: {exc}") from exc

@@ -42,6 +42,7 @@ def khronika_scale_preflight(  # noqa: PLR0917 - a Jinja filter takes its argume
     host_map: Any = None,
     registry: str | None = None,
     now: str | None = None,
+    image_source: str | None = None,
 ) -> dict[str, Any]:
     try:
         data = plain(plan)
@@ -63,6 +64,7 @@ def khronika_scale_preflight(  # noqa: PLR0917 - a Jinja filter takes its argume
             force_window=bool(force_window),
             host_map=plain(host_map) or {},
             registry=registry or None,
+            image_source=image_source or "registry",
         )
     except validation.ProblemsError as exc:
         raise AnsibleFilterError(str(exc)) from exc

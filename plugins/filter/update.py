@@ -53,6 +53,7 @@ def khronika_update_preflight(  # noqa: PLR0917 - a Jinja filter takes its argum
     image_checks: Any = None,
     registry: str | None = None,
     now: str | None = None,
+    image_source: str | None = None,
 ) -> dict[str, Any]:
     """`records`: host -> its release record, {"missing": true} or {"error": "..."};
     `window`: {start, duration[, every]} or None; `image_checks`: [{image, ok, reason}] from the hosts."""
@@ -64,6 +65,7 @@ def khronika_update_preflight(  # noqa: PLR0917 - a Jinja filter takes its argum
             inventory_file.inventory_from_ansible(groups, hostvars),
             release=target,
             default_registry=registry or None,
+            image_source=image_source or "registry",
         )
         result = update.preflight(
             target=target,

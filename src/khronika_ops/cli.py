@@ -28,6 +28,8 @@ _SUBCOMMAND_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("khronika_ops.platform.status", "status", "status"),
     ("khronika_ops.runner", "run_command", "run"),
     ("khronika_ops.lab.cli", "lab_app", "lab"),
+    ("khronika_ops.archive.cli", "archive_app", "archive"),
+    ("khronika_ops.support.cli", "support_app", "support"),
 )
 
 

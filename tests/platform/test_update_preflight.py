@@ -106,6 +106,9 @@ def test_first_deployment_and_nothing_to_do() -> None:
         ("app-02", "same", "none"),
     ]
     assert result.hosts[1].images == [] and result.hosts[1].backups == []
+    # A first deployment has no data yet to copy; the same host upgraded backs its volumes up.
+    assert result.hosts[0].backups == [] and result.hosts[0].images
+    assert _check("1.1.0", [HostState(host="app-01", version="1.0.0")]).hosts[0].backups
     same = _check("1.1.0", [HostState(host="app-02", version="1.1.0")])
     assert same.downtime == "none" and "nothing to switch" in same.warnings[0]
 

@@ -26,6 +26,18 @@ _SHA256_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _MAX_NAME_LENGTH = 255
 
 
+# Where hosts get the module images: pulled from a registry by digest, or loaded from an installation
+# archive (khronika_ops.archive; playbooks/install-offline.yml) and run by the tag archive_tag() names.
+IMAGE_SOURCES = ("registry", "archive")
+
+
+def archive_tag(digest: str) -> str:
+    """The tag of an image loaded from an archive: its registry digest, `sha256:` written `sha256-`."""
+    if not _SHA256_DIGEST_RE.match(digest):
+        raise ImageReferenceError(f"digest {digest!r} is not 'sha256:' followed by 64 lowercase hex digits")
+    return digest.replace(":", "-", 1)
+
+
 class ImageReferenceError(ValueError):
     """An image reference Docker would refuse, with the reason."""
 
@@ -44,6 +56,11 @@ class ImageReference:
 
     def with_digest(self, digest: str) -> str:
         return f"{self.repository}@{digest}"
+
+    def loaded_from_archive(self, digest: str) -> str:
+        """The name an image of an installation archive gets on a host: `docker load` keeps no
+        repository digest, so the loader tags the image `repository:sha256-<hex>` and the plan runs that."""
+        return f"{self.repository}:{archive_tag(digest)}"
 
     def __str__(self) -> str:
         text = self.repository

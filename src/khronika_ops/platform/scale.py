@@ -350,6 +350,7 @@ def preflight(
     force_window: bool = False,
     host_map: Mapping[str, str] | None = None,
     registry: str | None = None,
+    image_source: str = "registry",
 ) -> ScalePlan:
     """Decide the scale or raise ScaleRefused with every reason.
 
@@ -388,11 +389,15 @@ def preflight(
     old: DeployPlan | None = None
     new: DeployPlan | None = None
     try:
-        old = resolve_deployment(list(catalog), inventory, release=release, default_registry=registry)
+        old = resolve_deployment(
+            list(catalog), inventory, release=release, default_registry=registry, image_source=image_source
+        )
     except ProblemsError as exc:
         problems.extend(Problem(p.module, p.field, f"today's catalog: {p.message}") for p in exc.problems)
     try:
-        new = resolve_deployment(new_catalog, inventory, release=release, default_registry=registry)
+        new = resolve_deployment(
+            new_catalog, inventory, release=release, default_registry=registry, image_source=image_source
+        )
     except ProblemsError as exc:
         problems.extend(Problem(p.module, p.field, f"the scaled catalog: {p.message}") for p in exc.problems)
     data_roots: dict[str, DataRootMove] = {}

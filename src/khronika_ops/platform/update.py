@@ -171,6 +171,13 @@ class UpdatePreflight(StrictModel):
         return [host for host in self.hosts if host.move != "same"]
 
 
+def _unavailable(image: str) -> str:
+    # A reference by digest is pulled; any other is an installation archive's tag, loaded beforehand.
+    if "@" in image:
+        return "cannot be pulled"
+    return "is not loaded on the host (playbooks/install-offline.yml loads the release's archive)"
+
+
 def preflight(
     *,
     target: Release,
@@ -251,7 +258,7 @@ def preflight(
         hosts.append(_host_update(state, move, change, deployment, strategies))
     needed = {image for host in hosts for image in host.images}
     problems += [
-        Problem(None, check.image, f"cannot be pulled: {check.reason}")
+        Problem(None, check.image, f"{_unavailable(check.image)}: {check.reason}")
         for check in image_checks
         if not check.ok and check.image in needed
     ]
@@ -311,8 +318,9 @@ def _host_update(
         downtime=downtime,
         modules=modules,
         rolling=[name for name in modules if strategies.get(name) == "rolling"],
+        # A first deployment has no data yet: nothing to copy before it.
         backups=[]
-        if move == "same"
+        if move in {"same", "first-deployment"}
         else [v.docker_name for v in (plan.volumes if plan else []) if v.backup == "before-update"],
         images=[] if move == "same" else sorted({container.image for container in containers}),
     )

@@ -37,14 +37,14 @@ from khronika_ops.platform.catalog.schema import (
     catalog_entries,
     parse_modules,
 )
-from khronika_ops.platform.images import parse_repository
+from khronika_ops.platform.images import IMAGE_SOURCES, parse_repository
 from khronika_ops.platform.release import Release
 from khronika_ops.quantities import format_duration
 from khronika_ops.validation import Problem
 
 
 def _resolve_image(
-    module: CatalogModule, release: Release | None, default_registry: str | None
+    module: CatalogModule, release: Release | None, default_registry: str | None, image_source: str
 ) -> tuple[str | None, Problem | None]:
     pinned = release.module(module.name) if release is not None else None
     if release is not None and pinned is None:
@@ -57,10 +57,13 @@ def _resolve_image(
         repository = parse_repository(pinned.reference.repository)
     else:
         return None, Problem(module.name, "image", "is required when no release is given")
-    text = repository.repository
     if repository.registry is None and default_registry:
-        text = f"{default_registry.rstrip('/')}/{repository.path}"
-    return (f"{text}@{pinned.digest}" if pinned is not None else text), None
+        repository = parse_repository(f"{default_registry.rstrip('/')}/{repository.path}")
+    if pinned is None:
+        return repository.repository, None
+    if image_source == "archive":
+        return repository.loaded_from_archive(pinned.digest), None
+    return repository.with_digest(pinned.digest), None
 
 
 def _healthcheck(module: CatalogModule) -> PlannedHealthcheck | None:
@@ -163,8 +166,14 @@ def resolve_deployment(
     release: Release | None = None,
     default_registry: str | None = None,
     source: str | None = None,
+    *,
+    image_source: str = "registry",
 ) -> DeployPlan:
-    """Validate the catalog against the inventory (and release) and resolve it; CatalogError lists all problems."""
+    """Validate the catalog against the inventory (and release) and resolve it; CatalogError lists all problems.
+    `image_source` is where hosts get the images (IMAGE_SOURCES): `registry` runs `repository@digest`,
+    `archive` the tag the installation archive's loader gives the same image."""
+    if image_source not in IMAGE_SOURCES:
+        raise ValueError(f"image source must be one of {', '.join(IMAGE_SOURCES)}, not {image_source!r}")
     entries = catalog_entries(catalog)
     modules, problems = parse_modules(entries)
     by_name = {module.name: module for module in modules}
@@ -214,7 +223,7 @@ def resolve_deployment(
                 problems += host_resource_rules(
                     module, inventory.hosts[host], release_minimum, "release.min_resources"
                 )
-        image, image_problem = _resolve_image(module, release, default_registry)
+        image, image_problem = _resolve_image(module, release, default_registry, image_source)
         if image_problem is not None:
             problems.append(image_problem)
             continue

@@ -1,0 +1,484 @@
+"""The installation archive built from a real image in the test registry: verify, every way it is refused
+(each naming its member), signatures with GPG and minisign, the wheels installing with no index, and the
+controller side of install-offline.yml (action khronika.platform.archive_unpack)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import tarfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import REPO, ansible_env, docker_available, require_service, tool
+from khronika_ops.archive import layout
+from khronika_ops.archive.build import BuildError, BuildOptions, build
+from khronika_ops.archive.signing import Signer, SigningError
+from khronika_ops.archive.verify import ArchiveError, extract, verify
+from khronika_ops.cli import app
+
+LOCAL = "127.0.0.1:5000"
+
+
+def _pinned_test_image() -> str:
+    """khronika-test/busybox@<the digest the running registry holds for the test tag>."""
+    state = os.environ.get("KHRONIKA_TEST_REGISTRY_DIR")
+    require_service(bool(state) and Path(state or "").is_dir() and docker_available(), "the test registry")
+    assert state is not None
+    password = (Path(state) / "password").read_text(encoding="utf-8").strip()
+    user = os.environ["KHRONIKA_TEST_REGISTRY_USER"]
+    repository, tag = os.environ["KHRONIKA_TEST_IMAGE"].replace("registry.test:5000", LOCAL).rsplit(":", 1)
+    path = repository.split("/", 1)[1]
+    import base64
+
+    request = urllib.request.Request(
+        f"https://{LOCAL}/v2/{path}/manifests/{tag}",
+        headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json",
+            "Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode(),
+        },
+        method="HEAD",
+    )
+    context = ssl.create_default_context(cafile=os.environ["KHRONIKA_TEST_REGISTRY_CA"])
+    with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+        return f"{path}@{answer.headers['Docker-Content-Digest']}"
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("releases")
+    image = _pinned_test_image()
+    (folder / "3.0.0.yml").write_text(
+        f"version: '3.0.0'\nkind: new-version\ndate: 2026-11-30\nmodules:\n  - name: probe\n    image: {image}\n",
+        encoding="utf-8",
+    )
+    return folder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _registry_login() -> None:
+    state = os.environ.get("KHRONIKA_TEST_REGISTRY_DIR")
+    if state:
+        os.environ.setdefault("DOCKER_CONFIG", str(Path(state) / "docker-config"))
+
+
+def _options(releases: Path, output: Path, **kwargs: object) -> BuildOptions:
+    values: dict[str, object] = {
+        "release": "3.0.0",
+        "source": REPO,
+        "releases_dir": releases,
+        "output": output,
+        "registry": LOCAL,
+        "without": {"wheels"},
+    }
+    values.update(kwargs)
+    return BuildOptions(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def archive(releases: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("archive") / "khronika-3.0.0.tar"
+    steps: list[str] = []
+    result = build(_options(releases, output), lambda step, done, total: steps.append(step))
+    assert result.path == output and output.is_file()
+    assert {"images", "collection", "collections", "docs", "checksums", "archive"} <= set(steps)
+    return output
+
+
+def _copy(archive: Path, tmp_path: Path) -> Path:
+    target = tmp_path / archive.name
+    shutil.copy(archive, target)
+    return target
+
+
+def _flip(path: Path, member: str, where: float = 0.5) -> None:
+    with tarfile.open(path) as tar:
+        info = tar.getmember(f"khronika-3.0.0/{member}")
+    with path.open("r+b") as handle:
+        handle.seek(info.offset_data + int(info.size * where))
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0x01]))
+
+
+def test_the_archive_holds_the_release_and_checks_out(archive: Path, releases: Path, tmp_path: Path) -> None:
+    verified = verify(archive, release="3.0.0")
+    manifest = verified.manifest
+    assert manifest.release == "3.0.0" and manifest.components == [
+        "images",
+        "collection",
+        "collections",
+        "docs",
+    ]
+    assert [image.module for image in manifest.images] == ["probe"]
+    assert manifest.images[0].reference == (releases / "3.0.0.yml").read_text().split("image: ")[1].strip()
+    assert manifest.collection and manifest.collection.startswith("collection/khronika-platform-")
+    assert {c.name for c in manifest.collections} == {
+        "community.docker",
+        "ansible.posix",
+        "community.library_inventory_filtering_v1",
+    }
+    assert verified.signature == "not signed"
+    # SHA256SUMS is what `sha256sum -c` reads, from the archive's folder.
+    subprocess.run(["tar", "-xf", str(archive), "-C", str(tmp_path)], check=True)
+    checked = subprocess.run(
+        ["sha256sum", "--check", "--strict", "SHA256SUMS"],
+        cwd=tmp_path / "khronika-3.0.0",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # The images' tar loads into Docker as the image the release pins (its ID recorded in the manifest).
+    loaded = subprocess.run(
+        ["docker", "load", "-i", str(tmp_path / "khronika-3.0.0" / layout.IMAGES)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert manifest.images[0].image_id in loaded
+    # The pinned collections untar into a collections path as Ansible expects them.
+    docker = next(c for c in manifest.collections if c.name == "community.docker")
+    with tarfile.open(tmp_path / "khronika-3.0.0" / docker.file) as tar:
+        meta = tar.extractfile("ansible_collections/community/docker/MANIFEST.json")
+        assert meta is not None and json.load(meta)["collection_info"]["version"] == docker.version
+
+
+@pytest.mark.parametrize(
+    ("member", "said"),
+    [
+        (layout.IMAGES, r"^images/images\.tar: checksum mismatch"),
+        ("release/3.0.0.yml", r"^release/3\.0\.0\.yml: checksum mismatch"),
+        (layout.MANIFEST, r"^archive\.json: checksum mismatch"),
+        # A flipped character in the sums either breaks its line or changes a listed digest.
+        (layout.CHECKSUMS, r"SHA256SUMS line \d+ is not|checksum mismatch|not listed in SHA256SUMS"),
+    ],
+)
+def test_a_changed_byte_is_refused_naming_its_member(
+    archive: Path, tmp_path: Path, member: str, said: str
+) -> None:
+    damaged = _copy(archive, tmp_path)
+    _flip(damaged, member)
+    with pytest.raises(ArchiveError) as caught:
+        verify(damaged, release="3.0.0")
+    assert any(re.search(said, problem) for problem in caught.value.problems), caught.value.problems
+
+
+def test_truncated_missing_added_and_unsafe_members_are_refused(archive: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.tar"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(ArchiveError, match="truncated or not a tar archive"):
+        verify(truncated)
+
+    added = _copy(archive, tmp_path)
+    with tarfile.open(added, "a") as tar:
+        info = tarfile.TarInfo("khronika-3.0.0/images/extra.tar")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+        link = tarfile.TarInfo("khronika-3.0.0/docs/passwd")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+        escape = tarfile.TarInfo("khronika-3.0.0/../../tmp/owned")
+        escape.size = 1
+        tar.addfile(escape, io.BytesIO(b"x"))
+    with pytest.raises(ArchiveError) as caught:
+        verify(added)
+    problems = "\n".join(caught.value.problems)
+    assert "images/extra.tar: in the archive but not listed in SHA256SUMS" in problems
+    assert "docs/passwd: is a link or special file" in problems
+    assert "../../tmp/owned: its path is absolute or leaves the archive's folder" in problems
+
+    shorter = tmp_path / "shorter.tar"
+    with tarfile.open(archive) as source, tarfile.open(shorter, "w") as tar:
+        for info in source:
+            if not info.name.endswith("release/3.0.0.yml"):
+                tar.addfile(info, source.extractfile(info) if info.isfile() else None)
+    with pytest.raises(ArchiveError) as caught:
+        verify(shorter)
+    assert "release/3.0.0.yml: listed in SHA256SUMS but missing from the archive" in caught.value.problems
+
+
+def test_another_release_is_refused(archive: Path) -> None:
+    with pytest.raises(ArchiveError) as caught:
+        verify(archive, release="3.0.1")
+    assert caught.value.problems == [
+        "archive.json: the archive holds release 3.0.0, not the release asked for (3.0.1)"
+    ]
+
+
+def test_extract_writes_only_verified_bytes_and_keeps_good_files(archive: Path, tmp_path: Path) -> None:
+    verified = verify(archive)
+    paths, written = extract(verified, [layout.IMAGES], tmp_path)
+    assert written == [layout.IMAGES]
+    assert hashlib.sha256(paths[layout.IMAGES].read_bytes()).hexdigest() == verified.sums[layout.IMAGES]
+    again, written = extract(verified, [layout.IMAGES], tmp_path)
+    assert written == [] and again == paths
+    # The file changes after verify (a swapped disk, a second writer): refused, nothing left under its name.
+    paths[layout.IMAGES].unlink()
+    (tmp_path / "swap").mkdir()
+    swapped = _copy(archive, tmp_path / "swap")
+    _flip(swapped, layout.IMAGES)
+    verified.path = swapped
+    with pytest.raises(ArchiveError, match="changed since it was verified"):
+        extract(verified, [layout.IMAGES], tmp_path)
+    assert not (tmp_path / layout.IMAGES).exists()
+    assert not list((tmp_path / "images").glob(".*partial"))
+
+
+def test_a_failed_build_leaves_nothing(releases: Path, tmp_path: Path) -> None:
+    output = tmp_path / "out" / "khronika-3.0.0.tar"
+    with pytest.raises(BuildError, match=r"9\.9\.9"):
+        build(_options(releases, output, release="9.9.9"))
+    with pytest.raises(BuildError, match="names no registry; give --registry"):
+        build(_options(releases, output, registry=None))
+    with pytest.raises(BuildError, match="--without takes collection, collections, wheels, docs; not images"):
+        build(_options(releases, output, without={"images"}))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    image = (releases / "3.0.0.yml").read_text().split("image: ")[1].strip()
+    missing = image.rsplit("@", 1)[0] + "@sha256:" + "0" * 64
+    (broken / "3.0.0.yml").write_text((releases / "3.0.0.yml").read_text().replace(image, missing))
+    with pytest.raises(BuildError, match="docker pull"):
+        build(_options(broken, output, releases_dir=broken))
+    assert not output.parent.exists() or list(output.parent.iterdir()) == []
+
+
+def _gpg_key(home: Path) -> str:
+    home.mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    subprocess.run(
+        [
+            "gpg",
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "archive-test@khronika.invalid",
+            "ed25519",
+            "sign",
+            "1d",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    keyring = home / "trusted.gpg"
+    keyring.write_bytes(
+        subprocess.run(
+            ["gpg", "--export", "archive-test@khronika.invalid"], env=env, check=True, capture_output=True
+        ).stdout
+    )
+    return str(keyring)
+
+
+def test_gpg_signature(releases: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    require_service(shutil.which("gpg") is not None and shutil.which("gpgv") is not None, "gpg and gpgv")
+    monkeypatch.setenv("GNUPGHOME", str(tmp_path / "signer"))
+    keyring = _gpg_key(tmp_path / "signer")
+    signed = build(
+        _options(
+            releases,
+            tmp_path / "signed.tar",
+            signer=Signer.parse("gpg:archive-test@khronika.invalid"),
+            without={"wheels", "collection", "collections", "docs"},
+        )
+    ).path
+    verified = verify(signed, key=keyring, require_signature=True)
+    assert verified.manifest.signature == "gpg" and verified.signature.startswith("gpg: ")
+    assert "Good signature" in verified.signature
+    # Signed but not checked: said so, and refused when a signature is required.
+    assert verify(signed).signature == "signed (gpg), not checked: no key given"
+    with pytest.raises(ArchiveError, match="no key was given"):
+        verify(signed, require_signature=True)
+    # Another key, or sums rewritten to match a changed member: the signature check fails.
+    other = _gpg_key(tmp_path / "other")
+    with pytest.raises(ArchiveError, match=r"SHA256SUMS\.asc: the signature check failed"):
+        verify(signed, key=other)
+    forged = tmp_path / "forged.tar"
+    with tarfile.open(signed) as source, tarfile.open(forged, "w") as tar:
+        release_bytes = b"version: '3.0.0'\nkind: new-version\ndate: 2026-11-30\nmodules: []\n"
+        sums_info = None
+        for info in source:
+            data = source.extractfile(info).read() if info.isfile() else None  # type: ignore[union-attr]
+            if info.name.endswith("release/3.0.0.yml"):
+                data = release_bytes
+            if info.name.endswith("/SHA256SUMS"):
+                sums = layout.parse_checksums(data.decode())  # type: ignore[union-attr]
+                sums["release/3.0.0.yml"] = hashlib.sha256(release_bytes).hexdigest()
+                data = layout.format_checksums(sums).encode()
+                sums_info = info
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+        assert sums_info is not None
+    with pytest.raises(ArchiveError, match="signature check failed"):
+        verify(forged, key=keyring)
+    verify(forged)  # without the key the sums alone agree: which is why a site that signs passes the key
+
+
+def test_minisign_signature(releases: Path, tmp_path: Path) -> None:
+    require_service(shutil.which("minisign") is not None, "minisign (Debian package minisign)")
+    secret, public = tmp_path / "minisign.key", tmp_path / "minisign.pub"
+    subprocess.run(
+        ["minisign", "-G", "-W", "-p", str(public), "-s", str(secret)], check=True, capture_output=True
+    )
+    signed = build(
+        _options(
+            releases,
+            tmp_path / "signed.tar",
+            signer=Signer.parse(f"minisign:{secret}"),
+            without={"wheels", "collection", "collections", "docs"},
+        )
+    ).path
+    verified = verify(signed, key=public, require_signature=True)
+    assert verified.signature.startswith("minisign: ")
+    other_secret, other_public = tmp_path / "other.key", tmp_path / "other.pub"
+    subprocess.run(
+        ["minisign", "-G", "-W", "-p", str(other_public), "-s", str(other_secret)],
+        check=True,
+        capture_output=True,
+    )
+    with pytest.raises(ArchiveError, match=r"SHA256SUMS\.minisig: the signature check failed"):
+        verify(signed, key=other_public)
+    with pytest.raises(SigningError, match="does not exist"):
+        Signer.parse(f"minisign:{tmp_path / 'none.key'}")
+    with pytest.raises(SigningError, match="gpg:KEY or minisign:SECRET_KEY_FILE"):
+        Signer.parse("pgp:key")
+
+
+def test_unsigned_archive_when_a_signature_is_required(archive: Path) -> None:
+    with pytest.raises(ArchiveError, match="not signed, and a signature is required"):
+        verify(archive, require_signature=True)
+
+
+def test_the_wheels_install_with_no_index(releases: Path, tmp_path: Path) -> None:
+    result = build(_options(releases, tmp_path / "wheels.tar", without={"collection", "collections", "docs"}))
+    assert result.manifest.python and result.manifest.wheels
+    subprocess.run(["tar", "-xf", str(result.path), "-C", str(tmp_path)], check=True)
+    folder = tmp_path / "khronika-3.0.0" / "wheels"
+    done = subprocess.run(
+        [
+            tool("python"),
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--no-index",
+            "--find-links",
+            str(folder),
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            "-",
+            "khronika-ops",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    names = {item["metadata"]["name"].lower() for item in json.loads(done.stdout)["install"]}
+    assert {"khronika-ops", "ansible-core", "pydantic", "numpy"} <= names
+
+
+def test_cli_build_and_verify(releases: Path, tmp_path: Path, archive: Path) -> None:
+    runner = CliRunner()
+    output = tmp_path / "cli.tar"
+    result = runner.invoke(
+        app,
+        [
+            "archive",
+            "build",
+            "--release",
+            "3.0.0",
+            "--releases-dir",
+            str(releases),
+            "--registry",
+            LOCAL,
+            "--source",
+            str(REPO),
+            "-o",
+            str(output),
+            "--without",
+            "wheels",
+            "--without",
+            "docs",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        f"archive {output}" in result.output
+        and "components: images, collection, collections" in result.output
+    )
+    ok = runner.invoke(app, ["archive", "verify", str(output), "--release", "3.0.0"])
+    assert ok.exit_code == 0 and ": OK" in ok.output and "signature: not signed" in ok.output
+    damaged = _copy(archive, tmp_path)
+    _flip(damaged, layout.IMAGES)
+    refused = runner.invoke(app, ["archive", "verify", str(damaged)])
+    assert refused.exit_code == 1
+    assert "REFUSED" in refused.output and "images/images.tar: checksum mismatch" in refused.output
+
+
+def test_archive_unpack_action(archive: Path, tmp_path: Path) -> None:
+    """The controller step of install-offline.yml: refuses before writing, unpacks once, then changes nothing."""
+    playbook = tmp_path / "unpack.yml"
+    releases, cache = tmp_path / "site-releases", tmp_path / "cache"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - khronika.platform.archive_unpack:\n"
+        "        path: '{{ archive }}'\n        release: '{{ release }}'\n"
+        f"        releases_dir: {releases}\n        dest: {cache}\n"
+        "      register: unpacked\n"
+        "    - ansible.builtin.debug:\n        msg: 'UNPACKED {{ unpacked | to_json }}'\n",
+        encoding="utf-8",
+    )
+
+    def run(path: Path, release: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                tool("ansible-playbook"),
+                "-i",
+                "localhost,",
+                "-c",
+                "local",
+                str(playbook),
+                "-e",
+                f"archive={path}",
+                "-e",
+                f"release={release}",
+            ],
+            capture_output=True,
+            text=True,
+            env=ansible_env(),
+            cwd=REPO,
+            check=False,
+            timeout=300,
+        )
+
+    wrong = run(archive, "3.0.1")
+    assert wrong.returncode != 0
+    assert "the archive is refused before any host changes" in wrong.stdout
+    assert "not the release asked for (3.0.1)" in wrong.stdout
+    assert not releases.exists() and not cache.exists()
+    first = run(archive, "3.0.0")
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert "changed=1" in first.stdout
+    assert (releases / "3.0.0.yml").is_file() and (cache / "3.0.0" / layout.IMAGES).is_file()
+    second = run(archive, "3.0.0")
+    assert second.returncode == 0 and "changed=0" in second.stdout
+    # A different manifest already filed under the same release number is not overwritten.
+    (releases / "3.0.0.yml").write_text("version: '3.0.0'\n", encoding="utf-8")
+    clash = run(archive, "3.0.0")
+    assert (
+        clash.returncode != 0 and "differs from the manifest of release 3.0.0 in the archive" in clash.stdout
+    )
