@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -323,21 +323,29 @@ def run_command(
         else:
             console.print(error_text(f"-e {item}: expected key=value or @file"))
             raise typer.Exit(2)
+    run_and_exit(
+        console,
+        playbook,
+        inventory,
+        extravars=extravars,
+        limit=limit,
+        check=check,
+        diff=diff,
+        vault_password_file=vault_password_file,
+        forks=forks,
+        strategy=strategy,
+        artifacts_root=artifacts,
+        extra_args=args,
+    )
+
+
+def run_and_exit(console: Any, playbook: Path | str, inventory: Path | str, **options: Any) -> NoReturn:
+    """A command's playbook run (`khronika run`, `khronika support bundle`): progress and summary on
+    `console`, then the exit status: 0, the playbook's rc, or 2 when it could not start."""
+    from khronika_ops.console import error_text
+
     try:
-        summary = run_playbook(
-            playbook,
-            inventory,
-            extravars=extravars,
-            limit=limit,
-            check=check,
-            diff=diff,
-            vault_password_file=vault_password_file,
-            forks=forks,
-            strategy=strategy,
-            artifacts_root=artifacts,
-            extra_args=args,
-            say=console.print,
-        )
+        summary = run_playbook(playbook, inventory, say=console.print, **options)
     except RunError as exc:
         console.print(error_text(exc))
         raise typer.Exit(2) from None

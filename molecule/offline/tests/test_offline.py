@@ -41,8 +41,12 @@ def playbook(archive, *extra):
         f"khronika_archive={archive}",
         "-e",
         f"khronika_update_report_dir={EPHEMERAL / 'reports'}",
+        "-e",
+        "@" + os.environ["KHRONIKA_TEST_REGISTRY_VAULT"],
         *extra,
     ]
+    if os.environ.get("KHRONIKA_TEST_VAULT_PASSWORD_FILE"):
+        command += ["--vault-password-file", os.environ["KHRONIKA_TEST_VAULT_PASSWORD_FILE"]]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
     return done.returncode, done.stdout + done.stderr
 

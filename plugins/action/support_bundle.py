@@ -1,0 +1,149 @@
+"""Action plugin khronika.platform.support_bundle: a thin wrapper around khronika_ops.support.bundle."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+try:
+    from khronika_ops.support.bundle import BundleError, HostResult, write_bundle
+except ImportError:  # the controller lacks the package: say how to fix it when the task runs
+    write_bundle = None
+
+DOCUMENTATION = r"""
+---
+module: support_bundle
+short_description: Write a redacted support bundle with a request draft from what the hosts gave
+description:
+  - Runs on the controller (playbooks/support-bundle.yml). Reads each host's collection
+    (O(collected)/hosts/<host>.tar.gz), redacts it and writes one timestamped tar.gz into O(dest) with
+    summary.md, request.json and request.schema.json. The logic is C(khronika_ops.support) (docs/support.md).
+  - The secrets kept out of the bundle are the string values, on every host of the inventory, of the
+    variables whose name says secret (C(vault_*), C(*password*), C(*passwd*), C(*token*), C(*secret*),
+    C(*_key), C(*private*), C(*credential*)), including such keys inside lists and mappings (a registry
+    login's password), plus O(extra_secrets). The finished archive is scanned for every one of them; a
+    leak removes it and fails the task.
+options:
+  collected: {description: Folder holding hosts/<host>.tar.gz., type: path, required: true}
+  hosts: {description: "Host -> {reachable, error}.", type: dict, required: true}
+  dest: {description: Folder for the bundle., type: path, required: true}
+  organisation: {description: "{name, address, contact_person}.", type: dict, required: true}
+  contact: {description: "{phone, email}.", type: dict, required: true}
+  category: {description: incident, problem, service-request or development-request., type: str, required: true}
+  description: {description: What happened., type: str, required: true}
+  pseudonymize: {description: Stand-ins for host names and IPv4 addresses., type: bool, default: false}
+  alerts: {description: "{source, alerts} read from Alertmanager, or {error}.", type: dict}
+  reports_dir: {description: The update reports folder., type: path}
+  extra_secrets: {description: More values to keep out., type: list, elements: str, default: []}
+author: khronika-ops maintainers
+"""
+
+_SECRET_NAME = re.compile(
+    r"(^vault_|password|passwd|token|secret|_key$|^key$|private|credential)", re.IGNORECASE
+)
+# Inside a structure: a key that holds a secret value (not `secrets`, a list that names them).
+_SECRET_KEY = re.compile(r"(password|passwd|token|secret$|_key$|^key$|private|credential)", re.IGNORECASE)
+_OPTIONS = {
+    "collected",
+    "hosts",
+    "dest",
+    "organisation",
+    "contact",
+    "category",
+    "description",
+    "pseudonymize",
+    "alerts",
+    "reports_dir",
+    "extra_secrets",
+}
+
+
+def _strings(value: Any, named: bool, inherit: bool, out: set[str], depth: int = 0) -> None:
+    """The secret strings in a variable's value. `named`: this value sits under a secret-named variable or
+    key, so its strings (directly, or in a list) are secrets. `inherit`: a vault_* variable, whose whole
+    structure is secret. Elsewhere a mapping's strings count only under secret-named keys (a catalog's
+    `secrets: [{env: NAME, vault_variable: ...}]` names secrets and holds none)."""
+    if depth > 8:
+        return
+    if isinstance(value, str):
+        if named:
+            out.add(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _strings(item, inherit or bool(_SECRET_KEY.search(str(key))), inherit, out, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            if isinstance(item, str):
+                _strings(item, named, inherit, out, depth + 1)
+            else:
+                _strings(item, inherit, inherit, out, depth + 1)
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def _secrets(self, task_vars: dict[str, Any]) -> set[str]:
+        found: set[str] = set()
+        hostvars = task_vars.get("hostvars", {})
+        for host in list(hostvars):
+            variables = hostvars[host]
+            for name in list(variables):
+                if name.startswith(("ansible_", "hostvars", "groups", "omit")) and "pass" not in name:
+                    continue
+                raw = variables.raw_get(name) if hasattr(variables, "raw_get") else variables[name]
+                named = bool(_SECRET_NAME.search(name))
+                if not named and not isinstance(raw, (dict, list)):
+                    continue
+                try:
+                    value = self._templar.template(raw)
+                except Exception:  # a variable that does not render holds no value to hide
+                    continue
+                _strings(value, named, name.startswith("vault_"), found)
+        return found
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        if write_bundle is None:
+            raise AnsibleActionFail(
+                "support_bundle needs the Python package khronika-ops on the controller: pip install khronika-ops"
+            )
+        args = self._task.args
+        unknown = set(args) - _OPTIONS
+        if unknown:
+            raise AnsibleActionFail(f"support_bundle: unknown options {', '.join(sorted(unknown))}")
+        secrets = self._secrets(task_vars or {}) | {str(s) for s in args.get("extra_secrets") or []}
+        hosts = {
+            str(host): HostResult(bool(state.get("reachable")), str(state.get("error") or ""))
+            for host, state in (args.get("hosts") or {}).items()
+        }
+        try:
+            written = write_bundle(
+                collected=Path(str(args["collected"])),
+                hosts=hosts,
+                dest=Path(str(args["dest"])).expanduser(),
+                organisation=args.get("organisation") or {},
+                contact=args.get("contact") or {},
+                category=str(args.get("category") or ""),
+                description=str(args.get("description") or ""),
+                secrets=sorted(secrets),
+                pseudonymize=bool(args.get("pseudonymize", False)),
+                alerts=args.get("alerts"),
+                reports_dir=Path(str(args["reports_dir"])).expanduser() if args.get("reports_dir") else None,
+            )
+        except (BundleError, ValueError, KeyError) as exc:
+            raise AnsibleActionFail(f"support bundle: {exc}") from exc
+        result.update(
+            changed=True,
+            path=str(written.path),
+            bytes=written.bytes,
+            members=written.members,
+            redactions=written.redactions,
+            unreachable_hosts=written.unreachable,  # not `unreachable`: Ansible reads that key as the task's own
+            secrets_known=len(secrets),
+        )
+        return result
