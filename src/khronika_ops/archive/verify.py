@@ -71,6 +71,7 @@ def verify(
     sizes: dict[str, int] = {}
     texts: dict[str, bytes] = {}
     top: str | None = None
+    current: str | None = None  # the member being read, named when the file ends inside it
     small = {layout.MANIFEST, layout.CHECKSUMS, *layout.SIGNATURES.values()}
     try:
         with tarfile.open(path, mode="r:") as archive:
@@ -82,7 +83,7 @@ def verify(
                     continue
                 if member.isdir():
                     continue
-                name = member.name[len(top) + 1 :]
+                name = current = member.name[len(top) + 1 :]
                 stream = archive.extractfile(member)
                 assert stream is not None
                 if name in small:
@@ -94,8 +95,12 @@ def verify(
                 else:
                     actual[name] = layout.sha256_stream(stream, progress)
                 sizes[name] = member.size
+                current = None
     except (tarfile.TarError, EOFError, OSError) as exc:
-        where = f" after member {list(actual)[-1]}" if actual else ""
+        if current is not None:
+            where = f" inside member {current}"
+        else:
+            where = f" after member {list(actual)[-1]}" if actual else ""
         raise ArchiveError(path, [f"the file is truncated or not a tar archive{where} ({exc})"]) from exc
     if top is None:
         raise ArchiveError(path, ["the archive is empty"])
