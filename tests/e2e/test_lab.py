@@ -230,6 +230,51 @@ def test_the_update_and_the_plan_reports_describe_the_lab(first_run):
     assert "<svg" in html or "<img" in html
 
 
+def test_a_support_bundle_of_the_lab_holds_none_of_its_secrets(first_run, tmp_path):
+    """`khronika support bundle` on the lab: every generated secret (the vault's values) stays out, the
+    firing alerts come from the lab's Alertmanager, the hosts run 1.1.0, the request draft is complete."""
+    _stdout, summary = first_run
+    secrets = [
+        v for v in yaml.safe_load(Path(summary["credentials"]).read_text()).values() if isinstance(v, str)
+    ]
+    assert len(secrets) >= 3
+    done = _run(
+        [
+            KHRONIKA,
+            "support",
+            "bundle",
+            "-i",
+            str(REPO / "inventories" / "lab"),
+            "--vault-password-file",
+            str(REPO / "lab" / "state" / "vault-pass"),
+            "--category",
+            "incident",
+            "--describe",
+            "lab check",
+            "-o",
+            str(tmp_path / "support"),
+        ],
+        tmp_path / "support.log",
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-4000:]
+    [bundle] = (tmp_path / "support").glob("khronika-support-*.tar.gz")
+    import tarfile
+
+    with tarfile.open(bundle) as tar:
+        members = {m.name.split("/", 1)[1]: tar.extractfile(m).read() for m in tar if m.isfile()}
+    raw = b"\n".join(members.values())
+    assert not [s for s in secrets if s.encode() in raw]
+    assert b"PRIVATE KEY-----\n" not in raw.replace(b"-----<redacted> PRIVATE KEY-----", b"")
+    text = members["summary.md"].decode()
+    assert "| lab-app1 | 1.1.0 |" in text and "## Firing alerts" in text and "not read" not in text
+    alerts = json.loads(members["controller/alerts.json"])
+    assert alerts["source"].startswith("https://") and isinstance(alerts["alerts"], list)
+    request = json.loads(members["request.json"])
+    assert request["environment"]["releases"]["lab-app1"] == "1.1.0" and request["category"] == "incident"
+    assert any(name.startswith("controller/reports/update-1.1.0-") for name in members)
+
+
 def test_a_second_run_changes_nothing(first_run, tmp_path):
     done = _run(
         [str(REPO / "scripts" / "lab.sh"), "--hosts", str(HOSTS), "--traffic-seconds", "0", "--no-plan"],

@@ -80,7 +80,7 @@ def test_the_inventory_has_the_examples_shape_and_ansible_reads_it(lab):
         (REPO / "inventories" / "example" / "group_vars" / "all" / "main.yml").read_text()
     )
     # Only values differ: every section the example has a key in, the lab sets too.
-    for prefix in ("common_", "docker_", "monitoring_server_", "monitoring_agent_"):
+    for prefix in ("common_", "docker_", "monitoring_server_", "monitoring_agent_", "khronika_support_"):
         assert any(key.startswith(prefix) for key in main), prefix
     assert main["ansible_user"] == example_main["ansible_user"]
 

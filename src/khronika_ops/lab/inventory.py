@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from khronika_ops.lab import INVENTORY_DIR, REGISTRY_NAME, REGISTRY_PORT, STATE_DIR
+from khronika_ops.lab import INVENTORY_DIR, REGISTRY_NAME, REGISTRY_PORT, REPORTS_DIR, STATE_DIR
 from khronika_ops.lab.hosts import SSH_USER, LabHost
 
 FIRST_RELEASE = "1.0.0"
@@ -208,6 +208,15 @@ def write(hosts: Sequence[LabHost], *, gateway: str, ssh_dir: Path, release: str
         "khronika_release_version": release,
         "khronika_releases_dir": "{{ inventory_dir }}/files/releases",
         "khronika_modules": modules,
+        # Where the update reports go (the lab's update stage writes there; the support bundle reads them).
+        "khronika_update_report_dir": str(REPORTS_DIR),
+        # --- support ----------------------------------------------------------------------------------
+        "khronika_support_organisation": {
+            "name": "khronika-ops lab",
+            "address": "this machine",
+            "contact_person": "the person who ran scripts/lab.sh",
+        },
+        "khronika_support_contact": {"email": "root@localhost.localdomain"},
     }
     _write(
         INVENTORY_DIR / "group_vars" / "all" / "main.yml",
