@@ -17,7 +17,7 @@ mkdir -p "$STAMPS"
 APT_PACKAGES=(
   docker.io debootstrap docker-registry apache2-utils openssl ca-certificates curl unzip rsync git
   python3-venv python3-dev gcc openssh-client busybox-static iproute2 prometheus prometheus-alertmanager
-  gnupg gpgv minisign
+  gnupg gpgv minisign chromium fonts-dejavu-core
 )
 
 log() { printf '[setup] %s\n' "$*"; }

@@ -52,7 +52,8 @@ class HostPlan(BaseModel):
     cores: float
     memory_gib: float
     disk_gib: float
-    disk_class: str
+    disk_class: str  # the class the plan asks for
+    disk_class_now: str = ""  # the class the host has (existing hosts)
     gpus: int = 0
     gpu_model: str | None = None
     modules: list[str] = Field(default_factory=list)

@@ -164,6 +164,7 @@ def host_plans(
             memory_gib=host.memory_gib,
             disk_gib=host.disk_gib,
             disk_class=disk.disk_class,
+            disk_class_now="" if name not in existing else host.disk_class,
             gpus=host.gpus,
             gpu_model=host.gpu_model,
             modules=sorted({r.module for r in on_host}),

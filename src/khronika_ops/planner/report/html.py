@@ -14,7 +14,8 @@ from khronika_ops.planner.plan import Plan
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:90%}
-.CRITICAL{color:#b00}.WARNING{color:#a60}.GOOD{color:#070}figure{margin:1em 0}"""
+.CRITICAL{color:#b00}.WARNING{color:#a60}.GOOD{color:#070}figure{margin:1em 0}
+.glance td{vertical-align:top}.glance td:nth-child(5){max-width:28em}"""
 
 
 def _dates(epochs: FloatArray) -> npt.NDArray[np.datetime64]:
@@ -106,10 +107,62 @@ def markdown_to_html(text: str) -> str:
     return "\n".join(out)
 
 
+def _share(used: float, total: float) -> str:
+    return f"{used / total:.0%}" if total else "-"
+
+
+def glance(plan: Plan) -> str:
+    """One row per host, first on the page: what it has now, what its modules need at the horizon,
+    what to change, and why (the bottleneck with its share, the disk and network evidence)."""
+    rows = []
+    for host in plan.hosts:
+        gpus = f", {host.gpus} x {host.gpu_model}" if host.gpus else ""
+        now = (
+            "none: a host to buy"
+            if host.new
+            else f"{host.cores:g} cores, {host.memory_gib:g} GiB, {host.disk_gib:g} GiB {host.disk_class_now}{gpus}"
+        )
+        disks = [
+            f"{result.extra.get('mount', '?')} {(result.recommended or 0) / 1024**3:.0f} GiB"
+            for result in host.disk
+            if result.recommended is not None
+        ]
+        needs = f"{host.cores_used:.1f} cores, {host.memory_gib_used:.1f} GiB" + "".join(
+            f", {d}" for d in disks
+        )
+        if host.disk_class_now and host.disk_class != host.disk_class_now:
+            needs += f", {host.disk_class} disks"
+        if host.new:
+            needs += f" (buy: {host.shape}, {host.cores:g} cores, {host.memory_gib:g} GiB{gpus})"
+        why = [
+            f"{host.bottleneck} bound: {_share(host.cores_used, host.cores)} of cores, "
+            f"{_share(host.memory_gib_used, host.memory_gib)} of memory at the horizon"
+        ]
+        why += [reason for reason in (host.disk_class_reason, host.network_reason, host.gpu_reason) if reason]
+        cells = [
+            host.name,
+            now,
+            needs,
+            "; ".join(host.changes) or "none",
+            "; ".join(why),
+        ]
+        row = "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
+        rows.append(
+            f"<tr>{row}<td class='{html.escape(host.severity)}'>{html.escape(host.severity)}</td></tr>"
+        )
+    header = "".join(
+        f"<th>{name}</th>" for name in ("Host", "Now", "Needs at the horizon", "Change", "Why", "Severity")
+    )
+    return (
+        f"<h2>At a glance: {len(plan.hosts)} hosts, horizon {plan.horizon_days:g} days</h2>"
+        f"<table class='glance'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
 def render_html(plan: Plan) -> str:
     from khronika_ops.planner.report.markdown import render_markdown
 
-    body = [markdown_to_html(render_markdown(plan)), "<h2>Plots</h2>"]
+    body = [glance(plan), markdown_to_html(render_markdown(plan)), "<h2>Plots</h2>"]
     captioned = [(module.name, figure) for module in plan.modules for figure in module.figures]
     captioned += [(host.name, figure) for host in plan.hosts for figure in host.disk]
     captioned += [(host.name, host.network) for host in plan.hosts if host.network is not None]
