@@ -62,25 +62,24 @@ _OPTIONS = {
 }
 
 
-def _strings(value: Any, named: bool, inherit: bool, out: set[str], depth: int = 0) -> None:
-    """The secret strings in a variable's value. `named`: this value sits under a secret-named variable or
-    key, so its strings (directly, or in a list) are secrets. `inherit`: a vault_* variable, whose whole
-    structure is secret. Elsewhere a mapping's strings count only under secret-named keys (a catalog's
-    `secrets: [{env: NAME, vault_variable: ...}]` names secrets and holds none)."""
-    if depth > 8:
+def _leaves(value: Any, named: bool, inherit: bool, out: list[Any], depth: int = 0) -> None:
+    """The secret leaves of a variable's raw (untemplated) value. `named`: this value sits under a
+    secret-named variable or key, so its leaves (directly, or in a list) are secrets. `inherit`: a
+    vault_* variable, whose whole structure is secret. Elsewhere a mapping's leaves count only under
+    secret-named keys (a catalog's `secrets: [{env: NAME, vault_variable: ...}]` names secrets and
+    holds none). Only these leaves are templated later: the rest of a structure (a file lookup, say)
+    is never rendered."""
+    if depth > 8 or value is None or isinstance(value, (bool, int, float)):
         return
-    if isinstance(value, str):
-        if named:
-            out.add(value)
-    elif isinstance(value, dict):
+    if isinstance(value, dict):
         for key, item in value.items():
-            _strings(item, inherit or bool(_SECRET_KEY.search(str(key))), inherit, out, depth + 1)
+            _leaves(item, inherit or bool(_SECRET_KEY.search(str(key))), inherit, out, depth + 1)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            if isinstance(item, str):
-                _strings(item, named, inherit, out, depth + 1)
-            else:
-                _strings(item, inherit, inherit, out, depth + 1)
+            nested = isinstance(item, (dict, list, tuple))
+            _leaves(item, inherit if nested else named, inherit, out, depth + 1)
+    elif named:
+        out.append(value)  # a string, a template, or a vault-encrypted value
 
 
 class ActionModule(ActionBase):
@@ -99,11 +98,15 @@ class ActionModule(ActionBase):
                 named = bool(_SECRET_NAME.search(name))
                 if not named and not isinstance(raw, (dict, list)):
                     continue
-                try:
-                    value = self._templar.template(raw)
-                except Exception:  # a variable that does not render holds no value to hide
-                    continue
-                _strings(value, named, name.startswith("vault_"), found)
+                leaves: list[Any] = []
+                _leaves(raw, named, name.startswith("vault_"), leaves)
+                for leaf in leaves:
+                    try:
+                        value = self._templar.template(leaf)
+                        if isinstance(value, str):
+                            found.add(str(value))
+                    except Exception:  # a value that does not render holds nothing to hide
+                        continue
         return found
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
