@@ -87,22 +87,33 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def _secrets(self, task_vars: dict[str, Any]) -> set[str]:
+        """Every host's raw variables (HostVars.raw_get: nothing rendered), walked for secret leaves,
+        each leaf rendered on its own with that host's variables: a lookup elsewhere in the inventory
+        (a CA file read with `lookup('file', ...)`) is never evaluated, so it cannot fail the bundle."""
         found: set[str] = set()
-        hostvars = task_vars.get("hostvars", {})
+        hostvars = task_vars.get("hostvars") or {}
         for host in list(hostvars):
-            variables = hostvars[host]
-            for name in list(variables):
+            try:
+                variables = hostvars.raw_get(host) if hasattr(hostvars, "raw_get") else dict(hostvars[host])
+            except Exception:  # a host whose variables cannot be read holds nothing we could hide
+                continue
+            if not isinstance(variables, dict):
+                continue
+            try:
+                templar = self._templar.copy_with_new_env(available_variables=variables)
+            except Exception:  # older templars: the task's own
+                templar = self._templar
+            for name, raw in variables.items():
                 if name.startswith(("ansible_", "hostvars", "groups", "omit")) and "pass" not in name:
                     continue
-                raw = variables.raw_get(name) if hasattr(variables, "raw_get") else variables[name]
-                named = bool(_SECRET_NAME.search(name))
+                named = bool(_SECRET_NAME.search(str(name)))
                 if not named and not isinstance(raw, (dict, list)):
                     continue
                 leaves: list[Any] = []
-                _leaves(raw, named, name.startswith("vault_"), leaves)
+                _leaves(raw, named, str(name).startswith("vault_"), leaves)
                 for leaf in leaves:
                     try:
-                        value = self._templar.template(leaf)
+                        value = templar.template(leaf)
                         if isinstance(value, str):
                             found.add(str(value))
                     except Exception:  # a value that does not render holds nothing to hide

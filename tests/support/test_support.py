@@ -259,6 +259,13 @@ def test_the_playbook_on_a_host_and_one_that_is_gone(target_host: TargetHost, tm
                 "khronika_support_contact": {"phone": "+7 495 000-00-00"},
                 "vault_db_password": PASSWORD,
                 "docker_registry_logins": [{"registry": "r.test", "username": "u", "password": TOKEN}],
+                # A lookup that fails where it is rendered must not stop the bundle (it is never rendered).
+                "docker_registry_ca_certs": [
+                    {
+                        "registry": "r.test",
+                        "ca": "{{ lookup('ansible.builtin.file', inventory_dir ~ '/files/none.crt') }}",
+                    }
+                ],
                 # Names a secret, holds none: MODULE_DB_PASSWORD must stay readable.
                 "khronika_modules": [
                     {
