@@ -83,7 +83,14 @@ def check_ansible_core() -> CheckResult:
     )
 
 
-def _collection_search_paths() -> list[Path]:
+def ansible_tool(name: str) -> str:
+    """An Ansible command (ansible, ansible-galaxy...) beside this Python, i.e. the virtual
+    environment's, else the one on PATH."""
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
+
+def collection_search_paths() -> list[Path]:
     """Where ansible-core looks for collections, in its own order (config, env, sys.path)."""
     try:
         from ansible.config.manager import ConfigManager
@@ -96,7 +103,8 @@ def _collection_search_paths() -> list[Path]:
     return paths
 
 
-def find_collection_version(fqcn: str, search_paths: Iterable[Path]) -> str | None:
+def find_collection(fqcn: str, search_paths: Iterable[Path]) -> tuple[str, Path] | None:
+    """(version, folder) of the first installed copy of a collection in the search paths."""
     namespace, name = fqcn.split(".", 1)
     for base in search_paths:
         root = base / "ansible_collections" / namespace / name
@@ -106,15 +114,20 @@ def find_collection_version(fqcn: str, search_paths: Iterable[Path]) -> str | No
                 continue
             if manifest_name == "MANIFEST.json":
                 info = json.loads(manifest.read_text(encoding="utf-8"))["collection_info"]
-                return str(info["version"])
+                return str(info["version"]), root
             import yaml
 
-            return str(yaml.safe_load(manifest.read_text(encoding="utf-8"))["version"])
+            return str(yaml.safe_load(manifest.read_text(encoding="utf-8"))["version"]), root
     return None
 
 
+def find_collection_version(fqcn: str, search_paths: Iterable[Path]) -> str | None:
+    found = find_collection(fqcn, search_paths)
+    return found[0] if found else None
+
+
 def check_collections(search_paths: list[Path] | None = None) -> list[CheckResult]:
-    paths = _collection_search_paths() if search_paths is None else search_paths
+    paths = collection_search_paths() if search_paths is None else search_paths
     results = []
     for fqcn, minimum in REQUIRED_COLLECTIONS.items():
         version = find_collection_version(fqcn, paths)

@@ -2,7 +2,7 @@
 
 Everything is gathered in a staging folder beside the output (the images saved from the controller's
 Docker, pulled by digest first when missing; the collection built with ansible-galaxy; the pinned
-collections of requirements.yml from where ansible-galaxy finds them; khronika-ops' wheel and its
+collections of requirements.yml from where ansible-core finds them (khronika_ops.doctor); khronika-ops' wheel and its
 dependencies for this Python, with the repository's constraints; the docs), hashed into SHA256SUMS,
 optionally signed, then written as one tar under a temporary name and renamed into place: an interrupted
 build leaves no archive, and the staging folder is removed whatever happens.
@@ -28,6 +28,7 @@ import yaml
 from khronika_ops import __version__
 from khronika_ops.archive import layout
 from khronika_ops.archive.signing import Signer
+from khronika_ops.doctor import ansible_tool, collection_search_paths, find_collection
 from khronika_ops.platform.images import parse_image_reference
 from khronika_ops.platform.release import Release, find_release
 
@@ -72,11 +73,6 @@ def _run(command: list[str], what: str, **kwargs: object) -> str:
         said = (done.stderr or done.stdout).strip().splitlines()
         raise BuildError(f"{what} failed: {' / '.join(said[-3:]) or f'exit status {done.returncode}'}")
     return str(done.stdout)
-
-
-def _sibling(name: str) -> str:
-    candidate = Path(sys.executable).with_name(name)
-    return str(candidate) if candidate.exists() else name
 
 
 def check_options(options: BuildOptions) -> Release:
@@ -146,7 +142,7 @@ def _collection(options: BuildOptions, staging: Path) -> str:
     folder.mkdir()
     _run(
         [
-            _sibling("ansible-galaxy"),
+            ansible_tool("ansible-galaxy"),
             "collection",
             "build",
             str(options.source),
@@ -162,30 +158,16 @@ def _collection(options: BuildOptions, staging: Path) -> str:
     return f"collection/{built[0].name}"
 
 
-def _installed_collections() -> dict[str, tuple[str, Path]]:
-    """fqcn -> (version, folder) of every collection ansible-galaxy sees, first path wins."""
-    out = _run(
-        [_sibling("ansible-galaxy"), "collection", "list", "--format", "json"],
-        "ansible-galaxy collection list",
-    )
-    found: dict[str, tuple[str, Path]] = {}
-    for base, collections in json.loads(out or "{}").items():
-        for fqcn, info in collections.items():
-            namespace, name = fqcn.split(".", 1)
-            found.setdefault(fqcn, (str(info.get("version", "")), Path(base) / namespace / name))
-    return found
-
-
 def _collections(options: BuildOptions, staging: Path) -> list[layout.ArchiveCollection]:
     requirements = options.requirements or options.source / "requirements.yml"
     data = yaml.safe_load(requirements.read_text(encoding="utf-8")) or {}
-    installed = _installed_collections()
+    search_paths = collection_search_paths()
     folder = staging / "collections"
     folder.mkdir()
     out: list[layout.ArchiveCollection] = []
     for entry in data.get("collections", []):
         fqcn, version = str(entry["name"]), str(entry.get("version", ""))
-        have = installed.get(fqcn)
+        have = find_collection(fqcn, search_paths)
         if have is None or have[0] != version:
             found = f"version {have[0]} at {have[1]}" if have else "not installed"
             raise BuildError(

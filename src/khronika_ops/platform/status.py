@@ -13,11 +13,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from khronika_ops.doctor import ansible_tool
 
 # The platform role's default for `platform_record_dir` (roles/platform/defaults/main.yml; a test
 # keeps the two equal).
@@ -40,16 +41,11 @@ def check_inventory(inventory: str) -> None:
         raise StatusError(f"inventory {inventory} does not exist")
 
 
-def _ansible_bin() -> str:
-    candidate = Path(sys.executable).with_name("ansible")
-    return str(candidate) if candidate.exists() else "ansible"
-
-
 def read_records(inventory: str, pattern: str = "khronika", timeout: int = 300) -> dict[str, dict[str, Any]]:
     """host -> record, or -> {"error": ...} for hosts that could not be read."""
     env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK=JSON_CALLBACK)
     cmd = [
-        _ansible_bin(),
+        ansible_tool("ansible"),
         pattern,
         "-i",
         inventory,
