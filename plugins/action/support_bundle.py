@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from ansible.plugins.action import ActionBase
 
 try:
     from khronika_ops.support.bundle import BundleError, HostResult, write_bundle
+    from khronika_ops.support.redact import secret_leaves
 except ImportError:  # the controller lacks the package: say how to fix it when the task runs
     write_bundle = None
 
@@ -42,11 +42,6 @@ options:
 author: khronika-ops maintainers
 """
 
-_SECRET_NAME = re.compile(
-    r"(^vault_|password|passwd|token|secret|_key$|^key$|private|credential)", re.IGNORECASE
-)
-# Inside a structure: a key that holds a secret value (not `secrets`, a list that names them).
-_SECRET_KEY = re.compile(r"(password|passwd|token|secret$|_key$|^key$|private|credential)", re.IGNORECASE)
 _OPTIONS = {
     "collected",
     "hosts",
@@ -60,26 +55,6 @@ _OPTIONS = {
     "reports_dir",
     "extra_secrets",
 }
-
-
-def _leaves(value: Any, named: bool, inherit: bool, out: list[Any], depth: int = 0) -> None:
-    """The secret leaves of a variable's raw (untemplated) value. `named`: this value sits under a
-    secret-named variable or key, so its leaves (directly, or in a list) are secrets. `inherit`: a
-    vault_* variable, whose whole structure is secret. Elsewhere a mapping's leaves count only under
-    secret-named keys (a catalog's `secrets: [{env: NAME, vault_variable: ...}]` names secrets and
-    holds none). Only these leaves are templated later: the rest of a structure (a file lookup, say)
-    is never rendered."""
-    if depth > 8 or value is None or isinstance(value, (bool, int, float)):
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _leaves(item, inherit or bool(_SECRET_KEY.search(str(key))), inherit, out, depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            nested = isinstance(item, (dict, list, tuple))
-            _leaves(item, inherit if nested else named, inherit, out, depth + 1)
-    elif named:
-        out.append(value)  # a string, a template, or a vault-encrypted value
 
 
 class ActionModule(ActionBase):
@@ -103,21 +78,13 @@ class ActionModule(ActionBase):
                 templar = self._templar.copy_with_new_env(available_variables=variables)
             except Exception:  # older templars: the task's own
                 templar = self._templar
-            for name, raw in variables.items():
-                if name.startswith(("ansible_", "hostvars", "groups", "omit")) and "pass" not in name:
+            for leaf in secret_leaves(variables):
+                try:
+                    value = templar.template(leaf)
+                    if isinstance(value, str):
+                        found.add(str(value))
+                except Exception:  # a value that does not render holds nothing to hide
                     continue
-                named = bool(_SECRET_NAME.search(str(name)))
-                if not named and not isinstance(raw, (dict, list)):
-                    continue
-                leaves: list[Any] = []
-                _leaves(raw, named, str(name).startswith("vault_"), leaves)
-                for leaf in leaves:
-                    try:
-                        value = templar.template(leaf)
-                        if isinstance(value, str):
-                            found.add(str(value))
-                    except Exception:  # a value that does not render holds nothing to hide
-                        continue
         return found
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -328,3 +328,18 @@ def test_the_playbook_on_a_host_and_one_that_is_gone(target_host: TargetHost, tm
         check=False,
     )
     assert refused.returncode == 2 and "--category must be one of incident, problem" in refused.stdout
+
+
+def test_secret_leaves_are_the_values_under_secret_names() -> None:
+    from khronika_ops.support.redact import secret_leaves
+
+    variables = {
+        "vault_db": {"user": "u1", "nested": ["n1"]},
+        "db_password": "{{ vault_pw }}",
+        "docker_registry_logins": [{"registry": "r", "username": "u2", "password": "p2"}],
+        "khronika_modules": [{"name": "m", "secrets": [{"env": "M_TOKEN", "vault_variable": "vault_x"}]}],
+        "ansible_host": "10.0.0.1",
+        "ansible_become_password": "p3",
+        "plain": "nothing",
+    }
+    assert sorted(secret_leaves(variables)) == sorted(["u1", "n1", "{{ vault_pw }}", "p2", "p3"])

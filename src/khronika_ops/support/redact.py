@@ -17,7 +17,7 @@ import ipaddress
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 MARK = "<redacted>"
@@ -38,6 +38,47 @@ _AUTH_HEADER = re.compile(
     r"(?P<key>\bAuthorization:\s*(?:Basic|Bearer|Token)\s+)(?P<value>\S+)", re.IGNORECASE
 )
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+
+
+# Which inventory variables hold secrets (khronika.platform's support_bundle action collects their values):
+# a variable named like one, and inside a structure a key named like one (not `secrets`, a catalog's
+# list that names vault variables and holds no value).
+SECRET_VARIABLE = re.compile(
+    r"(^vault_|password|passwd|token|secret|_key$|^key$|private|credential)", re.IGNORECASE
+)
+SECRET_KEY = re.compile(r"(password|passwd|token|secret$|_key$|^key$|private|credential)", re.IGNORECASE)
+
+
+def secret_leaves(variables: Mapping[str, Any]) -> list[Any]:
+    """The raw (unrendered) values that are secrets in one host's variables: strings, templates or
+    vault-encrypted values. Only these are rendered afterwards: a file lookup elsewhere in a structure
+    is never evaluated."""
+    leaves: list[Any] = []
+    for key, raw in variables.items():
+        name = str(key)
+        if name.startswith(("ansible_", "hostvars", "groups", "omit")) and "pass" not in name:
+            continue
+        named = bool(SECRET_VARIABLE.search(name))
+        if named or isinstance(raw, (dict, list)):
+            _leaves(raw, named, name.startswith("vault_"), leaves)
+    return leaves
+
+
+def _leaves(value: Any, named: bool, inherit: bool, out: list[Any], depth: int = 0) -> None:
+    """`named`: this value sits under a secret-named variable or key, so its leaves (directly, or in a
+    list) are secrets. `inherit`: a vault_* variable, whose whole structure is secret. Elsewhere a
+    mapping's leaves count only under secret-named keys."""
+    if depth > 8 or value is None or isinstance(value, (bool, int, float)):
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _leaves(item, inherit or bool(SECRET_KEY.search(str(key))), inherit, out, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            nested = isinstance(item, (dict, list, tuple))
+            _leaves(item, inherit if nested else named, inherit, out, depth + 1)
+    elif named:
+        out.append(value)
 
 
 class Redactor:
