@@ -270,22 +270,7 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
             signature=options.signer.scheme if options.signer else None,
         )
         (staging / layout.MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        members = _files(staging)
-        total = sum((staging / name).stat().st_size for name in members)
-        done = 0
-
-        def advance(count: int) -> None:
-            nonlocal done
-            done += count
-            report("checksums", done, total)
-
-        began = time.monotonic()
-        sums = {}
-        for name in members:
-            with (staging / name).open("rb") as handle:
-                sums[name] = layout.sha256_stream(handle, advance)
-        (staging / layout.CHECKSUMS).write_text(layout.format_checksums(sums), encoding="utf-8")
-        steps["checksums"] = round(time.monotonic() - began, 1)
+        step("checksums", lambda: _write_checksums(staging, report))
         if options.signer is not None:
             step("signing", lambda: options.signer.sign(staging / layout.CHECKSUMS))  # type: ignore[union-attr]
         step("archive", lambda: _write_tar(staging, partial, release.version, built_at, report))
@@ -302,6 +287,24 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
         manifest=manifest,
         steps=steps,
     )
+
+
+def _write_checksums(staging: Path, report: Progress) -> None:
+    """SHA256SUMS of every member staged so far (the signature, made after it, is the only one left out)."""
+    members = _files(staging)
+    total = sum((staging / name).stat().st_size for name in members)
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        report("checksums", done, total)
+
+    sums = {}
+    for name in members:
+        with (staging / name).open("rb") as handle:
+            sums[name] = layout.sha256_stream(handle, advance)
+    (staging / layout.CHECKSUMS).write_text(layout.format_checksums(sums), encoding="utf-8")
 
 
 def _write_tar(staging: Path, target: Path, release: str, built_at: datetime, report: Progress) -> None:
