@@ -34,14 +34,15 @@ def test_quality_benchmark_prints_a_table_per_trace_set() -> None:
         rows = {
             m.group(1).strip(): (float(m.group(2)), float(m.group(3)), int(m.group(4)))
             for m in re.finditer(
-                r"^(khronika bt|khronika|p99 x 1\.15|krr p95|VPA p90 \+15 %|oracle)\s+([\d.]+)\s+([\d.]+)\s+(\d+)/",
+                r"^(khronika fixed|khronika|p99 x 1\.15|krr p95|VPA p90 \+15 %|oracle)\s+([\d.]+)\s+([\d.]+)\s+(\d+)/",
                 body,
                 re.M,
             )
         }
-        assert set(rows) == {"khronika", "khronika bt", "p99 x 1.15", "krr p95", "VPA p90 +15 %", "oracle"}
+        assert set(rows) == {"khronika", "khronika fixed", "p99 x 1.15", "krr p95", "VPA p90 +15 %", "oracle"}
         assert rows["oracle"][2] == count  # the floor is <= 1 % under on every series by construction
-        assert "khronika bt slack above the oracle floor" in body
+        assert "khronika fixed slack above the oracle floor" in body
+        assert re.search(r"^series where khronika is worse than khronika fixed: \d+", body, re.M)
 
 
 def test_quality_benchmark_reports_every_method_and_the_floor() -> None:

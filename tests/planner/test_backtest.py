@@ -40,8 +40,8 @@ def test_the_curves_are_the_blocks_own_under_and_slack() -> None:
     assert 0.003 < at_one < 0.03
     # the definition, origin by origin, for one multiplier
     step_days = STEP / 86400
-    block = round(5.0 * PER_DAY)
-    stride = round(block * 0.5)
+    block = round(min(5.0, (values.size - 1) * step_days * backtest.BLOCK_SHARE) * PER_DAY)
+    stride = round(block * backtest.STRIDE_SHARE)
     origin, unders, slacks = values.size - block, [], []
     while origin >= int(np.ceil(max(1.0, (values.size - 1) * step_days * 0.25) / step_days)):
         ages = (origin - np.arange(origin)) * step_days
@@ -88,14 +88,16 @@ def test_without_a_backtest_the_fixed_rule_sizes() -> None:
     short = rng.gamma(4.0, 1.0, PER_DAY + 20)  # one day: no origin leaves a quarter of history and a block
     predicted = forecast(_series(short), ForecastSettings(horizon_days=30.0, backtest=True))
     assert predicted.backtest is None
-    fixed = size_series(predicted, Resource.CPU, SizingPolicy(), source="t")
-    calibrated = size_series(predicted, Resource.CPU, SizingPolicy(calibration="backtest"), source="t")
+    fixed = size_series(predicted, Resource.CPU, SizingPolicy(calibration="fixed"), source="t")
+    calibrated = size_series(predicted, Resource.CPU, SizingPolicy(), source="t")
     assert calibrated.recommended == fixed.recommended and calibrated.method == fixed.method
 
 
-def test_backtests_cost_nothing_unless_asked() -> None:
+def test_backtests_are_the_default_and_cost_nothing_when_turned_off() -> None:
     values = np.random.default_rng(17).gamma(4.0, 1.0, 20 * PER_DAY)
-    assert forecast(_series(values), ForecastSettings(horizon_days=5.0)).backtest is None
+    assert forecast(_series(values), ForecastSettings(horizon_days=5.0)).backtest is not None
+    assert forecast(_series(values), ForecastSettings(horizon_days=5.0, backtest=False)).backtest is None
+    assert SizingPolicy().calibration == "backtest"
 
 
 def test_the_target_is_checked() -> None:
@@ -107,8 +109,8 @@ def test_plan_size_takes_the_calibration_and_the_target() -> None:
     from .helpers import NAB, run_cli, size_json
 
     path = NAB / "ec2_cpu_utilization_24ae8d.csv"
-    fixed = size_json(path, "cpu", "--horizon", "4")
-    calibrated = size_json(path, "cpu", "--horizon", "4", "--calibration", "backtest", "--target-under", "1%")
+    fixed = size_json(path, "cpu", "--horizon", "4", "--calibration", "fixed")
+    calibrated = size_json(path, "cpu", "--horizon", "4", "--target-under", "1%")
     assert "backtested over" in calibrated["method"] and "backtested" not in fixed["method"]
     assert calibrated["recommended"] < fixed["recommended"]  # this series: 0.2 vs the fixed rule's p99.9
     code, _, err = run_cli(

@@ -1,14 +1,14 @@
 """Backtest each series on its own history: what a size would have cost in under-provisioning and slack.
 
 Rolling origins, as the quality benchmark judges a plan: at each origin the recency-weighted p99 of the
-history before it is the base, and the next block (as long as the horizon, at most a quarter of the
+history before it is the base, and the next block (as long as the horizon, at most a fifth of the
 history) is what happened after. For every multiplier m of a fixed grid, the block gives
   under(m)  the share of its samples above m x base;
   slack(m)  the mean of (m x base - min(sample, m x base)) / (m x base).
 Averaged over the origins, these are the series' own cost curves; `size.py` picks the multiplier that
 minimises slack + price x under (`SizingPolicy.calibration = "backtest"`) and applies it to the
 forecast's p99 at the horizon. Origins start once a quarter of the history (at least a day) lies before
-them and step by half a block; series with no origin (short history) get no curve and keep the fixed rule.
+them and step by a quarter of a block; series with no origin (short history) get no curve and keep the fixed rule.
 
 Vectorised over the columns of a block of series sharing one grid (NaN = no sample).
 """
@@ -24,8 +24,8 @@ from khronika_ops.planner.models import FloatArray
 #: 0.7 ... 4.0 times the base, 1.5 % apart.
 MULTIPLIERS: FloatArray = np.exp(np.linspace(np.log(0.7), np.log(4.0), 120))
 BASE_LEVEL = 0.99
-BLOCK_SHARE = 0.25
-STRIDE_SHARE = 0.5
+BLOCK_SHARE = 0.2
+STRIDE_SHARE = 0.25
 MIN_HISTORY_SHARE = 0.25
 MIN_HISTORY_DAYS = 1.0
 
@@ -39,10 +39,14 @@ class Curves(NamedTuple):
 
 
 def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_days: float) -> Curves | None:
-    """The cost curves of every column of `matrix` (rows = grid steps); None when no origin fits."""
-    # Imported here: forecast.py imports this module.
-    from khronika_ops.planner.forecast import weighted_quantiles
+    """The cost curves of every column of `matrix` (rows = grid steps); None when no origin fits.
 
+    Each column is sorted once. A recency weight 0.5^(age / half-life) measured from an origin differs
+    from one measured from the end of history by a factor common to every row, so the base at an
+    origin is the weighted quantile of the sorted column with the rows after the origin masked out:
+    a cumulative sum, no sort per origin. The block's ratios to the base are binned between the
+    multipliers (a ratio r is at or below MULTIPLIERS[j] exactly when its bin is at most j), and
+    cumulative counts and sums of the bins give every multiplier's under and capped sum at once."""
     n_rows, n_series = matrix.shape
     span_days = (n_rows - 1) * step_days
     block = round(min(horizon_days, span_days * BLOCK_SHARE) / step_days)
@@ -50,27 +54,46 @@ def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_
     if block < 2 or n_rows - block < first_origin:
         return None
     stride = max(1, round(block * STRIDE_SHARE))
+    rows = np.ascontiguousarray(matrix.T)
+    finite_rows = np.isfinite(rows)
+    order = np.argsort(np.where(finite_rows, rows, np.inf), axis=1)
+    sorted_values = np.take_along_axis(rows, order, axis=1)
+    ages = (n_rows - 1 - np.arange(n_rows)) * step_days
+    weights = np.where(finite_rows, 0.5 ** (ages / half_life_days)[None, :], 0.0)
+    sorted_weights = np.take_along_axis(weights, order, axis=1)
+    bins = MULTIPLIERS.size + 1  # bin j <= MULTIPLIERS.size - 1: r <= MULTIPLIERS[j]; the last: above all
+    offsets = (np.arange(n_series) * bins)[:, None]
     under = np.zeros((MULTIPLIERS.size, n_series))
     slack = np.zeros((MULTIPLIERS.size, n_series))
     origins = np.zeros(n_series)
+    columns = np.arange(n_series)
+    # A column's origin counts once a quarter of its own samples (at least a day) lie before it: a
+    # series sized only since a level shift (NaN before) starts its origins later.
+    seen = np.cumsum(finite_rows, axis=1)
+    needed = np.maximum(MIN_HISTORY_DAYS / step_days, MIN_HISTORY_SHARE * seen[:, -1])
     origin = n_rows - block
     while origin >= first_origin:
-        ages = (origin - np.arange(origin)) * step_days
-        base = weighted_quantiles(matrix[:origin], 0.5 ** (ages / half_life_days), [BASE_LEVEL])[0]
-        future = matrix[origin : origin + block]
+        cumulative = np.cumsum(np.where(order < origin, sorted_weights, 0.0), axis=1)
+        totals = cumulative[:, -1]
+        # the first sorted row whose cumulative weight reaches BASE_LEVEL x total (weighted_quantiles)
+        index = np.minimum((cumulative < (BASE_LEVEL * totals)[:, None]).sum(axis=1), n_rows - 1)
+        base = np.where(totals > 0, sorted_values[columns, index], np.nan)
+        future = rows[:, origin : origin + block]
         finite = np.isfinite(future)
-        counts = finite.sum(axis=0)
-        usable = np.isfinite(base) & (base > 0) & (counts > 0)
-        ratios = np.where(finite & usable[None, :], future / np.where(usable, base, 1.0)[None, :], np.nan)
-        ordered = np.sort(ratios, axis=0)  # NaN last
+        counts = finite.sum(axis=1)
+        usable = np.isfinite(base) & (base > 0) & (counts > 0) & (seen[:, origin - 1] >= needed)
+        ratios = np.where(finite & usable[:, None], future / np.where(usable, base, 1.0)[:, None], 0.0)
+        binned = np.searchsorted(MULTIPLIERS, ratios, side="left")
+        flat = (binned + offsets)[finite]
+        per_bin = np.bincount(flat, minlength=bins * n_series).reshape(n_series, bins)
+        sum_bin = np.bincount(flat, weights=ratios[finite], minlength=bins * n_series).reshape(n_series, bins)
+        below = np.cumsum(per_bin, axis=1)[:, :-1].T  # samples at or below each multiplier
+        below_sum = np.cumsum(sum_bin, axis=1)[:, :-1].T
         shares = np.where(usable, 1.0 / np.maximum(counts, 1), 0.0)
-        cumulative = np.vstack([np.zeros(n_series), np.nancumsum(ordered, axis=0)])
-        for row, multiplier in enumerate(MULTIPLIERS):
-            # samples at or below the multiplier, per column (sorted: a count of a prefix)
-            below = np.sum(ordered <= multiplier, axis=0)
-            capped = cumulative[below, np.arange(n_series)] + multiplier * (counts - below)
-            under[row] += (counts - below) * shares
-            slack[row] += np.where(usable, 1.0 - capped * shares / multiplier, 0.0)
+        above = counts[None, :] - below
+        capped = below_sum + MULTIPLIERS[:, None] * above
+        under += above * shares
+        slack += np.where(usable, 1.0 - capped * shares / MULTIPLIERS[:, None], 0.0)
         origins += usable
         origin -= stride
     if not origins.any():

@@ -19,6 +19,8 @@ from khronika_ops.planner.units import Resource
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from khronika_ops.planner.size import SizingPolicy
+
 plan_app = typer.Typer(
     help="Capacity planning: forecast load and size hosts, disks and GPUs before a maintenance window.",
     invoke_without_command=True,
@@ -151,6 +153,13 @@ def plan(
     window: Annotated[str | None, typer.Option(help="Next maintenance window (ISO 8601).")] = None,
     load_factor: Annotated[float, typer.Option(help="What-if: multiply all load by this.")] = 1.0,
     growth: Annotated[float, typer.Option(help="What-if: load growth in percent per month.")] = 0.0,
+    target_under: Annotated[
+        str,
+        typer.Option(
+            help="Share of samples each series may have above its size (1%, 0.5); each series is "
+            "calibrated to it on its own history."
+        ),
+    ] = "1%",
     output_format: Annotated[
         list[str] | None,
         typer.Option(
@@ -205,6 +214,7 @@ def plan(
                 growth_percent_per_month=growth,
                 keep_band=bool({OutputFormat.HTML, OutputFormat.MD} & set(formats)),
             ),
+            policy=_policy("backtest", target_under),
         )
         texts = run_plan(request, [item.value for item in formats])
     except PlannerError as error:
@@ -216,6 +226,22 @@ def plan(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(texts[item.value], encoding="utf-8")
         _stderr().print(f"report written to {path}")
+
+
+def _policy(calibration: str, target_under: str) -> SizingPolicy:
+    """The sizing policy of --calibration and --target-under, or a usage error naming the option."""
+    from khronika_ops.planner.size import SizingPolicy
+
+    if calibration not in ("fixed", "backtest"):
+        raise typer.BadParameter(f"{calibration!r}: fixed or backtest", param_hint="--calibration")
+    try:
+        target = float(target_under.strip().removesuffix("%")) / 100.0
+        return SizingPolicy(calibration=calibration, target_under=target)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{target_under!r}: a percentage above 0 and below 50, such as 1% or 0.5",
+            param_hint="--target-under",
+        ) from None
 
 
 @plan_app.command()
@@ -236,29 +262,18 @@ def size(
     calibration: Annotated[
         str,
         typer.Option(
-            help="CPU and rates: fixed (max(p95 x 1.15, p99.9)) or backtest (the multiplier on p99 that the "
-            "series' own rolling-origin backtest prices best at --target-under)."
+            help="CPU, memory and rates: backtest (the multiplier on p99 that the series' own rolling-origin "
+            "backtest prices best at --target-under) or fixed (CPU max(p95 x 1.15, p99.9), memory peak x 1.15)."
         ),
-    ] = "fixed",
+    ] = "backtest",
     target_under: Annotated[
         str, typer.Option(help="With --calibration backtest: the share of samples allowed above the size.")
     ] = "1%",
 ) -> None:
     """Size one series (values in the file's own units)."""
     from khronika_ops.planner.single import size_csv
-    from khronika_ops.planner.size import SizingPolicy
 
-    if calibration not in ("fixed", "backtest"):
-        raise typer.BadParameter(f"{calibration!r}: fixed or backtest", param_hint="--calibration")
-    try:
-        target = float(target_under.strip().removesuffix("%")) / 100.0
-        policy = SizingPolicy(calibration=calibration, target_under=target)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{target_under!r}: a percentage above 0 and below 50, such as 1% or 0.5",
-            param_hint="--target-under",
-        ) from None
-
+    policy = _policy(calibration, target_under)
     try:
         result = size_csv(
             csv,

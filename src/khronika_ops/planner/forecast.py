@@ -469,7 +469,7 @@ def _forecast_matrix(
     if settings.maintenance_window is not None and settings.maintenance_window > grid.end_epoch:
         window = _outlook(grid, model, settings, (settings.maintenance_window - grid.end_epoch) / DAY)
     curves = (
-        backtest.curves(matrix, grid.step_days, settings.horizon_days, settings.half_life_days)
+        backtest.curves(model.sizing_matrix, grid.step_days, settings.horizon_days, settings.half_life_days)
         if settings.backtest
         else None
     )

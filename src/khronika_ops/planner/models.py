@@ -112,8 +112,8 @@ class ForecastSettings(BaseModel):
     min_points: int = 48
     keep_band: bool = False
     # Backtest each series on its own history (planner/backtest.py), for SizingPolicy.calibration
-    # "backtest"; off by default (it costs a pass over the history per origin).
-    backtest: bool = False
+    # "backtest" (the default); without it every series is sized by the fixed rules.
+    backtest: bool = True
 
 
 class ForecastBand(BaseModel):

@@ -19,7 +19,11 @@ from khronika_ops.planner.units import Resource
 
 #: The price of under-provisioning in slack at a 1 % target (slack + price x under is minimised per
 #: series); inversely proportional to the target. Chosen on the Azure VM set (docs/planner.md).
-UNDER_PRICE_AT_1_PERCENT = 11.0
+UNDER_PRICE_AT_1_PERCENT = 10.0
+#: With calibration, the highest load of the history (moved to the horizon) is also covered when it is
+#: within this factor of the p99: a thin-tailed series is covered to its maximum for a few percent
+#: more, which is what keeps a steady series whole when its level creeps up (NAB, docs/planner.md).
+THIN_TAIL = 1.1
 
 
 class SizingPolicy(BaseModel):
@@ -42,10 +46,12 @@ class SizingPolicy(BaseModel):
     io_percentile: str = "p99"
     # Erlang C queueing target for request-serving modules.
     erlang_service_level: float = Field(0.8, gt=0, lt=1)
-    # CPU and request rates: "fixed" = max(cpu_percentile x headroom, coverage_percentile); "backtest" =
-    # the forecast's p99 times the multiplier that the series' own backtest (ForecastSettings.backtest)
-    # prices best at `target_under`; the fixed rule where the history gave no backtest.
-    calibration: Literal["fixed", "backtest"] = "fixed"
+    # CPU, memory and request rates: "backtest" (the default) = the forecast's p99 times the multiplier
+    # that the series' own backtest (ForecastSettings.backtest) prices best at `target_under`, and the
+    # history's maximum where it is within THIN_TAIL of the p99; "fixed" = the rules above (CPU
+    # max(cpu_percentile x headroom, coverage_percentile), memory peak x memory_margin), also used
+    # where the history is too short for a backtest.
+    calibration: Literal["fixed", "backtest"] = "backtest"
     target_under: float = Field(0.01, gt=0, lt=0.5)
 
     @property
@@ -138,6 +144,12 @@ def _candidates(
     curve: BacktestCurve | None = None,
 ) -> tuple[dict[str, float], str]:
     """Every size the resource's rule considers for this demand and peak, and the rule in words."""
+    if resource is Resource.DISK:
+        needed = max(peak, demand["max"]) + extra_bytes
+        method = f"disk: (forecast used at horizon + reserved {extra_bytes:g}) / {policy.disk_max_usage:g} max usage"
+        return {f"used_at_horizon_over_{policy.disk_max_usage:g}": needed / policy.disk_max_usage}, method
+    if policy.calibration == "backtest" and curve is not None:
+        return _calibrated(resource, policy, demand, curve)
     if resource is Resource.MEMORY:
         candidates = {
             f"forecast_peak_x{policy.memory_margin:g}": peak * policy.memory_margin,
@@ -147,20 +159,6 @@ def _candidates(
             f"memory: max(forecast peak x {policy.memory_margin:g}, observed maximum moved to the horizon)"
         )
         return candidates, method
-    if resource is Resource.DISK:
-        needed = max(peak, demand["max"]) + extra_bytes
-        method = f"disk: (forecast used at horizon + reserved {extra_bytes:g}) / {policy.disk_max_usage:g} max usage"
-        return {f"used_at_horizon_over_{policy.disk_max_usage:g}": needed / policy.disk_max_usage}, method
-    if policy.calibration == "backtest" and curve is not None:
-        multiplier, under, slack = backtest.best_multiplier(
-            np.asarray(curve.under), np.asarray(curve.slack), policy.under_price
-        )
-        method = (
-            f"{resource.value}: forecast p99 x {multiplier:.3g}, the multiplier its own history prices best "
-            f"at a {policy.target_under:.2%} under-provisioning target (backtested over {curve.origins} "
-            f"origins: {under:.2%} under, {slack:.1%} slack)"
-        )
-        return {f"p99_x{multiplier:.3g}_backtested": demand["p99"] * multiplier}, method
     headroom = 1.0 + policy.cpu_headroom
     coverage = demand[policy.coverage_percentile] * (1.0 + policy.coverage_margin)
     candidates = {
@@ -172,6 +170,27 @@ def _candidates(
         f"{resource.value}: max({policy.cpu_percentile} forecast demand x {headroom:g}, "
         f"{policy.coverage_percentile} forecast demand x {1 + policy.coverage_margin:g})"
     )
+    return candidates, method
+
+
+def _calibrated(
+    resource: Resource, policy: SizingPolicy, demand: dict[str, float], curve: BacktestCurve
+) -> tuple[dict[str, float], str]:
+    """The backtested multiplier on the forecast's p99, and the maximum where the tail is thin."""
+    multiplier, under, slack = backtest.best_multiplier(
+        np.asarray(curve.under), np.asarray(curve.slack), policy.under_price
+    )
+    candidates = {f"p99_x{multiplier:.3g}_backtested": demand["p99"] * multiplier}
+    thin = demand["max"] <= THIN_TAIL * demand["p99"]
+    if thin:
+        candidates[f"max_within_{THIN_TAIL:g}_of_p99"] = demand["max"]
+    method = (
+        f"{resource.value}: forecast p99 x {multiplier:.3g}, the multiplier its own history prices best "
+        f"at a {policy.target_under:.2%} under-provisioning target (backtested over {curve.origins} "
+        f"origins: {under:.2%} under, {slack:.1%} slack)"
+    )
+    if thin:
+        method += f"; the history's maximum is within {THIN_TAIL:g} x its p99, so it is covered too"
     return candidates, method
 
 
