@@ -92,6 +92,30 @@ def test_plan_is_deterministic_and_renders_all_formats(tmp_path: Path) -> None:
     assert "<pre>" in page and "khronika_capacity:" in page  # the host_vars fragment stays verbatim
 
 
+def test_the_reports_show_the_sizing_rule_and_its_target(tmp_path: Path) -> None:
+    history = write_history(tmp_path / "history.csv")
+    catalog = write_catalog(tmp_path / "site.yml")
+    base = ("plan", "--csv", str(history), "--catalog", str(catalog))
+    code, out, err = run_cli(*base, "--format", "json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["target_under"] == 0.01 and "own history" in plan["sizing"]
+    code, out, err = run_cli(*base, "--format", "json", "--target-under", "0.5%")
+    assert code == 0, err
+    stricter = json.loads(out)
+    assert stricter["target_under"] == 0.005 and "0.50%" in stricter["sizing"]
+    web = next(m for m in stricter["modules"] if m["name"] == "web")
+    assert any("0.50% under-provisioning target" in figure["method"] for figure in web["figures"])
+    code, _, err = run_cli(*base, "--format", "html,md", "-o", str(tmp_path / "reports"))
+    assert code == 0, err
+    page = (tmp_path / "reports" / "capacity-plan.html").read_text()
+    assert "horizon 90 days, at most 1.00% of samples above each size</h2>" in page
+    markdown = (tmp_path / "reports" / "capacity-plan.md").read_text()
+    assert "- Sizing: CPU, memory and request rates calibrated on each series' own history" in markdown
+    code, _, err = run_cli(*base, "--format", "json", "--target-under", "none")
+    assert code != 0 and "--target-under" in err and "a percentage above 0 and below 50" in err
+
+
 def test_plan_needs_a_source() -> None:
     code, _, err = run_cli("plan", "--format", "json")
     assert code != 0 and "--prometheus" in err

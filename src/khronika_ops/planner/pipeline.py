@@ -137,6 +137,8 @@ def build_plan(request: PlanRequest, progress: Progress | None = None) -> Plan:
             )
     return Plan(
         horizon_days=request.settings.horizon_days,
+        sizing=request.policy.description,
+        target_under=request.policy.target_under if request.policy.calibration == "backtest" else None,
         history_source=request.prometheus_url or ", ".join(request.csv_files),
         series_read=len(raw),
         insufficient_series=insufficient,

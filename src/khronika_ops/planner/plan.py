@@ -77,6 +77,9 @@ class HostPlan(BaseModel):
 
 class Plan(BaseModel):
     horizon_days: float
+    # The sizing rule and its under-provisioning target (SizingPolicy.description / target_under).
+    sizing: str = ""
+    target_under: float | None = None
     history_source: str
     series_read: int
     insufficient_series: list[str] = Field(default_factory=list)

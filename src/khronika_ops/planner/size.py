@@ -55,6 +55,22 @@ class SizingPolicy(BaseModel):
     target_under: float = Field(0.01, gt=0, lt=0.5)
 
     @property
+    def description(self) -> str:
+        """The sizing rule in one sentence, for the reports."""
+        if self.calibration == "backtest":
+            return (
+                f"CPU, memory and request rates calibrated on each series' own history: at most "
+                f"{self.target_under:.2%} of samples above the size in its rolling-origin backtest "
+                f"(target under-provisioning {self.target_under:.2%}); the fixed rules where the history "
+                f"is too short; disk at most {self.disk_max_usage:.0%} used"
+            )
+        return (
+            f"fixed rules: CPU and rates max({self.cpu_percentile} x {1 + self.cpu_headroom:g}, "
+            f"{self.coverage_percentile}), memory forecast peak x {self.memory_margin:g}; disk at most "
+            f"{self.disk_max_usage:.0%} used"
+        )
+
+    @property
     def under_price(self) -> float:
         return UNDER_PRICE_AT_1_PERCENT * 0.01 / self.target_under
 

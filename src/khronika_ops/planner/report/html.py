@@ -153,8 +153,13 @@ def glance(plan: Plan) -> str:
     header = "".join(
         f"<th>{name}</th>" for name in ("Host", "Now", "Needs at the horizon", "Change", "Why", "Severity")
     )
+    target = (
+        f", at most {plan.target_under:.2%} of samples above each size"
+        if plan.target_under is not None
+        else ""
+    )
     return (
-        f"<h2>At a glance: {len(plan.hosts)} hosts, horizon {plan.horizon_days:g} days</h2>"
+        f"<h2>At a glance: {len(plan.hosts)} hosts, horizon {plan.horizon_days:g} days{html.escape(target)}</h2>"
         f"<table class='glance'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 

@@ -17,6 +17,7 @@ def render_markdown(plan: Plan) -> str:
         "# Khronika capacity plan",
         "",
         f"- Horizon: {plan.horizon_days:g} days; history: {plan.history_source} ({plan.series_read} series)",
+        f"- Sizing: {plan.sizing}",
         f"- Placement: {plan.placement.solver} ({plan.placement.status}), cost of new hosts {plan.total_new_cost:g}",
         f"- N-1 (any one host drained): {'holds' if all(plan.n_minus_1.values()) else 'FAILS'}",
         "",

@@ -28,6 +28,7 @@ def render_table(plan: Plan) -> str:
     for host in plan.hosts:
         *cells, severity, n_minus_1 = host_cells(host)
         hosts.add_row(*cells, styled(severity, _COLOURS.get(severity, "")), n_minus_1, host.downtime)
+    console.print(f"sizing: {plan.sizing}")
     console.print(modules)
     console.print(hosts)
     for host in plan.hosts:
