@@ -65,9 +65,11 @@ def test_quality_benchmark_reports_every_method_and_the_floor() -> None:
 
 def test_speed_benchmark_agrees_with_the_pandas_baseline() -> None:
     out = _run("benchmarks/speed.py", "--series", "200", "--baseline-files", "1", "--workers", "1")
-    assert "khronika: 200 series sized end to end" in out
-    difference = re.search(r"median relative difference between the two sizings: ([\d.]+)%", out)
+    assert "khronika (fixed rule, as the baseline): 200 series sized end to end" in out
+    difference = re.search(r"median relative difference ([\d.]+)%, largest ([\d.]+)%", out)
     assert difference is not None and float(difference.group(1)) < 0.5, out
+    assert re.search(r"CPU seconds, pandas / khronika default \(calibrated\): [\d.]+x", out)
+    assert re.search(r"memory peak: largest khronika worker \d+ MiB", out)
 
 
 def test_downtime_benchmark_measures_ours_and_the_naive_update() -> None:

@@ -91,6 +91,61 @@ def test_planner_reads_collector_csv(tmp_path: Path) -> None:
     assert result["recommended"] is None
 
 
+def test_a_container_gone_between_list_and_stats_costs_only_its_own_sample(tmp_path: Path) -> None:
+    """An update replaces containers while the collector reads them: Docker lists a container, then
+    answers 404 for its stats. The other containers' samples are kept (a Docker API on a Unix socket
+    that answers as the engine does in that race)."""
+    import socketserver
+    import threading
+    from http.server import BaseHTTPRequestHandler
+
+    calls = {"n": 0}
+
+    class Engine(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/containers/json":
+                body: object = [{"Id": "a" * 64, "Names": ["/web-1"]}, {"Id": "b" * 64, "Names": ["/gone-1"]}]
+            elif self.path.startswith("/containers/" + "a" * 64 + "/stats"):
+                calls["n"] += 1
+                body = {
+                    "cpu_stats": {"cpu_usage": {"total_usage": calls["n"] * 10**9}},
+                    "memory_stats": {"usage": 300 * 2**20, "stats": {"inactive_file": 100 * 2**20}},
+                }
+            else:
+                self.send_response(404)
+                self.end_headers()
+                return
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        daemon_threads = True
+
+        def get_request(self) -> tuple[object, tuple[str, int]]:
+            request, _ = super().get_request()
+            return request, ("docker", 0)
+
+    path = tmp_path / "docker.sock"
+    server = Server(str(path), Engine)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sampler = Sampler(docker_socket=path, nvidia_smi="")
+        samples = sampler.sample()
+    finally:
+        server.shutdown()
+        server.server_close()
+    containers = {dict(s.labels)["container"] for s in samples if s.metric.startswith("khronika_container")}
+    assert containers == {"web-1"}
+    assert any("its sample skipped" in note for note in sampler.notes)
+    assert not any("container metrics skipped" in note for note in sampler.notes)
+
+
 def test_missing_docker_is_a_note(tmp_path: Path) -> None:
     sampler = Sampler(docker_socket=tmp_path / "no.sock", nvidia_smi="")
     samples = sampler.sample()

@@ -170,18 +170,24 @@ class Sampler:
             return {}
         try:
             containers = docker_get("/containers/json", self.docker_socket)
-            result: dict[str, tuple[str, float]] = {}
-            for container in containers:
+        except (OSError, KeyError, ValueError) as exc:
+            self._note(f"docker: {exc}; container metrics skipped")
+            return {}
+        result: dict[str, tuple[str, float]] = {}
+        # One container that goes away between the list and its stats (an update replacing it) or
+        # answers oddly costs its own sample, never the others'.
+        for container in containers:
+            try:
                 stats = docker_get(
                     f"/containers/{container['Id']}/stats?stream=false&one-shot=true", self.docker_socket
                 )
                 name = container["Names"][0].lstrip("/")
                 result[container["Id"]] = (name, float(stats["cpu_stats"]["cpu_usage"]["total_usage"]))
                 self._memory_cache[container["Id"]] = _working_set(stats)
-            return result
-        except (OSError, KeyError, ValueError) as exc:
-            self._note(f"docker: {exc}; container metrics skipped")
-            return {}
+            except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
+                # One note per kind of failure, not per container: a long-running collector keeps few.
+                self._note(f"docker: a container's stats failed ({type(exc).__name__}); its sample skipped")
+        return result
 
     def _containers(self, current: Reading, previous: Reading, elapsed: float) -> list[Sample]:
         samples: list[Sample] = []

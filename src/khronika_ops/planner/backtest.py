@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from khronika_ops.planner.models import FloatArray
+from khronika_ops.planner.models import BoolArray, FloatArray, IntArray
 
 #: 0.7 ... 4.0 times the base, 1.5 % apart.
 MULTIPLIERS: FloatArray = np.exp(np.linspace(np.log(0.7), np.log(4.0), 120))
@@ -28,6 +28,8 @@ BLOCK_SHARE = 0.2
 STRIDE_SHARE = 0.25
 MIN_HISTORY_SHARE = 0.25
 MIN_HISTORY_DAYS = 1.0
+#: The share of each sorted column searched first for the base (the top); the rest only when needed.
+TAIL_SHARE = 0.1
 
 
 class Curves(NamedTuple):
@@ -41,10 +43,10 @@ class Curves(NamedTuple):
 def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_days: float) -> Curves | None:
     """The cost curves of every column of `matrix` (rows = grid steps); None when no origin fits.
 
-    Each column is sorted once. A recency weight 0.5^(age / half-life) measured from an origin differs
-    from one measured from the end of history by a factor common to every row, so the base at an
-    origin is the weighted quantile of the sorted column with the rows after the origin masked out:
-    a cumulative sum, no sort per origin. The block's ratios to the base are binned between the
+    Each column is ranked once (its top by a partition, `_Ranked`). A recency weight 0.5^(age /
+    half-life) measured from an origin differs from one measured from the end of history by a factor
+    common to every row, so the base at an origin is the weighted quantile of the ranked column with
+    the rows after the origin masked out: a cumulative sum, no sort per origin. The block's ratios to the base are binned between the
     multipliers (a ratio r is at or below MULTIPLIERS[j] exactly when its bin is at most j), and
     cumulative counts and sums of the bins give every multiplier's under and capped sum at once."""
     n_rows, n_series = matrix.shape
@@ -56,28 +58,22 @@ def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_
     stride = max(1, round(block * STRIDE_SHARE))
     rows = np.ascontiguousarray(matrix.T)
     finite_rows = np.isfinite(rows)
-    order = np.argsort(np.where(finite_rows, rows, np.inf), axis=1)
-    sorted_values = np.take_along_axis(rows, order, axis=1)
     ages = (n_rows - 1 - np.arange(n_rows)) * step_days
     weights = np.where(finite_rows, 0.5 ** (ages / half_life_days)[None, :], 0.0)
-    sorted_weights = np.take_along_axis(weights, order, axis=1)
+    ranked = _Ranked(rows, finite_rows, weights)
     bins = MULTIPLIERS.size + 1  # bin j <= MULTIPLIERS.size - 1: r <= MULTIPLIERS[j]; the last: above all
     offsets = (np.arange(n_series) * bins)[:, None]
     under = np.zeros((MULTIPLIERS.size, n_series))
     slack = np.zeros((MULTIPLIERS.size, n_series))
     origins = np.zeros(n_series)
-    columns = np.arange(n_series)
     # A column's origin counts once a quarter of its own samples (at least a day) lie before it: a
     # series sized only since a level shift (NaN before) starts its origins later.
     seen = np.cumsum(finite_rows, axis=1)
+    weight_sums = np.cumsum(weights, axis=1)  # in time order: the total weight before each origin
     needed = np.maximum(MIN_HISTORY_DAYS / step_days, MIN_HISTORY_SHARE * seen[:, -1])
     origin = n_rows - block
     while origin >= first_origin:
-        cumulative = np.cumsum(np.where(order < origin, sorted_weights, 0.0), axis=1)
-        totals = cumulative[:, -1]
-        # the first sorted row whose cumulative weight reaches BASE_LEVEL x total (weighted_quantiles)
-        index = np.minimum((cumulative < (BASE_LEVEL * totals)[:, None]).sum(axis=1), n_rows - 1)
-        base = np.where(totals > 0, sorted_values[columns, index], np.nan)
+        base = ranked.bases(weight_sums[:, origin - 1], origin)
         future = rows[:, origin : origin + block]
         finite = np.isfinite(future)
         counts = finite.sum(axis=1)
@@ -100,6 +96,55 @@ def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_
         return None
     with np.errstate(invalid="ignore", divide="ignore"):
         return Curves(under / origins, slack / origins, origins)
+
+
+class _Ranked:
+    """Each column's rows in ascending order of value (NaN last) as far as the bases need them: the
+    highest TAIL_SHARE of the rows found by a partition and sorted; a whole column sorted only when
+    its base lies below that (its highest rows mostly after the origin)."""
+
+    def __init__(self, rows: FloatArray, finite: BoolArray, weights: FloatArray) -> None:
+        n_rows = rows.shape[1]
+        self.rows, self.weights = rows, weights
+        self.keys = np.where(finite, rows, np.inf)
+        self.start = n_rows - min(n_rows, max(64, int(np.ceil(TAIL_SHARE * n_rows))))
+        top = np.argpartition(self.keys, self.start, axis=1)[:, self.start :]
+        self.order = np.take_along_axis(
+            top, np.argsort(np.take_along_axis(self.keys, top, axis=1), axis=1), axis=1
+        )
+        self.values = np.take_along_axis(rows, self.order, axis=1)
+        self.sorted_weights = np.take_along_axis(weights, self.order, axis=1)
+        self._whole: dict[int, tuple[IntArray, FloatArray, FloatArray]] = {}
+
+    def bases(self, totals: FloatArray, origin: int) -> FloatArray:
+        """Per column, the recency-weighted BASE_LEVEL quantile of the rows before `origin`: the smallest
+        sorted value whose cumulative weight reaches BASE_LEVEL x total (as weighted_quantiles), found
+        from the top, where the weight at and above it first exceeds (1 - BASE_LEVEL) x total."""
+        threshold = (1.0 - BASE_LEVEL) * totals
+        inside = _count_above(self.order, self.sorted_weights, origin, threshold)
+        found: FloatArray = np.full(totals.shape, np.nan)
+        hit = (inside > 0) & (totals > 0)
+        found[hit] = self.values[hit, inside[hit] - 1]
+        for column in np.flatnonzero((inside == 0) & (totals > 0)):
+            order, values, weights = self._column(int(column))
+            count = _count_above(order[None, :], weights[None, :], origin, threshold[column : column + 1])[0]
+            found[column] = values[max(count - 1, 0)]
+        return found
+
+    def _column(self, column: int) -> tuple[IntArray, FloatArray, FloatArray]:
+        if column not in self._whole:
+            order = np.argsort(self.keys[column])
+            self._whole[column] = (order, self.rows[column, order], self.weights[column, order])
+        return self._whole[column]
+
+
+def _count_above(order: IntArray, weights: FloatArray, origin: int, threshold: FloatArray) -> IntArray:
+    """Per row of sorted rows: how many leading positions have more than `threshold` of the weight
+    of the rows before `origin` at or above them (the weight above is non-increasing along a row)."""
+    masked = np.where(order < origin, weights, 0.0)
+    above = np.cumsum(masked[:, ::-1], axis=1)[:, ::-1]
+    counted: IntArray = (above > threshold[:, None]).sum(axis=1)
+    return counted
 
 
 def best_multiplier(under: FloatArray, slack: FloatArray, price: float) -> tuple[float, float, float]:

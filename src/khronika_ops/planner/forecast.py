@@ -116,16 +116,20 @@ def _residual_stats(residuals: FloatArray) -> _ResidualStats:
 def quantiles(matrix: FloatArray, levels: Sequence[float]) -> FloatArray:
     """Per-column quantiles, shape (len(levels), m): numpy's default ("linear") definition.
 
-    Without NaN, each column is sorted once as a contiguous row (a vectorised sort is several times
-    faster than `np.quantile`'s partition around six pivots per row) and the result is interpolated
-    exactly as `np.quantile` does (same indices, same gamma, same two-sided lerp), so the figures are
-    bit-identical (tests/planner/test_speed_paths.py checks it). NaN-aware only when there are NaNs:
-    that path is much slower."""
+    Without NaN, each column is a contiguous row partitioned once around just the order statistics
+    the levels interpolate between (half the time of a full sort, and a fraction of `np.quantile`'s
+    per-call overhead), and the result is interpolated exactly as `np.quantile` does (same indices,
+    same gamma, same two-sided lerp), so the figures are bit-identical (tests/planner/test_speed_paths.py
+    checks it). NaN-aware only when there are NaNs: that path is much slower."""
     rows = np.ascontiguousarray(matrix.T)
     if np.isnan(rows).any() or rows.shape[1] == 0:
         result: FloatArray = np.nanquantile(rows, levels, axis=1)
         return result
-    return sorted_quantiles(np.sort(rows, axis=1), levels)
+    count = rows.shape[1]
+    virtual = (count - 1) * np.asarray(levels, dtype=np.float64)
+    lower = np.clip(np.floor(virtual), 0, count - 1).astype(np.intp)
+    kth = np.unique(np.concatenate([lower, np.minimum(lower + 1, count - 1), [count - 1]]))
+    return sorted_quantiles(np.partition(rows, kth, axis=1), levels)
 
 
 def sorted_quantiles(ordered: FloatArray, levels: Sequence[float]) -> FloatArray:
