@@ -8,7 +8,8 @@ history) is what happened after. For every multiplier m of a fixed grid, the blo
 Averaged over the origins, these are the series' own cost curves; `size.py` picks the multiplier that
 minimises slack + price x under (`SizingPolicy.calibration = "backtest"`) and applies it to the
 forecast's p99 at the horizon. Origins start once a quarter of the history (at least a day) lies before
-them and step by a quarter of a block; series with no origin (short history) get no curve and keep the fixed rule.
+them and step by a quarter of a block; series with no origin (short history) get no curve and keep the
+fixed rule.
 
 Vectorised over the columns of a block of series sharing one grid (NaN = no sample).
 """
@@ -46,9 +47,10 @@ def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_
     Each column is ranked once (its top by a partition, `_Ranked`). A recency weight 0.5^(age /
     half-life) measured from an origin differs from one measured from the end of history by a factor
     common to every row, so the base at an origin is the weighted quantile of the ranked column with
-    the rows after the origin masked out: a cumulative sum, no sort per origin. The block's ratios to the base are binned between the
-    multipliers (a ratio r is at or below MULTIPLIERS[j] exactly when its bin is at most j), and
-    cumulative counts and sums of the bins give every multiplier's under and capped sum at once."""
+    the rows after the origin masked out: a cumulative sum, no sort per origin. The block's ratios to
+    the base are binned between the multipliers (a ratio r is at or below MULTIPLIERS[j] exactly when
+    its bin is at most j), and cumulative counts and sums of the bins give every multiplier's under and
+    capped sum at once."""
     n_rows, n_series = matrix.shape
     span_days = (n_rows - 1) * step_days
     block = round(min(horizon_days, span_days * BLOCK_SHARE) / step_days)
