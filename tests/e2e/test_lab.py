@@ -183,7 +183,10 @@ def test_prometheus_holds_the_labs_real_load(first_run):
     # and that old series stays visible for Prometheus' 5-minute staleness window.
     up = _prometheus(summary, 'up{job="node",instance=~"lab-.+"}')
     assert len(up) == HOSTS and all(r["value"][1] == "1" for r in up)
-    containers = _prometheus(summary, "khronika_container_cpu_cores")
+    # Over the run, not at this instant: the update has just replaced the modules' containers, and a
+    # new container's CPU series appears only from the collector's second reading of it (up to two
+    # collector intervals and a scrape after its start), while the old one went stale when it stopped.
+    containers = _prometheus(summary, "last_over_time(khronika_container_cpu_cores[15m])")
     # Containers are named <module>-<replica> by the platform role.
     modules = {re.sub(r"-[0-9]+$", "", r["metric"].get("container", "")) for r in containers}
     assert modules >= {"classifier", "appeals-api"}, modules
