@@ -59,10 +59,10 @@ class SizingPolicy(BaseModel):
         """The sizing rule in one sentence, for the reports."""
         if self.calibration == "backtest":
             return (
-                f"CPU, memory and request rates calibrated on each series' own history: at most "
-                f"{self.target_under:.2%} of samples above the size in its rolling-origin backtest "
-                f"(target under-provisioning {self.target_under:.2%}); the fixed rules where the history "
-                f"is too short; disk at most {self.disk_max_usage:.0%} used"
+                f"CPU, memory and request rates calibrated on each series' own history: the multiplier on "
+                f"its forecast p99 that its rolling-origin backtest prices best at a {self.target_under:.2%} "
+                f"under-provisioning target; the fixed rules where the history is too short; disk at most "
+                f"{self.disk_max_usage:.0%} used"
             )
         return (
             f"fixed rules: CPU and rates max({self.cpu_percentile} x {1 + self.cpu_headroom:g}, "
