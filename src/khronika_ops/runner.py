@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -216,8 +217,7 @@ def run_playbook(
     while (root / ident).exists():  # a run never writes over another's artifacts
         number += 1
         ident = f"{base}-{number}"
-    private = root / "private"
-    private.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     summary = RunSummary(playbook=playbook_path.name, artifacts=root / ident)
 
     env = {
@@ -239,22 +239,26 @@ def run_playbook(
 
     started = time.monotonic()
     progress = _Progress(summary, say, started)
-    result = ansible_runner.run(
-        private_data_dir=str(private),
-        artifact_dir=str(root),
-        ident=ident,
-        playbook=str(playbook_path),
-        inventory=str(inventory_path),
-        extravars=dict(extravars or {}),
-        limit=limit,
-        forks=forks,
-        envvars=env,
-        cmdline=shlex.join(cmdline) or None,
-        quiet=True,
-        event_handler=progress,
-        # The artifacts are the run's record; an old run is never rotated away under the user.
-        rotate_artifacts=0,
-    )
+    # A private data folder of the run's own, removed after it: ansible-runner writes the command line,
+    # extra variables and environment it is given into env/ there, and reads those it is not given
+    # from the files left by an earlier run (a lab's vault password file reached the next playbook).
+    with tempfile.TemporaryDirectory(prefix=f".{ident}-", dir=root) as private:
+        result = ansible_runner.run(
+            private_data_dir=private,
+            artifact_dir=str(root),
+            ident=ident,
+            playbook=str(playbook_path),
+            inventory=str(inventory_path),
+            extravars=dict(extravars or {}),
+            limit=limit,
+            forks=forks,
+            envvars=env,
+            cmdline=shlex.join(cmdline) or None,
+            quiet=True,
+            event_handler=progress,
+            # The artifacts are the run's record; an old run is never rotated away under the user.
+            rotate_artifacts=0,
+        )
     summary.seconds = time.monotonic() - started
     summary.rc = int(result.rc if result.rc is not None else -1)
     summary.status = str(result.status)

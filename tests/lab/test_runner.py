@@ -81,6 +81,40 @@ def test_a_run_is_summarised_and_its_artifacts_kept(project, tmp_path):
     assert again.succeeded and again.changed == 1  # only the sleep (a command) reports a change
 
 
+def test_a_run_takes_nothing_from_the_run_before(project, tmp_path):
+    """ansible-runner reads the command line, extra variables and environment it is not given from
+    its private data folder: one run's vault password file or variables must not reach the next."""
+    playbook, inventory = project
+    password = tmp_path / "vault-pass"
+    password.write_text("secret\n")
+    password.chmod(0o600)
+    first = run_playbook(
+        playbook,
+        inventory,
+        vault_password_file=password,
+        extravars={"out": str(tmp_path), "fail": True},
+        envvars={"KHRONIKA_FIRST_RUN": "1"},
+        artifacts_root=tmp_path / "runs",
+        ident="with-vault",
+        say=lambda _line: None,
+    )
+    assert first.failed == 1
+    password.unlink()  # as after `khronika lab down`: the next run must not ask for it
+    second = run_playbook(
+        playbook,
+        inventory,
+        extravars={"out": str(tmp_path)},
+        artifacts_root=tmp_path / "runs",
+        ident="without",
+        say=lambda _line: None,
+    )
+    assert second.succeeded, second.lines()
+    command = json.loads((tmp_path / "runs" / "without" / "command").read_text())
+    assert "--vault-password-file" not in command["command"]
+    assert "KHRONIKA_FIRST_RUN" not in command["env"]
+    assert not list((tmp_path / "runs").glob("*private*"))  # nothing of a run's inputs is left behind
+
+
 def test_a_failure_is_named_as_it_happens(project, tmp_path):
     playbook, inventory = project
     lines: list[str] = []
@@ -147,9 +181,7 @@ def test_khronika_run_command(project, tmp_path):
         check=False,
     )
     assert failed.returncode == 2 and "asked to fail [literally]" in failed.stdout
-    statuses = sorted(
-        (run / "status").read_text() for run in (tmp_path / "runs").iterdir() if run.name != "private"
-    )
+    statuses = sorted((run / "status").read_text() for run in (tmp_path / "runs").iterdir())
     assert statuses == ["failed", "successful"]
 
 
@@ -166,9 +198,8 @@ def test_a_strategy_is_chosen_per_run(project, tmp_path, strategy):
     )
     assert summary.succeeded, summary.lines()
     assert (summary.tasks, summary.changed) == (4, 2)
-    # the run's own record names the strategy it ran with
     # the run's own record names the strategy it ran with (an unknown one would have failed the play)
-    env = json.loads((summary.artifacts.parent / "private" / "env" / "envvars").read_text())
+    env = json.loads((summary.artifacts / "command").read_text())["env"]
     assert env["ANSIBLE_STRATEGY"] == strategy
 
 
