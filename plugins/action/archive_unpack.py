@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 try:
     from khronika_ops.archive import layout
-    from khronika_ops.archive.verify import ArchiveError, extract, verify
+    from khronika_ops.archive.verify import UNCHECKED, ArchiveError, extract, verify
 except ImportError:  # the controller lacks the package: say how to fix it when the task runs
     layout = None
 
@@ -45,10 +46,14 @@ options:
     type: path
     required: true
   key:
-    description: A gpg keyring file or minisign public key file that the signature is checked with.
+    description:
+      - A gpg keyring file or minisign public key file that the signature is checked with. Given, a valid
+        signature is required (an archive whose signature was removed is refused).
+      - Without it the archive is refused unless O(allow_unsigned) is true.
     type: path
-  require_signature:
-    description: Refuse an archive that is not signed, or whose signature cannot be checked.
+  allow_unsigned:
+    description:
+      - Accept an archive whose signature is not checked (no O(key)); the task then warns that it did.
     type: bool
     default: false
 author: khronika-ops maintainers
@@ -90,7 +95,7 @@ class ActionModule(ActionBase):
         missing = [name for name in ("path", "release", "releases_dir", "dest") if not args.get(name)]
         if missing:
             raise AnsibleActionFail(f"archive_unpack: {', '.join(missing)} must be given")
-        unknown = set(args) - {"path", "release", "releases_dir", "dest", "key", "require_signature"}
+        unknown = set(args) - {"path", "release", "releases_dir", "dest", "key", "allow_unsigned"}
         if unknown:
             raise AnsibleActionFail(f"archive_unpack: unknown options {', '.join(sorted(unknown))}")
         release = str(args["release"])
@@ -99,7 +104,8 @@ class ActionModule(ActionBase):
                 Path(str(args["path"])).expanduser(),
                 release=release,
                 key=Path(str(args["key"])).expanduser() if args.get("key") else None,
-                require_signature=bool(args.get("require_signature", False)),
+                # boolean(): the string "false" (from -e or a template) is false, not a non-empty string.
+                allow_unsigned=boolean(args.get("allow_unsigned", False), strict=True),
             )
         except ArchiveError as exc:
             raise AnsibleActionFail(
@@ -128,6 +134,12 @@ class ActionModule(ActionBase):
                     written.append(manifest_member)
             except ArchiveError as exc:
                 raise AnsibleActionFail(f"{exc.path}: " + "; ".join(exc.problems)) from exc
+        if verified.signature.startswith(UNCHECKED):
+            result["warnings"] = [
+                f"INSTALLING AN UNCHECKED ARCHIVE: {verified.path}: signature {verified.signature}. Anyone who "
+                "could change the file could have changed what it installs; set khronika_archive_key to the "
+                "site's trusted key to check it."
+            ]
         result.update(
             changed=bool(written),
             release=verified.manifest.release,

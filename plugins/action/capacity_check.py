@@ -7,6 +7,7 @@ from ansible.plugins.action import ActionBase
 
 try:
     from khronika_ops.planner import gate
+    from khronika_ops.validation import readable
 except ImportError:  # the controller lacks the package: say how to fix it when the task runs
     gate = None
 
@@ -101,7 +102,7 @@ class ActionModule(ActionBase):
                 host.disk_free_mb.update((args.get("mounts") or {}).get(host.name) or {})
             outcome = gate.check(hosts, modules, placement)
         except (KeyError, TypeError, ValueError) as exc:
-            raise AnsibleError(f"capacity_check: invalid arguments: {exc}") from exc
+            raise AnsibleError(f"capacity_check: invalid arguments: {readable(exc)}") from exc
         result.update(changed=False, table=outcome.table, rows=[row.model_dump() for row in outcome.rows])
         if not outcome.ok:
             result.update(failed=True, msg="capacity check failed: hosts are short\n" + outcome.table)

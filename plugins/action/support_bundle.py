@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 try:
     from khronika_ops.support.bundle import BundleError, HostResult, write_bundle
     from khronika_ops.support.redact import secret_leaves
+    from khronika_ops.validation import readable
 except ImportError:  # the controller lacks the package: say how to fix it when the task runs
     write_bundle = None
 
@@ -112,12 +114,12 @@ class ActionModule(ActionBase):
                 category=str(args.get("category") or ""),
                 description=str(args.get("description") or ""),
                 secrets=sorted(secrets),
-                pseudonymize=bool(args.get("pseudonymize", False)),
+                pseudonymize=boolean(args.get("pseudonymize", False), strict=True),
                 alerts=args.get("alerts"),
                 reports_dir=Path(str(args["reports_dir"])).expanduser() if args.get("reports_dir") else None,
             )
         except (BundleError, ValueError, KeyError) as exc:
-            raise AnsibleActionFail(f"support bundle: {exc}") from exc
+            raise AnsibleActionFail(f"support bundle: {readable(exc)}") from exc
         result.update(
             changed=True,
             path=str(written.path),

@@ -20,6 +20,7 @@ except ImportError as exc:  # pragma: no cover - depends on the controller's env
     ) from exc
 
 layout = lazy("khronika_ops.archive.layout")
+validation = lazy("khronika_ops.validation")
 
 
 def khronika_archive_load(images: Any, manifest: Any) -> list[dict[str, str]]:
@@ -27,7 +28,7 @@ def khronika_archive_load(images: Any, manifest: Any) -> list[dict[str, str]]:
         parsed = layout.ArchiveManifest.model_validate(plain(manifest))
         return list(layout.load_tags(parsed, [str(image) for image in plain(images) or []]))
     except ValueError as exc:
-        raise AnsibleFilterError(f"khronika_archive_load: {exc}") from exc
+        raise AnsibleFilterError(f"khronika_archive_load: {validation.readable(exc)}") from exc
 
 
 class FilterModule:

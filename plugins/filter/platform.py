@@ -59,9 +59,9 @@ def khronika_catalog_plan(  # noqa: PLR0917 - a Jinja filter takes its arguments
             image_source=image_source or "registry",
         )
     except validation.ProblemsError as exc:
-        raise AnsibleFilterError(f"khronika_catalog_plan: {exc}") from exc
+        raise AnsibleFilterError(f"khronika_catalog_plan: {validation.readable(exc)}") from exc
     except (TypeError, ValueError) as exc:
-        raise AnsibleFilterError(f"khronika_catalog_plan: {exc}") from exc
+        raise AnsibleFilterError(f"khronika_catalog_plan: {validation.readable(exc)}") from exc
     return plan.model_dump(mode="json")
 
 

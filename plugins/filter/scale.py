@@ -69,7 +69,7 @@ def khronika_scale_preflight(  # noqa: PLR0917 - a Jinja filter takes its argume
     except validation.ProblemsError as exc:
         raise AnsibleFilterError(str(exc)) from exc
     except (KeyError, TypeError, ValueError) as exc:
-        raise AnsibleFilterError(f"scale pre-flight: {exc}") from exc
+        raise AnsibleFilterError(f"scale pre-flight: {validation.readable(exc)}") from exc
     out = result.model_dump(mode="json")
     out["text"] = scale.render_text(result)
     out["changed"] = result.changed
@@ -100,7 +100,7 @@ def khronika_scale_report(  # noqa: PLR0917
             controller=str(controller),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise AnsibleFilterError(f"khronika_scale_report: {exc}") from exc
+        raise AnsibleFilterError(f"khronika_scale_report: {validation.readable(exc)}") from exc
     return {
         "report": report.model_dump(mode="json"),
         "markdown": scale.render_markdown(report),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from functools import cache
 from typing import TYPE_CHECKING, Annotated
 
@@ -46,7 +47,7 @@ def _load_group(name: str) -> _click.Command | None:
             raise
         # Registered on a throwaway root exactly as `add_typer`/`command` on `app` would (same help,
         # same settings), then taken out as the click command the root group dispatches to.
-        holder = typer.Typer(add_completion=False)
+        holder = typer.Typer(add_completion=False, rich_markup_mode=None)
         holder.callback()(_no_op)
         group = getattr(module, attribute)
         if isinstance(group, typer.Typer):
@@ -83,6 +84,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     cls=_LazyGroups,
 )
 
@@ -131,7 +133,27 @@ def doctor(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:  # the last line of defence: one sentence, not a traceback
+        if os.environ.get("KHRONIKA_DEBUG"):
+            raise
+        from pydantic import ValidationError
+
+        from khronika_ops.console import error_text, make_console
+        from khronika_ops.validation import readable
+
+        console = make_console(stderr=True)
+        if isinstance(exc, ValidationError):
+            console.print(error_text(readable(exc)))
+            raise SystemExit(2) from None
+        console.print(
+            error_text(
+                f"khronika stopped on an unexpected {type(exc).__name__}: {exc}. This is a bug: please "
+                "report it with the command line; KHRONIKA_DEBUG=1 shows where it happened."
+            )
+        )
+        raise SystemExit(70) from None
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ program, as Text with a style."""
 
 from __future__ import annotations
 
+import json
+import math
 from typing import IO
 
 from rich.console import Console
@@ -36,3 +38,19 @@ def labelled(label: str, style: str, text: object) -> Text:
 
 def error_text(message: object) -> Text:
     return labelled("error:", "bold red", message)
+
+
+def finite(value: object) -> object:
+    """`value` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
+def json_text(value: object, indent: int | None = 2) -> str:
+    """Valid JSON, always: a number that is not finite is written as null, never as NaN or Infinity."""
+    return json.dumps(finite(value), indent=indent, allow_nan=False, ensure_ascii=False)

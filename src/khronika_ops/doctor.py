@@ -115,9 +115,9 @@ def find_collection(fqcn: str, search_paths: Iterable[Path]) -> tuple[str, Path]
             if manifest_name == "MANIFEST.json":
                 info = json.loads(manifest.read_text(encoding="utf-8"))["collection_info"]
                 return str(info["version"]), root
-            import yaml
+            from khronika_ops import safe_yaml
 
-            return str(yaml.safe_load(manifest.read_text(encoding="utf-8"))["version"]), root
+            return str(safe_yaml.load_file(manifest)["version"]), root
     return None
 
 

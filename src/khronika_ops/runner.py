@@ -10,6 +10,7 @@ Everything ansible-runner keeps is kept per run under the artifacts folder: `std
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -28,6 +29,39 @@ _RESULT_EVENTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runn
 
 class RunError(RuntimeError):
     """The playbook could not be started (missing file, bad arguments); nothing ran."""
+
+
+class _Unsafe(str):
+    """A string Ansible must take as data: written with YAML's `!unsafe` tag, never rendered."""
+
+    __slots__ = ()
+
+
+def _unsafe_tree(value: Any) -> Any:
+    """Every string value (not the keys, which are variable names) marked unsafe."""
+    if isinstance(value, Mapping):
+        return {str(key): _unsafe_tree(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_unsafe_tree(item) for item in value]
+    if isinstance(value, str):
+        return _Unsafe(value)
+    return value
+
+
+def unsafe_extravars_yaml(extravars: Mapping[str, Any]) -> str:
+    """Extra variables as an Ansible vars file in which every string is `!unsafe`: a description that
+    holds `{{ lookup('pipe', ...) }}`, a path with `{%`, a value from a file reach the play literally.
+    Ansible renders templates in extra variables passed any other way, as the user running it."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def unsafe(dumper: yaml.SafeDumper, text: _Unsafe) -> yaml.ScalarNode:
+        return dumper.represent_scalar("!unsafe", str(text), style='"')
+
+    Dumper.add_representer(_Unsafe, unsafe)
+    return yaml.dump(_unsafe_tree(dict(extravars)), Dumper=Dumper, allow_unicode=True, sort_keys=False)
 
 
 #: Ansible's own strategies, and Mitogen's (a persistent Python on each host instead of one module
@@ -79,6 +113,9 @@ class RunSummary:
     skipped: int = 0
     failures: list[str] = field(default_factory=list)
     slowest: list[TaskTime] = field(default_factory=list)
+    #: Ansible's own error text when it stopped before (or outside) any task: a bad inventory, a missing
+    #: file, a --limit that matches nothing. ansible-runner keeps it only in the run's stdout.
+    errors: list[str] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -87,7 +124,8 @@ class RunSummary:
     def lines(self, slowest: int = 5) -> list[str]:
         """The summary as plain lines (printed literally: task names and messages may hold brackets)."""
         verdict = "ok" if self.succeeded else f"FAILED (rc {self.rc}, {self.status})"
-        out = [
+        out = [f"  {line}" for line in self.errors]
+        out += [
             f"{self.playbook}: {verdict} in {format_seconds(self.seconds)}: {self.plays} plays, {self.tasks} tasks "
             f"on {len(self.hosts)} hosts; ok {self.ok}, changed {self.changed}, failed {self.failed}, "
             f"unreachable {self.unreachable}, skipped {self.skipped}"
@@ -116,6 +154,7 @@ class RunSummary:
             "unreachable": self.unreachable,
             "skipped": self.skipped,
             "failures": self.failures,
+            "errors": self.errors,
             "slowest": [
                 {"task": t.task, "host": t.host, "seconds": round(t.seconds, 1)} for t in self.slowest
             ],
@@ -175,6 +214,49 @@ class _Progress:
         return True  # keep every event in the artifacts
 
 
+#: Lines that open one of Ansible's messages in its plain output (2.19: `[ERROR]: ...`; before: `ERROR! ...`).
+_MESSAGE_START = ("[ERROR]", "ERROR!", "[WARNING]", "[DEPRECATION WARNING]", "[DEPRECATION]")
+#: Warnings that say why nothing or not everything was targeted; shown beside the errors.
+_TELLING_WARNINGS = (
+    "Could not match supplied host pattern",
+    "Unable to parse",
+    "Failed to parse inventory with 'yaml' plugin",
+    "Failed to parse inventory with 'ini' plugin",
+    "provided hosts list is empty",
+    "No inventory was parsed",
+)
+MAX_ERROR_LINES = 24
+
+
+def ansible_errors(output: str, limit: int = MAX_ERROR_LINES) -> list[str]:
+    """Ansible's error messages in its plain output (each with its continuation lines), and the warnings
+    that explain them (an inventory that did not parse, a host pattern that matched nothing); at most
+    `limit` lines, the last ones kept. Empty when Ansible said nothing of the kind."""
+    messages: list[list[str]] = []
+    keep = False
+    for raw in output.splitlines()[-2000:]:
+        line = raw.rstrip()
+        if line.startswith(_MESSAGE_START):
+            keep = line.startswith(("[ERROR]", "ERROR!")) or any(w in line for w in _TELLING_WARNINGS)
+            if keep:
+                messages.append([line[:400]])
+            continue
+        if keep and messages and line.strip() and not line.startswith(("PLAY ", "TASK ", "<<<", "Origin:")):
+            messages[-1].append(line[:400])
+    if not any(message[0].startswith(("[ERROR]", "ERROR!")) for message in messages):
+        return []
+    seen: set[str] = set()
+    lines: list[str] = []
+    for message in messages:
+        head = message[0]
+        if head in seen:
+            continue
+        seen.add(head)
+        # A warning says enough in its first line; an error keeps what follows it.
+        lines += message if head.startswith(("[ERROR]", "ERROR!")) else [head]
+    return lines[-limit:]
+
+
 def _message(result: Mapping[str, Any]) -> str:
     for key in ("msg", "stderr", "reason"):
         value = result.get(key)
@@ -224,6 +306,8 @@ def run_playbook(
         "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",
+        # An inventory that does not parse is an error, not a warning followed by a run on no hosts.
+        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "1",
         # The virtual environment's tools (khronika, ansible-playbook) first, whoever called us.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
@@ -243,13 +327,18 @@ def run_playbook(
     # extra variables and environment it is given into env/ there, and reads those it is not given
     # from the files left by an earlier run (a lab's vault password file reached the next playbook).
     with tempfile.TemporaryDirectory(prefix=f".{ident}-", dir=root) as private:
+        if extravars:
+            # ansible-runner passes env/extravars with -e @file; written here, every string is `!unsafe`.
+            (Path(private) / "env").mkdir()
+            variables = Path(private) / "env" / "extravars"
+            variables.write_text(unsafe_extravars_yaml(extravars), encoding="utf-8")
+            variables.chmod(0o600)
         result = ansible_runner.run(
             private_data_dir=private,
             artifact_dir=str(root),
             ident=ident,
             playbook=str(playbook_path),
             inventory=str(inventory_path),
-            extravars=dict(extravars or {}),
             limit=limit,
             forks=forks,
             envvars=env,
@@ -264,7 +353,27 @@ def run_playbook(
     summary.status = str(result.status)
     summary.tasks = len(progress.tasks)
     summary.slowest = sorted(progress.times, key=lambda t: t.seconds, reverse=True)[:10]
+    if not summary.succeeded and not summary.failures:
+        summary.errors = _stdout_errors(summary.artifacts) or [
+            f"ansible-playbook stopped (rc {summary.rc}) before any task; see the log"
+        ]
+    elif summary.succeeded and not summary.hosts:
+        # Every play was skipped: "no hosts matched". Nothing was done, which the caller did not ask for.
+        summary.rc, summary.status = 1, "no hosts"
+        where = f" with --limit {limit}" if limit else ""
+        summary.errors = [
+            f"no host of {inventory} matched any play of {playbook_path.name}{where}: nothing was done"
+        ]
     return summary
+
+
+def _stdout_errors(artifacts: Path) -> list[str]:
+    try:
+        with (artifacts / "stdout").open("rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - (256 << 10)))
+            return ansible_errors(handle.read().decode("utf-8", errors="replace"))
+    except OSError:
+        return []
 
 
 def _resolve_playbook(playbook: Path | str) -> Path:
@@ -277,6 +386,52 @@ def _resolve_playbook(playbook: Path | str) -> Path:
     if len(path.parts) == 1 and candidate.is_file():
         return candidate
     raise RunError(f"playbook {playbook} not found (a path, or one of playbooks/*.yml by name)")
+
+
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VAULTED = ("$ANSIBLE_VAULT", "!vault")
+
+
+def parse_extra_vars(items: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """`-e key=value` and `-e @file` as `khronika run` takes them: (variables passed as unsafe text, the
+    command-line arguments left for Ansible). A file is read here, relative to where khronika runs, with
+    the bounded loader, and its values are data like any other; a vaulted file is left to Ansible (which
+    decrypts it). Later items win, as with ansible-playbook."""
+    from khronika_ops import safe_yaml
+
+    extravars: dict[str, Any] = {}
+    args: list[str] = []
+    for item in items:
+        if item.startswith("@"):
+            path = Path(item[1:]).expanduser()
+            try:
+                head = path.read_bytes()[: safe_yaml.MAX_BYTES + 1]
+            except OSError as exc:
+                raise RunError(f"-e {item}: cannot read {path}: {exc.strerror}") from None
+            if any(mark.encode() in head for mark in _VAULTED):
+                args += ["-e", f"@{path.resolve()}"]
+                continue
+            try:
+                data = safe_yaml.load_text(head.decode("utf-8"), str(path))
+            except UnicodeDecodeError:
+                raise RunError(f"-e {item}: {path} is not UTF-8 text") from None
+            except safe_yaml.YamlError as exc:
+                raise RunError(f"-e {item}: {exc}") from None
+            if data is None:
+                continue
+            if not isinstance(data, Mapping):
+                raise RunError(f"-e {item}: {path} must hold a mapping of variable names to values")
+            pairs = list(data.items())
+        elif "=" in item:
+            key, _, value = item.partition("=")
+            pairs = [(key.strip(), value)]
+        else:
+            raise RunError(f"-e {item}: expected key=value or @file")
+        for key, value in pairs:
+            if not isinstance(key, str) or not _VARIABLE_NAME.match(key):
+                raise RunError(f"-e {item}: {key!r} is not a variable name")
+            extravars[key] = value
+    return extravars, args
 
 
 def run_command(
@@ -316,17 +471,11 @@ def run_command(
     from khronika_ops.console import error_text, make_console
 
     console = make_console()
-    extravars: dict[str, Any] = {}
-    args: list[str] = []
-    for item in extra_vars or []:
-        if item.startswith("@"):
-            args += ["-e", item]  # a file: Ansible reads it, as with ansible-playbook
-        elif "=" in item:
-            key, _, value = item.partition("=")
-            extravars[key.strip()] = value
-        else:
-            console.print(error_text(f"-e {item}: expected key=value or @file"))
-            raise typer.Exit(2)
+    try:
+        extravars, args = parse_extra_vars(extra_vars or [])
+    except RunError as exc:
+        console.print(error_text(exc))
+        raise typer.Exit(2) from None
     run_and_exit(
         console,
         playbook,

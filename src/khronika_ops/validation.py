@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from khronika_ops.safe_yaml import YamlError
+
 
 class StrictModel(BaseModel):
     """Unknown keys are errors: a misspelt key silently ignored is a setting silently not applied."""
@@ -72,6 +74,19 @@ def problems_from_validation(
             message = "is required"
         problems.append(Problem(module, location(loc), message))
     return problems
+
+
+def readable(error: BaseException) -> str:
+    """An error as the operator reads it: a pydantic ValidationError as its located messages (never
+    its raw text, which lists input values and links to pydantic's documentation), others as they say."""
+    if isinstance(error, ValidationError):
+        return "; ".join(str(problem) for problem in problems_from_validation(error, None)) or "invalid input"
+    return str(error)
+
+
+def yaml_problem(error: YamlError) -> Problem:
+    """A refused or invalid YAML file as a problem of the file as a whole, at its line."""
+    return Problem(None, f"line {error.line}" if error.line else "", error.reason)
 
 
 def describe_value(value: Any) -> str:

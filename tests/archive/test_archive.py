@@ -111,7 +111,7 @@ def _flip(path: Path, member: str, where: float = 0.5) -> None:
 
 
 def test_the_archive_holds_the_release_and_checks_out(archive: Path, releases: Path, tmp_path: Path) -> None:
-    verified = verify(archive, release="3.0.0")
+    verified = verify(archive, release="3.0.0", allow_unsigned=True)
     manifest = verified.manifest
     assert manifest.release == "3.0.0" and manifest.components == [
         "images",
@@ -127,7 +127,7 @@ def test_the_archive_holds_the_release_and_checks_out(archive: Path, releases: P
         "ansible.posix",
         "community.library_inventory_filtering_v1",
     }
-    assert verified.signature == "not signed"
+    assert verified.signature == "NOT CHECKED: not signed (--allow-unsigned)"
     # SHA256SUMS is what `sha256sum -c` reads, from the archive's folder.
     subprocess.run(["tar", "-xf", str(archive), "-C", str(tmp_path)], check=True)
     checked = subprocess.run(
@@ -169,7 +169,7 @@ def test_a_changed_byte_is_refused_naming_its_member(
     damaged = _copy(archive, tmp_path)
     _flip(damaged, member)
     with pytest.raises(ArchiveError) as caught:
-        verify(damaged, release="3.0.0")
+        verify(damaged, release="3.0.0", allow_unsigned=True)
     assert any(re.search(said, problem) for problem in caught.value.problems), caught.value.problems
 
 
@@ -177,7 +177,7 @@ def test_truncated_missing_added_and_unsafe_members_are_refused(archive: Path, t
     truncated = tmp_path / "truncated.tar"
     truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     with pytest.raises(ArchiveError, match="truncated or not a tar archive"):
-        verify(truncated)
+        verify(truncated, allow_unsigned=True)
 
     added = _copy(archive, tmp_path)
     with tarfile.open(added, "a") as tar:
@@ -191,7 +191,7 @@ def test_truncated_missing_added_and_unsafe_members_are_refused(archive: Path, t
         escape.size = 1
         tar.addfile(escape, io.BytesIO(b"x"))
     with pytest.raises(ArchiveError) as caught:
-        verify(added)
+        verify(added, allow_unsigned=True)
     problems = "\n".join(caught.value.problems)
     assert "images/extra.tar: in the archive but not listed in SHA256SUMS" in problems
     assert "docs/passwd: is a link or special file" in problems
@@ -203,20 +203,20 @@ def test_truncated_missing_added_and_unsafe_members_are_refused(archive: Path, t
             if not info.name.endswith("release/3.0.0.yml"):
                 tar.addfile(info, source.extractfile(info) if info.isfile() else None)
     with pytest.raises(ArchiveError) as caught:
-        verify(shorter)
+        verify(shorter, allow_unsigned=True)
     assert "release/3.0.0.yml: listed in SHA256SUMS but missing from the archive" in caught.value.problems
 
 
 def test_another_release_is_refused(archive: Path) -> None:
     with pytest.raises(ArchiveError) as caught:
-        verify(archive, release="3.0.1")
+        verify(archive, release="3.0.1", allow_unsigned=True)
     assert caught.value.problems == [
         "archive.json: the archive holds release 3.0.0, not the release asked for (3.0.1)"
     ]
 
 
 def test_extract_writes_only_verified_bytes_and_keeps_good_files(archive: Path, tmp_path: Path) -> None:
-    verified = verify(archive)
+    verified = verify(archive, allow_unsigned=True)
     paths, written = extract(verified, [layout.IMAGES], tmp_path)
     assert written == [layout.IMAGES]
     assert hashlib.sha256(paths[layout.IMAGES].read_bytes()).hexdigest() == verified.sums[layout.IMAGES]
@@ -292,13 +292,13 @@ def test_gpg_signature(releases: Path, tmp_path: Path, monkeypatch: pytest.Monke
             without={"wheels", "collection", "collections", "docs"},
         )
     ).path
-    verified = verify(signed, key=keyring, require_signature=True)
+    verified = verify(signed, key=keyring)
     assert verified.manifest.signature == "gpg" and verified.signature.startswith("gpg: ")
     assert "Good signature" in verified.signature
-    # Signed but not checked: said so, and refused when a signature is required.
-    assert verify(signed).signature == "signed (gpg), not checked: no key given"
-    with pytest.raises(ArchiveError, match="no key was given"):
-        verify(signed, require_signature=True)
+    # Signed but no key to check it with: refused, unless the operator lets it through unchecked (said so).
+    with pytest.raises(ArchiveError, match="signed with gpg, and no key was given"):
+        verify(signed)
+    assert verify(signed, allow_unsigned=True).signature == "NOT CHECKED: signed (gpg), no key given (--allow-unsigned)"
     # Another key, or sums rewritten to match a changed member: the signature check fails.
     other = _gpg_key(tmp_path / "other")
     with pytest.raises(ArchiveError, match=r"SHA256SUMS\.asc: the signature check failed"):
@@ -322,7 +322,16 @@ def test_gpg_signature(releases: Path, tmp_path: Path, monkeypatch: pytest.Monke
         assert sums_info is not None
     with pytest.raises(ArchiveError, match="signature check failed"):
         verify(forged, key=keyring)
-    verify(forged)  # without the key the sums alone agree: which is why a site that signs passes the key
+    # Without the key the sums alone agree: which is why an archive is refused without one by default.
+    assert verify(forged, allow_unsigned=True).signature.startswith("NOT CHECKED")
+    # The signature simply removed: with the key given, refused (a key means a valid signature is required).
+    stripped = tmp_path / "stripped.tar"
+    with tarfile.open(forged) as source, tarfile.open(stripped, "w") as tar:
+        for info in source:
+            if not info.name.endswith("SHA256SUMS.asc"):
+                tar.addfile(info, source.extractfile(info) if info.isfile() else None)
+    with pytest.raises(ArchiveError, match="not signed, but a key was given: a valid signature is required"):
+        verify(stripped, key=keyring)
 
 
 def test_minisign_signature(releases: Path, tmp_path: Path) -> None:
@@ -339,7 +348,7 @@ def test_minisign_signature(releases: Path, tmp_path: Path) -> None:
             without={"wheels", "collection", "collections", "docs"},
         )
     ).path
-    verified = verify(signed, key=public, require_signature=True)
+    verified = verify(signed, key=public)
     assert verified.signature.startswith("minisign: ")
     other_secret, other_public = tmp_path / "other.key", tmp_path / "other.pub"
     subprocess.run(
@@ -355,9 +364,14 @@ def test_minisign_signature(releases: Path, tmp_path: Path) -> None:
         Signer.parse("pgp:key")
 
 
-def test_unsigned_archive_when_a_signature_is_required(archive: Path) -> None:
-    with pytest.raises(ArchiveError, match="not signed, and a signature is required"):
-        verify(archive, require_signature=True)
+def test_an_unsigned_archive_needs_a_key_or_an_explicit_allowance(archive: Path, tmp_path: Path) -> None:
+    with pytest.raises(ArchiveError, match="SHA256SUMS: not signed, and no key was given to check it with"):
+        verify(archive)
+    key = tmp_path / "trusted.pub"
+    key.write_text("untrusted comment: a key\nRWQ0000000000000000000000000000000000000000000000000000000\n")
+    with pytest.raises(ArchiveError, match="not signed, but a key was given"):
+        verify(archive, key=key)
+    assert verify(archive, allow_unsigned=True).signature == "NOT CHECKED: not signed (--allow-unsigned)"
 
 
 def test_the_wheels_install_with_no_index(releases: Path, tmp_path: Path) -> None:
@@ -420,8 +434,11 @@ def test_cli_build_and_verify(releases: Path, tmp_path: Path, archive: Path) -> 
         f"archive {output}" in result.output
         and "components: images, collection, collections" in result.output
     )
-    ok = runner.invoke(app, ["archive", "verify", str(output), "--release", "3.0.0"])
-    assert ok.exit_code == 0 and ": OK" in ok.output and "signature: not signed" in ok.output
+    refused_unsigned = runner.invoke(app, ["archive", "verify", str(output), "--release", "3.0.0"])
+    assert refused_unsigned.exit_code == 1 and "no key was given" in refused_unsigned.output
+    ok = runner.invoke(app, ["archive", "verify", str(output), "--release", "3.0.0", "--allow-unsigned"])
+    assert ok.exit_code == 0 and ": OK" in ok.output and "signature: NOT CHECKED" in ok.output
+    assert "WARNING: the signature was NOT checked" in ok.output
     damaged = _copy(archive, tmp_path)
     _flip(damaged, layout.IMAGES)
     refused = runner.invoke(app, ["archive", "verify", str(damaged)])
@@ -438,12 +455,13 @@ def test_archive_unpack_action(archive: Path, tmp_path: Path) -> None:
         "    - khronika.platform.archive_unpack:\n"
         "        path: '{{ archive }}'\n        release: '{{ release }}'\n"
         f"        releases_dir: {releases}\n        dest: {cache}\n"
+        "        allow_unsigned: '{{ allow | default(false) }}'\n"
         "      register: unpacked\n"
         "    - ansible.builtin.debug:\n        msg: 'UNPACKED {{ unpacked | to_json }}'\n",
         encoding="utf-8",
     )
 
-    def run(path: Path, release: str) -> subprocess.CompletedProcess[str]:
+    def run(path: Path, release: str, allow: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [
                 tool("ansible-playbook"),
@@ -456,6 +474,8 @@ def test_archive_unpack_action(archive: Path, tmp_path: Path) -> None:
                 f"archive={path}",
                 "-e",
                 f"release={release}",
+                "-e",
+                f"allow={allow}",
             ],
             capture_output=True,
             text=True,
@@ -470,8 +490,12 @@ def test_archive_unpack_action(archive: Path, tmp_path: Path) -> None:
     assert "the archive is refused before any host changes" in wrong.stdout
     assert "not the release asked for (3.0.1)" in wrong.stdout
     assert not releases.exists() and not cache.exists()
+    unsigned = run(archive, "3.0.0", allow=False)
+    assert unsigned.returncode != 0 and "no key was given to check it with" in unsigned.stdout
+    assert not releases.exists() and not cache.exists()
     first = run(archive, "3.0.0")
     assert first.returncode == 0, first.stdout[-3000:]
+    assert "INSTALLING AN UNCHECKED ARCHIVE" in first.stdout + first.stderr
     assert "changed=1" in first.stdout
     assert (releases / "3.0.0.yml").is_file() and (cache / "3.0.0" / layout.IMAGES).is_file()
     second = run(archive, "3.0.0")

@@ -21,8 +21,12 @@ ARCHIVES = EPHEMERAL / "archives"
 APP = "kh-offline-app1"
 
 
-def playbook(archive, *extra):
-    """ansible-playbook install-offline.yml against the scenario's inventory: (rc, output)."""
+KEY = EPHEMERAL / "archive-key.pub"
+
+
+def playbook(archive, *extra, key=KEY):
+    """ansible-playbook install-offline.yml against the scenario's inventory, the archive checked against
+    `key` (the scenario's signing key; None: no key given): (rc, output)."""
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
@@ -45,6 +49,8 @@ def playbook(archive, *extra):
         "@" + os.environ["KHRONIKA_TEST_REGISTRY_VAULT"],
         *extra,
     ]
+    if key is not None:
+        command += ["-e", f"khronika_archive_key={key}"]
     if os.environ.get("KHRONIKA_TEST_VAULT_PASSWORD_FILE"):
         command += ["--vault-password-file", os.environ["KHRONIKA_TEST_VAULT_PASSWORD_FILE"]]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
@@ -149,6 +155,23 @@ def test_a_damaged_archive_is_refused_before_the_host_changes(host, damaged, kin
     else:
         assert "truncated or not a tar archive" in out
     assert "kh-offline-app1" not in out.split("Verify every member", 1)[1].split("PLAY RECAP", 1)[0]
+    assert state() == before
+
+
+def test_an_archive_whose_signature_was_removed_is_refused(host, tmp_path):
+    """Whoever can rewrite SHA256SUMS only has to delete its signature: with a key, that is refused; and
+    with no key at all, so is the archive, unless the operator says khronika_archive_allow_unsigned."""
+    source = ARCHIVES / "khronika-1.1.0.tar"
+    stripped = tmp_path / "stripped.tar"
+    with tarfile.open(source) as tar, tarfile.open(stripped, "w") as out:
+        for member in tar:
+            if not member.name.endswith("SHA256SUMS.minisig"):
+                out.addfile(member, tar.extractfile(member) if member.isfile() else None)
+    before = state()
+    rc, out = playbook(stripped, "-e", "khronika_release_version=1.1.0")
+    assert rc != 0 and "SHA256SUMS: not signed, but a key was given" in out
+    rc, out = playbook(source, "-e", "khronika_release_version=1.1.0", key=None)
+    assert rc != 0 and "no key was given to check it with" in out
     assert state() == before
 
 

@@ -23,9 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
-
-from khronika_ops import __version__
+from khronika_ops import __version__, safe_yaml
 from khronika_ops.archive import layout
 from khronika_ops.archive.signing import Signer
 from khronika_ops.doctor import ansible_tool, collection_search_paths, find_collection
@@ -160,7 +158,7 @@ def _collection(options: BuildOptions, staging: Path) -> str:
 
 def _collections(options: BuildOptions, staging: Path) -> list[layout.ArchiveCollection]:
     requirements = options.requirements or options.source / "requirements.yml"
-    data = yaml.safe_load(requirements.read_text(encoding="utf-8")) or {}
+    data = safe_yaml.load_file(requirements) or {}
     search_paths = collection_search_paths()
     folder = staging / "collections"
     folder.mkdir()

@@ -13,6 +13,7 @@ archive_app = typer.Typer(
     help="Offline installation archives: build one for a release, verify one before it is installed.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 _stdout = make_console()
 _stderr = make_console(stderr=True)
@@ -105,18 +106,32 @@ def verify_command(
     ] = None,
     key: Annotated[
         Path | None,
-        typer.Option("--key", help="Checks the signature: a gpg keyring file or a minisign public key file."),
+        typer.Option(
+            "--key",
+            help="The site's trusted key (a gpg keyring file or a minisign public key file): the archive "
+            "must carry a valid signature by it.",
+        ),
     ] = None,
+    allow_unsigned: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsigned",
+            help="Without --key: accept the archive with its signature unchecked (said loudly).",
+        ),
+    ] = False,
     require_signature: Annotated[
         bool,
-        typer.Option("--require-signature", help="Refuse an archive that is not signed (or not checked)."),
+        typer.Option("--require-signature", hidden=True, help="The default: kept for older scripts."),
     ] = False,
 ) -> None:
-    """Check every member's checksum (and the signature); name each member that is wrong."""
-    from khronika_ops.archive.verify import ArchiveError, verify
+    """Check every member's checksum and the signature against --key; name each member that is wrong.
+    Without --key the archive is refused unless --allow-unsigned."""
+    from khronika_ops.archive.verify import UNCHECKED, ArchiveError, verify
 
+    if allow_unsigned and require_signature:
+        raise typer.BadParameter("--allow-unsigned and --require-signature contradict each other")
     try:
-        verified = verify(archive, release=release, key=key, require_signature=require_signature)
+        verified = verify(archive, release=release, key=key, allow_unsigned=allow_unsigned)
     except ArchiveError as exc:
         _stderr.print(styled(f"{exc.path}: REFUSED", "bold red"))
         for problem in exc.problems:
@@ -130,3 +145,11 @@ def verify_command(
     )
     _stdout.print(f"  {len(verified.sums)} members checked ({_size(total)}), signature: {verified.signature}")
     _stdout.print(f"  images: {', '.join(image.module for image in manifest.images)}")
+    if verified.signature.startswith(UNCHECKED):
+        _stderr.print(
+            styled(
+                f"WARNING: the signature was NOT checked (--allow-unsigned): anyone who could change {archive} "
+                "could have changed what it installs. Give the site's trusted key with --key.",
+                "bold yellow",
+            )
+        )

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from khronika_ops.archive import layout
 from khronika_ops.archive.signing import SigningError, verify_signature
+from khronika_ops.validation import readable
 
 
 class ArchiveError(RuntimeError):
@@ -52,20 +53,57 @@ def _member_problem(member: tarfile.TarInfo, top: str) -> str | None:
     return None
 
 
+#: Names that tell an image tar (`docker save`, an OCI layout) from an installation archive.
+_IMAGE_TAR_NAMES = ("manifest.json", "repositories", "oci-layout", "index.json")
+#: Members looked at before a tar whose first member lies outside any khronika-<release>/ folder is
+#: called what it is (not an installation archive), instead of listing each of its members.
+_SNIFF_MEMBERS = 64
+
+
+def _what_it_is(names: list[str]) -> str:
+    """One line for a tar that is not an installation archive, saying what it seems to be instead."""
+    tops = {name.split("/", 1)[0] for name in names}
+    if tops & set(_IMAGE_TAR_NAMES) or any(name.startswith("blobs/") for name in names):
+        return (
+            "this is a container image tar (docker save or an OCI layout), not an installation archive: "
+            "`khronika archive build` makes one (a khronika-<release>/ folder with archive.json and SHA256SUMS)"
+        )
+    return (
+        "this is not an installation archive: it has no khronika-<release>/ folder with archive.json and "
+        "SHA256SUMS (`khronika archive build` makes one)"
+    )
+
+
+def _size_problem(member: tarfile.TarInfo, archive_bytes: int) -> str | None:
+    """A member that cannot be what it says: sparse (its declared size is not in the file), or larger
+    than the whole archive file. Read anyway, either would make `verify` hash gigabytes of nothing."""
+    if member.issparse():
+        return f"{member.name}: is a sparse file; an archive holds only plain files"
+    if member.size > archive_bytes:
+        return (
+            f"{member.name}: declares {member.size:,} bytes, more than the whole archive file "
+            f"({archive_bytes:,} bytes)"
+        )
+    return None
+
+
 def verify(
     path: str | Path,
     *,
     release: str | None = None,
     key: str | Path | None = None,
-    require_signature: bool = False,
+    allow_unsigned: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> Verified:
     """The archive's manifest and sums when everything holds, else ArchiveError with every problem.
     `release`: the release asked for (another release's archive is refused); `key`: the keyring (gpg) or
-    public key file (minisign) a signature is checked with; `require_signature`: refuse an unsigned one."""
+    public key file (minisign) the signature is checked with: given, a valid signature is required (an
+    archive whose signature was removed is refused). Without a key the archive is refused unless
+    `allow_unsigned`, and then its signature, if any, is not checked (Verified.signature says so)."""
     path = Path(path)
     if not path.is_file():
         raise ArchiveError(path, ["no such file"])
+    archive_bytes = path.stat().st_size
     problems: list[str] = []
     actual: dict[str, str] = {}
     sizes: dict[str, int] = {}
@@ -73,12 +111,30 @@ def verify(
     top: str | None = None
     current: str | None = None  # the member being read, named when the file ends inside it
     small = {layout.MANIFEST, layout.CHECKSUMS, *layout.SIGNATURES.values()}
+    seen: set[str] = set()
     try:
         with tarfile.open(path, mode="r:") as archive:
             for member in archive:
                 if top is None:
                     top = member.name.split("/", 1)[0]
-                if (problem := _member_problem(member, top)) is not None:
+                    if not top.startswith("khronika-") or not (member.isdir() or "/" in member.name):
+                        names = [member.name]
+                        for other in archive:
+                            names.append(other.name)
+                            if len(names) >= _SNIFF_MEMBERS:
+                                break
+                        raise ArchiveError(path, [_what_it_is(names)])
+                normalised = member.name.rstrip("/")
+                if normalised in seen:
+                    problems.append(
+                        f"{member.name}: appears more than once; a tool that extracts it would keep "
+                        "the last copy, which need not be the one checked"
+                    )
+                    continue
+                seen.add(normalised)
+                if (
+                    problem := _member_problem(member, top) or _size_problem(member, archive_bytes)
+                ) is not None:
                     problems.append(problem)
                     continue
                 if member.isdir():
@@ -130,8 +186,10 @@ def verify(
     if layout.MANIFEST in texts:
         try:
             manifest = layout.ArchiveManifest.model_validate(json.loads(texts[layout.MANIFEST]))
-        except (ValueError, ValidationError) as exc:
-            problems.append(f"{layout.MANIFEST}: not an archive manifest ({str(exc).splitlines()[0]})")
+        except ValidationError as exc:
+            problems.append(f"{layout.MANIFEST}: not an archive manifest ({readable(exc)})")
+        except ValueError as exc:
+            problems.append(f"{layout.MANIFEST}: not an archive manifest (not JSON: {exc})")
     else:
         problems.append(f"{layout.MANIFEST}: missing")
     if manifest is not None:
@@ -147,27 +205,49 @@ def verify(
             if needed not in actual:
                 problems.append(f"{needed}: missing")
 
-    signature = _check_signature(texts, sums, key, require_signature, problems)
+    signature = _check_signature(texts, sums, key, allow_unsigned, problems)
     if problems or manifest is None:
         raise ArchiveError(path, problems)
     return Verified(path=path, manifest=manifest, sums=sums, sizes=sizes, signature=signature)
 
 
+#: Verified.signature starts with this when the operator let an archive through unchecked.
+UNCHECKED = "NOT CHECKED"
+
+
 def _check_signature(
-    texts: dict[str, bytes], sums: dict[str, str], key: str | Path | None, required: bool, problems: list[str]
+    texts: dict[str, bytes],
+    sums: dict[str, str],
+    key: str | Path | None,
+    allow_unsigned: bool,
+    problems: list[str],
 ) -> str:
+    """What the signature says (a trusted signer), or a problem: a key given requires a valid signature,
+    as a deb822 source with Signed-By does; only `allow_unsigned` lets an archive through unchecked."""
     present = [(scheme, name) for scheme, name in layout.SIGNATURES.items() if name in texts]
-    if not present:
-        if required:
-            problems.append(f"{layout.CHECKSUMS}: not signed, and a signature is required")
-        return "not signed"
-    scheme, name = present[0]
     if key is None:
-        if required:
-            problems.append(f"{name}: signed with {scheme}, but no key was given to check it with")
-        return f"signed ({scheme}), not checked: no key given"
+        if not allow_unsigned:
+            said = f"signed with {present[0][0]}" if present else "not signed"
+            problems.append(
+                f"{layout.CHECKSUMS}: {said}, and no key was given to check it with: give the site's trusted "
+                "key (--key, khronika_archive_key), or accept an unchecked archive explicitly "
+                "(--allow-unsigned, khronika_archive_allow_unsigned=true)"
+            )
+            return "not checked"
+        if present:
+            return f"{UNCHECKED}: signed ({present[0][0]}), no key given (--allow-unsigned)"
+        return f"{UNCHECKED}: not signed (--allow-unsigned)"
+    if not present:
+        problems.append(
+            f"{layout.CHECKSUMS}: not signed, but a key was given: a valid signature is required "
+            f"({' or '.join(layout.SIGNATURES.values())} is missing; an archive whose signature was "
+            "removed is refused)"
+        )
+        return "missing"
+    scheme, name = present[0]
     if not sums:
-        return f"signed ({scheme}), not checked: {layout.CHECKSUMS} is unreadable"
+        problems.append(f"{name}: cannot be checked: {layout.CHECKSUMS} is unreadable")
+        return f"{scheme}: not checked"
     with tempfile.TemporaryDirectory(prefix="khronika-archive-sig-") as folder:
         checksums = Path(folder) / layout.CHECKSUMS
         checksums.write_bytes(texts[layout.CHECKSUMS])

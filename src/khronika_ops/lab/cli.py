@@ -20,6 +20,7 @@ lab_app = typer.Typer(
     help="The lab: a whole Khronika site on this machine (hosts as systemd containers over SSH).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 _out = make_console()
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from khronika_ops import safe_yaml
 from khronika_ops.lab import INVENTORY_DIR, REGISTRY_NAME, REGISTRY_PORT, REPORTS_DIR, STATE_DIR
 from khronika_ops.lab.hosts import SSH_USER, LabHost
 
@@ -39,7 +40,7 @@ def credentials() -> dict[str, str]:
     """The lab's secrets, generated on first use and kept owner-only."""
     path = STATE_DIR / "credentials.yml"
     if path.is_file():
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = safe_yaml.load_file(path) or {}
         if all(key in loaded for key in _VAULT_KEYS):
             return {str(k): str(v) for k, v in loaded.items()}
     values = {key: secrets.token_hex(16) for key in _VAULT_KEYS}

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from khronika_ops import safe_yaml
 from khronika_ops.lab import (
     INVENTORY_DIR,
     REGISTRY_NAME,
@@ -95,7 +94,7 @@ def release_state() -> str:
 
 def role_default(role: str, name: str) -> Any:
     """A role's default, read from the role itself, so the summary's URLs follow the roles."""
-    defaults = yaml.safe_load((REPO_ROOT / "roles" / role / "defaults" / "main.yml").read_text())
+    defaults = safe_yaml.load_file(REPO_ROOT / "roles" / role / "defaults" / "main.yml")
     return defaults[name]
 
 

@@ -11,9 +11,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError
 
+from khronika_ops import safe_yaml
 from khronika_ops.planner.errors import InputError, PlannerError
 from khronika_ops.validation import ProblemsError, StrictModel, problems_from_validation
 
@@ -103,10 +103,9 @@ _LIST_KEYS = ("disk_classes", "gpu_models", "host_shapes", "hosts", "modules")
 
 def _load_yaml(text: str, source: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(f"invalid YAML: {exc}", source=source, line=mark.line + 1 if mark else None) from exc
+        data = safe_yaml.load_text(text, source) or {}
+    except safe_yaml.YamlError as exc:
+        raise InputError(exc.reason, source=source, line=exc.line) from None
     if not isinstance(data, dict):
         raise InputError("a catalog must be a mapping", source=source, line=1)
     return data

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import math
 import os
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from khronika_ops.options import number
 from khronika_ops.planner.errors import PlannerError
-from khronika_ops.planner.models import ForecastSettings
+from khronika_ops.planner.models import GROWTH_MAX, GROWTH_MIN, LOAD_FACTOR_MAX, ForecastSettings
 from khronika_ops.planner.units import Resource
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ plan_app = typer.Typer(
     invoke_without_command=True,
     no_args_is_help=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
@@ -72,6 +74,14 @@ def parse_window(text: str | None) -> float | None:
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not an ISO 8601 time such as 2025-07-06T02:00") from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def what_if(load_factor: float, growth: float) -> tuple[float, float]:
+    """--load-factor and --growth, checked (both commands take them)."""
+    return (
+        number(load_factor, "--load-factor", above=0, at_most=LOAD_FACTOR_MAX),
+        number(growth, "--growth", above=GROWTH_MIN, at_most=GROWTH_MAX),
+    )
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -174,6 +184,7 @@ def plan(
     """Build the full plan from Prometheus or CSV history and a site catalog (no subcommand)."""
     if ctx.invoked_subcommand is not None:
         return
+    load_factor, growth = what_if(load_factor, growth)
     if prometheus is None and not csv:
         raise typer.BadParameter("give --prometheus URL or at least one --csv FILE")
     formats = parse_formats(output_format)
@@ -236,6 +247,8 @@ def _policy(calibration: str, target_under: str) -> SizingPolicy:
         raise typer.BadParameter(f"{calibration!r}: fixed or backtest", param_hint="--calibration")
     try:
         target = float(target_under.strip().removesuffix("%")) / 100.0
+        if not math.isfinite(target):
+            raise ValueError(target_under)
         return SizingPolicy(calibration=calibration, target_under=target)
     except ValueError:
         raise typer.BadParameter(
@@ -273,6 +286,10 @@ def size(
     """Size one series (values in the file's own units)."""
     from khronika_ops.planner.single import size_csv
 
+    load_factor, growth = what_if(load_factor, growth)
+    number(reserve, "--reserve", at_least=0, at_most=1e18)
+    if capacity is not None:
+        number(capacity, "--capacity", above=0, at_most=1e18)
     policy = _policy(calibration, target_under)
     try:
         result = size_csv(
@@ -295,7 +312,9 @@ def size(
     except PlannerError as error:
         raise _fail(error) from error
     if json_output:
-        typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
+        from khronika_ops.console import json_text
+
+        typer.echo(json_text(result.model_dump(mode="json")))
         return
     if result.recommended is None:
         typer.echo(f"{result.series}: {result.reason}")

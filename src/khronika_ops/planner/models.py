@@ -83,18 +83,26 @@ class CleanSeries(BaseModel):
         return self.start + self.step * np.arange(self.values.size, dtype=np.float64)
 
 
+#: What-if bounds: a load multiplier above 0 and at most 1000; growth above -100 % a month (-100 would
+#: be no load at all, below it a negative one) and at most 1000 % (x11 a month).
+LOAD_FACTOR_MAX = 1000.0
+GROWTH_MIN = -100.0
+GROWTH_MAX = 1000.0
+
+
 class ForecastSettings(BaseModel):
     """Forecast knobs; defaults are documented with their sources in docs/planner.md."""
 
-    model_config = ConfigDict(frozen=True)
+    # No NaN or infinity anywhere: a what-if of `inf` would print a plan of Infinity (not JSON).
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     horizon_days: float = Field(90.0, gt=0)
     # Epoch seconds of the next maintenance window, if known: a second forecast point (Forecast.window,
     # SizeResult.at_window) sized by the same rules as the horizon.
     maintenance_window: float | None = None
     # What-if: multiply all load by k, and compound growth of p percent per 30 days.
-    load_factor: float = Field(1.0, gt=0)
-    growth_percent_per_month: float = 0.0
+    load_factor: float = Field(1.0, gt=0, le=LOAD_FACTOR_MAX)
+    growth_percent_per_month: float = Field(0.0, gt=GROWTH_MIN, le=GROWTH_MAX)
     daily_harmonics: int = Field(4, ge=0)
     weekly_harmonics: int = Field(3, ge=0)
     # Robust z-score beyond which a residual is flagged as an outlier (kept in the data).

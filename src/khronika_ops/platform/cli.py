@@ -17,16 +17,19 @@ release_app = typer.Typer(
     help="Release manifests (releases/<version>.yml): list, show, and what a move from A to B changes.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 validate_app = typer.Typer(
     help="The module catalog (khronika_modules): validate it against an inventory.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 update_app = typer.Typer(
     help="Planned updates: what an update to a release does, and whether it may run now.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 _stdout = make_console()
 _stderr = make_console(stderr=True)
@@ -253,7 +256,11 @@ def update_check_command(
             else None
         )
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        from khronika_ops.validation import readable
+
+        raise typer.BadParameter(
+            readable(exc), param_hint="--window-start/--window-duration/--window-every"
+        ) from None
     try:
         check_inventory(inventory)
         modules = load_yaml_file(catalog)

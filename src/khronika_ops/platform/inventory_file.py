@@ -11,11 +11,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from khronika_ops import safe_yaml
 from khronika_ops.facts import FactsError, gpu_count
 from khronika_ops.platform.catalog import CatalogError, Inventory
-from khronika_ops.validation import Problem
+from khronika_ops.validation import Problem, yaml_problem
 
 
 def inventory_from_ansible(groups: Mapping[str, Any], gpus: Mapping[str, Any] | None = None) -> Inventory:
@@ -45,9 +44,13 @@ def load_inventory(path: str | Path) -> Inventory:
     path = Path(path)
     if path.is_file() and path.suffix in {".yml", ".yaml"}:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise CatalogError([Problem(None, "", f"cannot read the inventory: {exc}")], str(path)) from exc
+            data = safe_yaml.load_file(path)
+        except OSError as exc:
+            raise CatalogError(
+                [Problem(None, "", f"cannot read the inventory: {exc.strerror}")], str(path)
+            ) from exc
+        except safe_yaml.YamlError as exc:
+            raise CatalogError([yaml_problem(exc)], str(path)) from None
         if _is_plain_form(data):
             return Inventory.from_mapping(data)
     return _load_ansible_inventory(path)

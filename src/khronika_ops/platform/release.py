@@ -23,12 +23,18 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from khronika_ops import safe_yaml
 from khronika_ops.platform.common import HostMinimum
 from khronika_ops.platform.images import ImageReference, parse_pinned_reference
-from khronika_ops.validation import Problem, ProblemsError, StrictModel, problems_from_validation
+from khronika_ops.validation import (
+    Problem,
+    ProblemsError,
+    StrictModel,
+    problems_from_validation,
+    yaml_problem,
+)
 
 # semver.org's regular expression (without the leading "v" some tags carry).
 SEMVER_RE = re.compile(
@@ -164,11 +170,11 @@ def load_release(path: str | Path) -> Release:
     path = Path(path)
     source = str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_yaml.load_file(path)
     except OSError as exc:
         raise ReleaseError([Problem(None, "", f"cannot read: {exc.strerror}")], source) from exc
-    except yaml.YAMLError as exc:
-        raise ReleaseError([Problem(None, "", f"invalid YAML: {exc}")], source) from exc
+    except safe_yaml.YamlError as exc:
+        raise ReleaseError([yaml_problem(exc)], source) from None
     release = parse_release(data, source)
     if path.stem != release.version:
         problem = Problem(None, "version", f"{release.version!r} does not match the file name {path.name!r}")

@@ -14,6 +14,7 @@ support_app = typer.Typer(
     help="Support requests: a redacted bundle of the site's state with a request draft, and its schema.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 

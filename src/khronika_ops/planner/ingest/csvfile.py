@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -358,9 +359,12 @@ def parse_value(token: str, source: str, line: int) -> float:
     if stripped.lower() in MISSING_TOKENS:
         return float("nan")
     try:
-        return float(stripped)
+        value = float(stripped)
     except ValueError:
         raise InputError(f"value {stripped!r} is not a number", source=source, line=line) from None
+    if not math.isfinite(value):
+        raise InputError(f"value {stripped!r} is not a finite number", source=source, line=line)
+    return value
 
 
 def parse_timestamps(tokens: Sequence[str], lines: IntArray, source: str) -> FloatArray:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from khronika_ops.planner.plan import HostPlan, ModulePlan, Plan
 
 # Column headings both the Markdown and the terminal report use (each adds its own last columns).
@@ -57,7 +55,9 @@ def host_cells(host: HostPlan) -> list[str]:
 
 
 def plan_json(plan: Plan) -> str:
-    return json.dumps(plan.model_dump(mode="json"), indent=2) + "\n"
+    from khronika_ops.console import json_text
+
+    return json_text(plan.model_dump(mode="json")) + "\n"
 
 
 def render(plan: Plan, output_format: str) -> str:

@@ -17,12 +17,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
+from khronika_ops import safe_yaml
 from khronika_ops.platform.common import HostMinimum, Seconds, SizeBytes
 from khronika_ops.platform.images import ImageReferenceError, parse_repository
-from khronika_ops.validation import Problem, ProblemsError, StrictModel, problems_from_validation
+from khronika_ops.validation import (
+    Problem,
+    ProblemsError,
+    StrictModel,
+    problems_from_validation,
+    yaml_problem,
+)
 
 CATALOG_KEY = "khronika_modules"
 MODULE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # also a container name and a DNS label
@@ -139,6 +145,18 @@ class HttpRoute(StrictModel):
     path_prefix: str = Field(pattern=r"^/[A-Za-z0-9._~/-]*$")
     upstream_port: int = Field(ge=1, le=65535)  # a container port that is published on the host
 
+    @field_validator("path_prefix")
+    @classmethod
+    def _plain_segments(cls, value: str) -> str:
+        # nginx normalises `..` and `.` before it matches a location: a prefix holding them would route
+        # a path the operator did not write (or one outside the module), and `//` matches nothing.
+        segments = value.split("/")[1:]
+        if any(segment in {".", ".."} for segment in segments):
+            raise ValueError(f"{value!r} holds a '.' or '..' segment; give the path as it is served")
+        if "" in segments[:-1]:
+            raise ValueError(f"{value!r} holds an empty segment ('//')")
+        return value
+
 
 class CatalogModule(StrictModel):
     name: str = Field(pattern=MODULE_NAME_PATTERN)
@@ -216,11 +234,11 @@ def catalog_entries(data: Any) -> list[Any]:
 
 def load_yaml_file(path: str | Path, error: type[ProblemsError] = CatalogError) -> Any:
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return safe_yaml.load_file(path)
     except OSError as exc:
         raise error([Problem(None, "", f"cannot read: {exc.strerror}")], str(path)) from exc
-    except yaml.YAMLError as exc:
-        raise error([Problem(None, "", f"invalid YAML: {exc}")], str(path)) from exc
+    except safe_yaml.YamlError as exc:
+        raise error([yaml_problem(exc)], str(path)) from None
 
 
 def parse_modules(entries: Sequence[Any]) -> tuple[list[CatalogModule], list[Problem]]:
