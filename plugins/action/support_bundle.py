@@ -37,6 +37,12 @@ options:
   contact: {description: "{phone, email}.", type: dict, required: true}
   category: {description: incident, problem, service-request or development-request., type: str, required: true}
   description: {description: What happened., type: str, required: true}
+  subject: {description: "The request's subject (one line); default: the description's first line.", type: str, default: ""}
+  attachments:
+    description: Files on the controller to attach (screenshots, text); checked and capped like the CLI's --attach.
+    type: list
+    elements: path
+    default: []
   pseudonymize: {description: Stand-ins for host names and IPv4 addresses., type: bool, default: false}
   alerts: {description: "{source, alerts} read from Alertmanager, or {error}.", type: dict}
   reports_dir: {description: The update reports folder., type: path}
@@ -52,6 +58,8 @@ _OPTIONS = {
     "contact",
     "category",
     "description",
+    "subject",
+    "attachments",
     "pseudonymize",
     "alerts",
     "reports_dir",
@@ -113,6 +121,8 @@ class ActionModule(ActionBase):
                 contact=args.get("contact") or {},
                 category=str(args.get("category") or ""),
                 description=str(args.get("description") or ""),
+                subject=str(args.get("subject") or ""),
+                attachments=[Path(str(item)) for item in args.get("attachments") or []],
                 secrets=sorted(secrets),
                 pseudonymize=boolean(args.get("pseudonymize", False), strict=True),
                 alerts=args.get("alerts"),

@@ -124,8 +124,7 @@ class RunSummary:
     def lines(self, slowest: int = 5) -> list[str]:
         """The summary as plain lines (printed literally: task names and messages may hold brackets)."""
         verdict = "ok" if self.succeeded else f"FAILED (rc {self.rc}, {self.status})"
-        out = [f"  {line}" for line in self.errors]
-        out += [
+        out = [
             f"{self.playbook}: {verdict} in {format_seconds(self.seconds)}: {self.plays} plays, {self.tasks} tasks "
             f"on {len(self.hosts)} hosts; ok {self.ok}, changed {self.changed}, failed {self.failed}, "
             f"unreachable {self.unreachable}, skipped {self.skipped}"
@@ -136,6 +135,7 @@ class RunSummary:
                 + "; ".join(f"{t.task} ({t.host}) {t.seconds:.1f}s" for t in self.slowest[:slowest])
             )
         out += [f"  {failure}" for failure in self.failures]
+        out += [f"  {line}" for line in self.errors]
         out.append(f"  log: {self.artifacts / 'stdout'}")
         return out
 

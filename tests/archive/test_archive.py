@@ -298,7 +298,10 @@ def test_gpg_signature(releases: Path, tmp_path: Path, monkeypatch: pytest.Monke
     # Signed but no key to check it with: refused, unless the operator lets it through unchecked (said so).
     with pytest.raises(ArchiveError, match="signed with gpg, and no key was given"):
         verify(signed)
-    assert verify(signed, allow_unsigned=True).signature == "NOT CHECKED: signed (gpg), no key given (--allow-unsigned)"
+    assert (
+        verify(signed, allow_unsigned=True).signature
+        == "NOT CHECKED: signed (gpg), no key given (--allow-unsigned)"
+    )
     # Another key, or sums rewritten to match a changed member: the signature check fails.
     other = _gpg_key(tmp_path / "other")
     with pytest.raises(ArchiveError, match=r"SHA256SUMS\.asc: the signature check failed"):

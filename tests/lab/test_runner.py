@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from khronika_ops.runner import RunError, run_playbook
 
@@ -208,3 +209,101 @@ def test_an_unknown_strategy_is_refused_before_anything_runs(project, tmp_path):
     with pytest.raises(RunError, match="unknown strategy 'fast' \\(known: linear, free"):
         run_playbook(playbook, inventory, strategy="fast", artifacts_root=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
+
+
+CANARY_PLAYBOOK = """
+- name: Write what it was given
+  hosts: local
+  gather_facts: false
+  tasks:
+    - name: Write it
+      ansible.builtin.copy:
+        dest: "{{ out }}/given.json"
+        content: "{{ {'text': text, 'nested': nested | default({})} | to_json }}"
+        mode: "0644"
+"""
+
+
+def _khronika(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("khronika")), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        timeout=300,
+    )
+
+
+def test_text_from_the_command_line_or_a_file_is_never_rendered(project, tmp_path):
+    """`-e key=value` and `-e @file` reach the play as data: a planted lookup never runs, `{% raw %}`
+    and `{{ ... }}` arrive as typed (ansible-playbook would run the command as the user running it)."""
+    _, inventory = project
+    playbook = tmp_path / "canary.yml"
+    playbook.write_text(CANARY_PLAYBOOK)
+    canary = tmp_path / "CANARY"
+    planted = "{{ lookup('pipe', 'touch $KHRONIKA_CANARY') }}"
+    text = f"the page shows {planted} {{% raw %}} {{{{ appeal_id }}}}"
+    (tmp_path / "vars.yml").write_text(
+        yaml.safe_dump({"nested": {"path": f"/srv/{planted}", "list": [planted, 3, True]}}), encoding="utf-8"
+    )
+    done = _khronika(
+        "run",
+        str(playbook),
+        "-i",
+        str(inventory),
+        "-e",
+        f"out={tmp_path}",
+        "-e",
+        f"text={text}",
+        "-e",
+        "@vars.yml",
+        "--artifacts",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,  # a relative @file is read from where khronika runs
+        env={"KHRONIKA_CANARY": str(canary)},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not canary.exists()
+    given = json.loads((tmp_path / "given.json").read_text())
+    assert given == {"text": text, "nested": {"path": f"/srv/{planted}", "list": [planted, 3, True]}}
+
+
+def test_ansibles_own_errors_reach_the_operator(project, tmp_path):
+    """A missing -e file, an inventory that is not one, a --limit matching no host, plays matching no
+    host: an error with Ansible's reason, never "ok ... 0 tasks on 0 hosts"."""
+    playbook, inventory = project
+    runs = ["--artifacts", str(tmp_path / "runs")]
+    missing = _khronika("run", str(playbook), "-i", str(inventory), "-e", "@missing.yml", *runs, cwd=tmp_path)
+    assert (
+        missing.returncode == 2 and "-e @missing.yml: cannot read missing.yml: No such file" in missing.stdout
+    )
+
+    bomb = tmp_path / "bomb.yml"
+    bomb.write_text(
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(
+            f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+        )
+    )
+    refused = _khronika("run", str(playbook), "-i", str(inventory), "-e", f"@{bomb}", *runs)
+    assert refused.returncode == 2 and "refused: it expands to more than" in refused.stdout
+
+    not_yaml = tmp_path / "broken.yml"
+    not_yaml.write_text("all: [\n  hosts")
+    broken = _khronika("run", str(playbook), "-i", str(not_yaml), "-e", f"out={tmp_path}", *runs)
+    assert broken.returncode != 0, broken.stdout
+    assert "No inventory was parsed" in broken.stdout and "YAML parsing failed" in broken.stdout
+
+    nowhere = _khronika(
+        "run", str(playbook), "-i", str(inventory), "-l", "no-such-host", "-e", f"out={tmp_path}", *runs
+    )
+    assert nowhere.returncode != 0
+    assert "Could not match supplied host pattern, ignoring: no-such-host" in nowhere.stdout
+    assert "no hosts to target" in nowhere.stdout
+
+    elsewhere = tmp_path / "elsewhere.yml"
+    elsewhere.write_text("- name: A group the inventory lacks\n  hosts: khronika_gpu\n  tasks: []\n")
+    idle = _khronika("run", str(elsewhere), "-i", str(inventory), *runs)
+    assert idle.returncode == 1 and "matched any play of elsewhere.yml: nothing was done" in idle.stdout

@@ -4,6 +4,7 @@ with request.json valid against its schema; pseudonyms; an unreachable host; a l
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from conftest import REPO, TargetHost, ansible_env, tool
 from khronika_ops.support.bundle import BundleError, HostResult, write_bundle
 from khronika_ops.support.redact import MARK, Redactor
-from khronika_ops.support.request import check_fields
+from khronika_ops.support.request import ATTACHMENT_MAX_BYTES, check_fields
 
 TOKEN = "tok-3f9a1c2e8b7d4f60a1b2"
 PASSWORD = "Pa55-w0rd-planted-91x"
@@ -69,7 +70,7 @@ def _host_collection(tmp_path: Path, host: str) -> Path:
 def _read(bundle: Path) -> dict[str, str]:
     with tarfile.open(bundle) as tar:
         return {
-            member.name.split("/", 1)[1]: tar.extractfile(member).read().decode()  # type: ignore[union-attr]
+            member.name.split("/", 1)[1]: tar.extractfile(member).read().decode(errors="replace")  # type: ignore[union-attr]
             for member in tar
             if member.isfile()
         }
@@ -187,16 +188,75 @@ def test_a_leak_stops_the_bundle(tmp_path: Path) -> None:
     assert not list((tmp_path / "out").iterdir())
 
 
-def test_request_fields_are_checked_first() -> None:
+def test_request_fields_are_checked_first(tmp_path: Path) -> None:
+    """Each problem a sentence naming what to fix (never pydantic's raw text or its links)."""
     problems = check_fields({"name": "x"}, {"email": "not-an-address"}, "bug")
-    assert problems[0].startswith(
-        "category must be one of incident, problem, service-request, development-request"
-    )
-    assert (
-        "khronika_support_organisation: address: Field required; contact_person: Field required" in problems
+    assert "khronika_support_organisation.address is required" in problems
+    assert "khronika_support_organisation.contact_person is required" in problems
+    assert any(
+        "category must be one of incident, problem, service-request, development-request" in p
+        for p in problems
     )
     assert any("is not an address" in p for p in problems)
+    assert not any("pydantic" in p or "Field required" in p or "http" in p for p in problems)
     assert check_fields(ORG, {"phone": "+7 495 000-00-00"}, "service-request") == []
+    # The request itself: a description, a one-line subject, files that are images or text; and hosts.
+    binary = tmp_path / "core.bin"
+    binary.write_bytes(b"\x7fELF\x00\x01")
+    big = tmp_path / "big.log"
+    big.write_bytes(b"x" * (ATTACHMENT_MAX_BYTES + 1))
+    problems = check_fields(
+        ORG,
+        CONTACT,
+        "incident",
+        description="  ",
+        subject="one\ntwo",
+        attachments=[str(binary), str(big), str(tmp_path / "none.png")],
+        hosts=[],
+        hosts_pattern="khronika",
+    )
+    assert problems == [
+        "the request has no description: say what happened, when, and what was expected "
+        "(--describe, khronika_support_description)",
+        "the subject must be one line (--subject, khronika_support_subject)",
+        f"--attach {binary}: {binary} is neither an image (PNG, JPEG, GIF, WebP) nor UTF-8 text",
+        f"--attach {big}: {big} is {ATTACHMENT_MAX_BYTES + 1:,} bytes; an attachment may hold {ATTACHMENT_MAX_BYTES:,}",
+        f"--attach {tmp_path / 'none.png'}: {tmp_path / 'none.png'} does not exist",
+        "no host of the inventory matches 'khronika': there is nothing to collect from "
+        "(the inventory's group khronika, or --limit)",
+    ]
+    assert check_fields({}, None, "incident") == [
+        "khronika_support_organisation is not set: the inventory needs it (docs/support.md shows the fields)",
+        "khronika_support_contact is not set: the inventory needs it (docs/support.md shows the fields)",
+    ]
+
+
+def test_subject_and_attachments_reach_the_request(tmp_path: Path) -> None:
+    """A screenshot goes in as it is (listed with its type, size and sha256); a text file is redacted."""
+    screenshot = tmp_path / "screen shot.png"
+    screenshot.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    log = tmp_path / "browser.log"
+    log.write_text(f"GET /api/appeals 500 token={TOKEN}\n", encoding="utf-8")
+    result = _bundle(tmp_path, subject="Классификатор не отвечает", attachments=[screenshot, log])
+    members = _read(result.path)
+    request = json.loads(members["request.json"])
+    assert request["subject"] == "Классификатор не отвечает"
+    attached = {item["path"]: item for item in request["attachments"] if item.get("media_type")}
+    png = attached["attachments/01-screen_shot.png"]
+    assert png["media_type"] == "image/png" and png["bytes"] == screenshot.stat().st_size
+    with tarfile.open(result.path) as tar:
+        member = next(m for m in tar if m.name.endswith("attachments/01-screen_shot.png"))
+        data = tar.extractfile(member).read()  # type: ignore[union-attr]
+    assert data == screenshot.read_bytes() and hashlib.sha256(data).hexdigest() == png["sha256"]
+    assert attached["attachments/02-browser.log"]["media_type"] == "text/plain"
+    assert (
+        TOKEN not in members["attachments/02-browser.log"] and MARK in members["attachments/02-browser.log"]
+    )
+    assert "Images are not redacted" in members["summary.md"]
+    assert "## Subject: Классификатор не отвечает" in members["summary.md"]
+    # No subject given: the description's first line.
+    again = _bundle(tmp_path / "again")
+    assert json.loads(_read(again.path)["request.json"])["subject"].startswith("The classifier stopped")
 
 
 def test_the_collector_runs_on_a_real_host(target_host: TargetHost, tmp_path: Path) -> None:
@@ -282,7 +342,18 @@ def test_the_playbook_on_a_host_and_one_that_is_gone(target_host: TargetHost, tm
         "-c",
         f"mkdir -p /etc/khronika && echo 'db={PASSWORD} login={TOKEN} MODULE_DB_PASSWORD' > /etc/khronika/site.conf",
     )
-    out = tmp_path / "out"
+    # Text a person typed, and paths, with templates in them: they must arrive literally, and the command
+    # in them must never run (it would, as the user running khronika, if Ansible rendered them).
+    canary = tmp_path / "CANARY"
+    planted = "{{ lookup('pipe', 'touch $KHRONIKA_CANARY') }}"
+    description = (
+        f"How do I rotate the registry password? The page shows {planted} and {{% raw %}}{{{{ appeal_id }}}}"
+    )
+    subject = f"Rotation {planted}"
+    screenshot = tmp_path / f"shot {planted}.png"
+    screenshot.write_bytes(b"\x89PNG\r\n\x1a\n0000")
+    out = tmp_path / f"out {planted}"
+    env = {**ansible_env(), "KHRONIKA_CANARY": str(canary)}
     done = subprocess.run(
         [
             tool("khronika"),
@@ -295,16 +366,21 @@ def test_the_playbook_on_a_host_and_one_that_is_gone(target_host: TargetHost, tm
             "--category",
             "service-request",
             "--describe",
-            "How do I rotate the registry password?",
+            description,
+            "--subject",
+            subject,
+            "--attach",
+            str(screenshot),
         ],
         capture_output=True,
         text=True,
-        env=ansible_env(),
+        env=env,
         cwd=REPO,
         timeout=600,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-4000:]
+    assert not canary.exists()
     bundles = list(out.glob("khronika-support-*.tar.gz"))
     assert len(bundles) == 1
     members = _read(bundles[0])
@@ -316,7 +392,10 @@ def test_the_playbook_on_a_host_and_one_that_is_gone(target_host: TargetHost, tm
     )
     assert "| kh-pytest-gone | UNREACHABLE:" in members["summary.md"]
     assert f"| {target_host.name} | none recorded | 0 of 0 running | none | no |" in members["summary.md"]
-    assert json.loads(members["request.json"])["category"] == "service-request"
+    request = json.loads(members["request.json"])
+    assert request["category"] == "service-request"
+    assert request["description"] == description and request["subject"] == subject
+    assert any(item.get("media_type") == "image/png" for item in request["attachments"])
     # A request support cannot work with is refused before anything is collected.
     refused = subprocess.run(
         [tool("khronika"), "support", "bundle", "-i", str(inventory), "-o", str(out), "--category", "bug"],
@@ -328,6 +407,35 @@ def test_the_playbook_on_a_host_and_one_that_is_gone(target_host: TargetHost, tm
         check=False,
     )
     assert refused.returncode == 2 and "--category must be one of incident, problem" in refused.stdout
+    # No description, or no host to collect from: refused with a sentence before anything is collected.
+    for extra, said in (
+        ([], "the request has no description"),
+        (
+            ["--describe", "x", "--limit", "kh-no-such-host"],
+            "no host of the inventory matches 'kh-no-such-host'",
+        ),
+    ):
+        refused = subprocess.run(
+            [
+                tool("khronika"),
+                "support",
+                "bundle",
+                "-i",
+                str(inventory),
+                "-o",
+                str(tmp_path / "none"),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=ansible_env(),
+            cwd=REPO,
+            timeout=120,
+            check=False,
+        )
+        assert refused.returncode != 0 and said in refused.stdout, refused.stdout
+        assert "Nothing was collected" in refused.stdout and "validation error" not in refused.stdout
+    assert not (tmp_path / "none").exists()
 
 
 def test_secret_leaves_are_the_values_under_secret_names() -> None:

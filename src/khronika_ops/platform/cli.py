@@ -233,6 +233,7 @@ def update_check_command(
         str | None, typer.Option(help="Registry user; the password from $KHRONIKA_REGISTRY_PASSWORD.")
     ] = None,
     registry_ca: Annotated[Path | None, typer.Option(help="CA of the registry's TLS certificate.")] = None,
+    vault_password_file: Annotated[Path | None, typer.Option(help="Vault password file.")] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Pre-flight of an update: each host's recorded release, the window, the downtime class, the order,
@@ -268,7 +269,9 @@ def update_check_command(
         deployment = resolve_deployment(
             modules, load_inventory(inventory), release=target, default_registry=registry, source=str(catalog)
         )
-        states = states_from_records(read_records(inventory, pattern))
+        states = states_from_records(
+            read_records(inventory, pattern, vault_password_file=vault_password_file)
+        )
         image_checks = []
         if registry is not None:
             from khronika_ops.platform.registry import Credentials, RegistryClient

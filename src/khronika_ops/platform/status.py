@@ -41,9 +41,24 @@ def check_inventory(inventory: str) -> None:
         raise StatusError(f"inventory {inventory} does not exist")
 
 
-def read_records(inventory: str, pattern: str = "khronika", timeout: int = 300) -> dict[str, dict[str, Any]]:
-    """host -> record, or -> {"error": ...} for hosts that could not be read."""
-    env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK=JSON_CALLBACK)
+def read_records(
+    inventory: str,
+    pattern: str = "khronika",
+    timeout: int = 300,
+    vault_password_file: Path | None = None,
+) -> dict[str, dict[str, Any]]:
+    """host -> record, or -> {"error": ...} for hosts that could not be read. StatusError when the
+    inventory does not parse, or no host of it matches `pattern` (with Ansible's own words)."""
+    from khronika_ops.runner import ansible_errors
+
+    if vault_password_file is not None and not Path(vault_password_file).is_file():
+        raise StatusError(f"vault password file {vault_password_file} does not exist")
+    env = dict(
+        os.environ,
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK=JSON_CALLBACK,
+        ANSIBLE_INVENTORY_UNPARSED_FAILED="1",
+    )
     cmd = [
         ansible_tool("ansible"),
         pattern,
@@ -54,7 +69,12 @@ def read_records(inventory: str, pattern: str = "khronika", timeout: int = 300) 
         "-a",
         f"src={RECORD_SOURCE}",
     ]
+    if vault_password_file is not None:
+        cmd += ["--vault-password-file", str(Path(vault_password_file).resolve())]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    said = ansible_errors(proc.stderr + "\n" + proc.stdout)
+    if said:
+        raise StatusError(f"ansible could not read {inventory}:\n  " + "\n  ".join(said))
     try:
         document = parse_stdout(proc.stdout)
     except json.JSONDecodeError as exc:
@@ -66,7 +86,14 @@ def read_records(inventory: str, pattern: str = "khronika", timeout: int = 300) 
                 "a checkout whose scripts/setup.sh ran (its ansible.cfg finds them)"
             ) from exc
         raise StatusError(f"ansible failed (rc {proc.returncode}): {detail[0]}") from exc
-    return parse_ansible_json(document)
+    records = parse_ansible_json(document)
+    if not records:
+        warnings = [line for line in proc.stderr.splitlines() if "host pattern" in line or "No hosts" in line]
+        raise StatusError(
+            f"no host of {inventory} matches {pattern!r}"
+            + (f" (ansible: {warnings[0].strip()})" if warnings else "")
+        )
+    return records
 
 
 def parse_stdout(stdout: str) -> dict[str, Any]:
@@ -105,11 +132,14 @@ def status(
     inventory: Annotated[str, typer.Option("--inventory", "-i", help="Ansible inventory of the site.")],
     pattern: Annotated[str, typer.Option("--limit", "-l", help="Hosts or groups to ask.")] = "khronika",
     json_output: Annotated[bool, typer.Option("--json", help="Print the records as JSON.")] = False,
+    vault_password_file: Annotated[
+        Path | None, typer.Option(help="Vault password file (a real site's inventory is vaulted).")
+    ] = None,
 ) -> None:
     """Show the release each host runs (the platform role's record)."""
     try:
         check_inventory(inventory)
-        records = read_records(inventory, pattern)
+        records = read_records(inventory, pattern, vault_password_file=vault_password_file)
     except (StatusError, OSError, subprocess.TimeoutExpired) as exc:
         typer.echo(f"khronika status: {exc}", err=True)
         raise typer.Exit(2) from exc

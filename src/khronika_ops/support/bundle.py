@@ -18,6 +18,7 @@ naming the member and the kind, never the value.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -37,7 +38,10 @@ from khronika_ops.support.request import (
     Environment,
     Organisation,
     SupportRequest,
+    attachment_type,
+    check_fields,
     schema,
+    subject_from,
 )
 
 _UNIT = re.compile(
@@ -126,12 +130,24 @@ def write_bundle(
     contact: Mapping[str, Any],
     category: str,
     description: str,
+    subject: str = "",
+    attachments: Sequence[Path] = (),
     secrets: Sequence[str] = (),
     pseudonymize: bool = False,
     alerts: Mapping[str, Any] | None = None,
     reports_dir: Path | None = None,
     now: datetime | None = None,
 ) -> BundleResult:
+    problems = check_fields(
+        dict(organisation),
+        dict(contact),
+        category,
+        description=description,
+        subject=subject,
+        attachments=[str(path) for path in attachments],
+    )
+    if problems:
+        raise BundleError("the support request cannot be drafted: " + "; ".join(problems))
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     top = f"khronika-support-{stamp}"
@@ -194,8 +210,30 @@ def write_bundle(
         if audit.is_file():
             members["controller/reports/audit.log"] = redactor.text(_text(audit.read_bytes()[-MAX_MEMBER:]))
 
-    attachments = [
+    attached: dict[str, bytes] = {}
+    listed: list[Attachment] = []
+    for number, given in enumerate(attachments, start=1):
+        source = Path(given).expanduser()
+        media_type = attachment_type(source)
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", source.name).strip("._") or "file"
+        name = f"attachments/{number:02d}-{safe}"
+        data = source.read_bytes()
+        # Text is redacted like everything else; an image cannot be, which summary.md says.
+        if media_type == "text/plain":
+            data = redactor.text(data.decode("utf-8")).encode("utf-8")
+        attached[name] = data
+        listed.append(
+            Attachment(
+                path=name,
+                description=f"attached by the operator: {redactor.text(source.name)}",
+                media_type=media_type,
+                bytes=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+            )
+        )
+    attachment_list = [
         Attachment(path="summary.md", description="the bundle's summary"),
+        *listed,
         *(
             Attachment(
                 path=name,
@@ -210,6 +248,7 @@ def write_bundle(
         created_at=now.isoformat().replace("+00:00", "Z"),
         organisation=Organisation.model_validate(dict(organisation)),
         category=category,
+        subject=redactor.text(subject.strip() or subject_from(description)),
         description=redactor.text(description),
         contact=Contact.model_validate(dict(contact)),
         environment=Environment(
@@ -217,7 +256,7 @@ def write_bundle(
             khronika_ops=__version__,
             hosts_unreachable=[redactor.host_name(h) for h in unreachable],
         ),
-        attachments=attachments,
+        attachments=attachment_list,
     )
     alert_lines = [
         f"- {a.get('labels', {}).get('alertname', '?')} ({a.get('labels', {}).get('severity', '?')}) on "
@@ -232,6 +271,8 @@ def write_bundle(
             f"- Category: {request.category}: {CATEGORIES[request.category]}",
             f"- Contact: {', '.join(x for x in (request.contact.phone, request.contact.email) if x)}",
             f"- Made by khronika-ops {__version__} at {request.created_at}",
+            "",
+            f"## Subject: {request.subject}",
             "",
             "## Description",
             "",
@@ -256,6 +297,16 @@ def write_bundle(
                 ]
             ),
             "",
+            "## Attached by the operator",
+            "",
+            *(f"- {item.path} ({item.media_type}, {item.bytes:,} bytes)" for item in listed),
+            *([] if listed else ["nothing"]),
+            *(
+                ["", "Images are not redacted: look at them before the bundle leaves the site."]
+                if any(item.media_type != "text/plain" for item in listed)
+                else []
+            ),
+            "",
             "## Update reports",
             "",
             *(f"- controller/reports/{name}/" for name in reports),
@@ -272,11 +323,12 @@ def write_bundle(
             "",
         ]
     )
-    document = {
+    document: dict[str, str | bytes] = {
         "summary.md": summary,
         "request.json": request.model_dump_json(indent=2) + "\n",
         "request.schema.json": json.dumps(schema(), indent=2) + "\n",
         **members,
+        **attached,
     }
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{top}.tar.gz"
@@ -285,7 +337,7 @@ def write_bundle(
     try:
         with tarfile.open(partial, "w:gz") as tar:
             for name, content in document.items():
-                data = content.encode("utf-8")
+                data = content.encode("utf-8") if isinstance(content, str) else content
                 info = tarfile.TarInfo(f"{top}/{name}")
                 info.size, info.mode, info.mtime = len(data), 0o600, mtime
                 tar.addfile(info, io.BytesIO(data))

@@ -9,6 +9,8 @@ and validated against `schema()`, which is written beside it (`request.schema.js
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -19,6 +21,18 @@ CATEGORIES: dict[str, str] = {
     "problem": "a failure that stopped the service (the platform or a module does not work for anyone)",
     "service-request": "a request for information (how to, what is supported, a document)",
     "development-request": "a change to the software (a new capability or a change of behaviour)",
+}
+#: What an operator may attach (a screenshot of the failure, a log or text file): each file, and all together.
+ATTACHMENT_MAX_BYTES = 5 << 20
+ATTACHMENTS_MAX_BYTES = 20 << 20
+ATTACHMENTS_MAX = 10
+SUBJECT_MAX = 200
+DESCRIPTION_MAX = 20_000
+_IMAGE_MAGIC = {
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"\xff\xd8\xff": "image/jpeg",
+    b"GIF87a": "image/gif",
+    b"GIF89a": "image/gif",
 }
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[0-9 ()\-]{5,20}$")
@@ -54,6 +68,12 @@ class Contact(_Strict):
 class Attachment(_Strict):
     path: str = Field(description="The file's path inside the bundle.")
     description: str
+    media_type: str | None = Field(
+        default=None,
+        description="For a file the operator attached: image/png, image/jpeg, ... or text/plain.",
+    )
+    bytes: int | None = Field(default=None, description="For a file the operator attached: its size.")
+    sha256: str | None = Field(default=None, description="For a file the operator attached: its sha256.")
 
 
 class Environment(_Strict):
@@ -69,6 +89,9 @@ class SupportRequest(_Strict):
     created_at: str = Field(description="UTC, ISO 8601.")
     organisation: Organisation
     category: Category = Field(description="; ".join(f"{name}: {text}" for name, text in CATEGORIES.items()))
+    subject: str = Field(
+        min_length=1, max_length=SUBJECT_MAX, description="The request's subject (тема запроса): one line."
+    )
     description: str = Field(min_length=1, description="What happened, when, what was expected.")
     contact: Contact
     environment: Environment
@@ -88,24 +111,124 @@ def schema() -> dict[str, Any]:
     return document
 
 
-def check_fields(organisation: Any, contact: Any, category: Any) -> list[str]:
-    """Every problem with the fields a request needs, before anything is collected."""
+def subject_from(description: str) -> str:
+    """A subject when none was given: the description's first line, shortened."""
+    line = next((text.strip() for text in description.splitlines() if text.strip()), "")
+    return line if len(line) <= 120 else line[:119].rstrip() + "…"
+
+
+def attachment_type(path: Path) -> str:
+    """The media type of a file an operator attaches: an image (PNG, JPEG, GIF) or UTF-8 text; ValueError
+    saying what is wrong otherwise (missing, not a file, too large, another kind of file)."""
+    try:
+        if not path.is_file():
+            raise ValueError(f"{path} is not a file" if path.exists() else f"{path} does not exist")
+        size = path.stat().st_size
+        if size > ATTACHMENT_MAX_BYTES:
+            raise ValueError(f"{path} is {size:,} bytes; an attachment may hold {ATTACHMENT_MAX_BYTES:,}")
+        with path.open("rb") as handle:
+            data = handle.read(ATTACHMENT_MAX_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"{path} cannot be read: {exc.strerror}") from None
+    for magic, media_type in _IMAGE_MAGIC.items():
+        if data.startswith(magic):
+            return media_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if b"\0" not in data:
+        try:
+            data.decode("utf-8")
+            return "text/plain"
+        except UnicodeDecodeError:
+            pass
+    raise ValueError(f"{path} is neither an image (PNG, JPEG, GIF, WebP) nor UTF-8 text")
+
+
+def _field_sentence(variable: str, error: Any) -> str:
+    field = ".".join(str(part) for part in error.get("loc", ()))
+    name = f"{variable}.{field}" if field else variable
+    kind = error.get("type", "")
+    if kind == "missing":
+        return f"{name} is required"
+    if kind == "string_too_short":
+        return f"{name} is empty"
+    if kind == "extra_forbidden":
+        return f"{name} is not a field support knows"
+    if kind in ("string_type", "dict_type", "model_type"):
+        return f"{name} must be {'a mapping' if kind != 'string_type' else 'text'}"
+    return f"{name}: {str(error.get('msg', 'invalid')).removeprefix('Value error, ')}"
+
+
+def check_fields(
+    organisation: Any,
+    contact: Any,
+    category: Any,
+    *,
+    description: Any = None,
+    subject: Any = None,
+    attachments: Sequence[Any] = (),
+    hosts: Sequence[Any] | None = None,
+    hosts_pattern: str = "khronika",
+) -> list[str]:
+    """Every problem with what a request needs, each a sentence, before anything is collected: the
+    site's organisation and contact, then the request itself (check_request), then the hosts
+    (None: not checked)."""
     problems: list[str] = []
-    if category not in CATEGORIES:
-        problems.append(f"category must be one of {', '.join(CATEGORIES)}, not {category!r}")
     for model, value, variable in (
         (Organisation, organisation, "khronika_support_organisation"),
         (Contact, contact, "khronika_support_contact"),
     ):
+        if not isinstance(value, dict) or not value:
+            problems.append(
+                f"{variable} is not set: the inventory needs it (docs/support.md shows the fields)"
+            )
+            continue
         try:
-            model.model_validate(value if isinstance(value, dict) else {})
+            model.model_validate(value)
         except ValidationError as exc:
-            errors = exc.errors()
-            detail = "; ".join(
-                ".".join(str(part) for part in error.get("loc", ()))
-                + (": " if error.get("loc") else "")
-                + str(error["msg"])
-                for error in errors
-            ) or str(exc)
-            problems.append(f"{variable}: {detail}")
+            problems += [_field_sentence(variable, error) for error in exc.errors()]
+    problems += check_request(category, description, subject, attachments)
+    if hosts is not None and not hosts:
+        problems.append(
+            f"no host of the inventory matches {hosts_pattern!r}: there is nothing to collect from "
+            "(the inventory's group khronika, or --limit)"
+        )
+    return problems
+
+
+def check_request(
+    category: Any, description: Any = None, subject: Any = None, attachments: Sequence[Any] = ()
+) -> list[str]:
+    """What the operator gives for one request (`khronika support bundle`'s options), each problem a
+    sentence. `description` None: not checked."""
+    problems: list[str] = []
+    if category not in CATEGORIES:
+        problems.append(f"category must be one of {', '.join(CATEGORIES)}, not {category!r}")
+    if description is not None:
+        text = str(description)
+        if not text.strip():
+            problems.append(
+                "the request has no description: say what happened, when, and what was expected "
+                "(--describe, khronika_support_description)"
+            )
+        elif len(text) > DESCRIPTION_MAX:
+            problems.append(f"the description holds {len(text):,} characters; at most {DESCRIPTION_MAX:,}")
+    if subject:
+        text = str(subject).strip()
+        if "\n" in text or "\r" in text:
+            problems.append("the subject must be one line (--subject, khronika_support_subject)")
+        elif len(text) > SUBJECT_MAX:
+            problems.append(f"the subject holds {len(text)} characters; at most {SUBJECT_MAX}")
+    if len(attachments) > ATTACHMENTS_MAX:
+        problems.append(f"{len(attachments)} files attached; at most {ATTACHMENTS_MAX}")
+    total = 0
+    for item in attachments:
+        path = Path(str(item)).expanduser()
+        try:
+            attachment_type(path)
+            total += path.stat().st_size
+        except ValueError as exc:
+            problems.append(f"--attach {item}: {exc}")
+    if total > ATTACHMENTS_MAX_BYTES:
+        problems.append(f"the attachments hold {total:,} bytes together; at most {ATTACHMENTS_MAX_BYTES:,}")
     return problems
