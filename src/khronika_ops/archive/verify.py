@@ -132,9 +132,10 @@ def verify(
                     )
                     continue
                 seen.add(normalised)
-                if (
-                    problem := _member_problem(member, top) or _size_problem(member, archive_bytes)
-                ) is not None:
+                if (problem := _size_problem(member, archive_bytes)) is not None:
+                    # What follows it in the file is not where its header says: stop at the first.
+                    raise ArchiveError(path, [*problems, problem])
+                if (problem := _member_problem(member, top)) is not None:
                     problems.append(problem)
                     continue
                 if member.isdir():

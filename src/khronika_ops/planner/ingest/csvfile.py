@@ -178,6 +178,14 @@ def _read_wide(
     if matrix is not None:
         times = _epoch_seconds(matrix[:, time_index])
         values = matrix[:, value_indices]
+        # np.loadtxt reads `inf` and `1e999` as numbers; the checked path refuses them, and so does this.
+        infinite = np.isinf(values).any(axis=1)
+        if infinite.any():
+            row = int(np.argmax(infinite))
+            token = next(v for v in values[row] if math.isinf(v))
+            raise InputError(
+                f"value {token!r} is not a finite number", source=source, line=int(line_numbers[row])
+            )
     else:
         time_tokens, values = _parse_rows(
             rows, delimiter, len(header), time_index=time_index, value_indices=value_indices, source=source
