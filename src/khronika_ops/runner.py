@@ -471,6 +471,10 @@ def run_command(
     from khronika_ops.console import error_text, make_console
 
     console = make_console()
+    if forks is not None:
+        from khronika_ops.options import number
+
+        number(forks, "--forks", at_least=1, at_most=500)
     try:
         extravars, args = parse_extra_vars(extra_vars or [])
     except RunError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -115,3 +116,75 @@ def test_the_update_role_falls_back_to_the_platform_roles_folders() -> None:
     update_vars = (REPO / "roles" / "update" / "vars" / "main.yml").read_text(encoding="utf-8")
     assert f"platform_record_dir | default('{defaults['platform_record_dir']}')" in update_vars
     assert f"platform_backup_dir | default('{defaults['platform_backup_dir']}')" in update_vars
+
+
+def test_status_reads_a_vaulted_inventory_and_names_what_ansible_cannot(tmp_path: Path) -> None:
+    """A real site's inventory is vaulted: --vault-password-file as with every other command. An
+    inventory Ansible cannot parse, or a pattern matching no host, is an error with Ansible's reason."""
+    recorded = tmp_path / "a"
+    recorded.mkdir()
+    (recorded / "release.json").write_text(
+        json.dumps({"version": "1.1.0", "kind": "change-release", "modules": []}), encoding="utf-8"
+    )
+    site = tmp_path / "site"
+    (site / "group_vars" / "khronika").mkdir(parents=True)
+    (site / "hosts.ini").write_text(
+        f"[khronika]\nalpha ansible_connection=local ansible_python_interpreter={sys.executable}\n",
+        encoding="utf-8",
+    )
+    secret = site / "group_vars" / "khronika" / "vault.yml"
+    secret.write_text(f"platform_record_dir: {recorded}\n", encoding="utf-8")
+    password = tmp_path / "vault-pass"
+    password.write_text("s3cret\n", encoding="utf-8")
+    subprocess.run(
+        [
+            str(Path(sys.executable).with_name("ansible-vault")),
+            "encrypt",
+            "--vault-password-file",
+            str(password),
+            str(secret),
+        ],
+        check=True,
+        capture_output=True,
+        env=ansible_env(),
+    )
+    runner = CliRunner()
+    locked = runner.invoke(app, ["status", "-i", str(site)], env=ansible_env())
+    assert locked.exit_code == 2 and "vault" in locked.stderr.lower(), locked.stderr
+    opened = runner.invoke(
+        app, ["status", "-i", str(site), "--vault-password-file", str(password), "--json"], env=ansible_env()
+    )
+    assert opened.exit_code == 0, opened.stderr
+    assert json.loads(opened.stdout)["alpha"]["version"] == "1.1.0"
+
+    nobody = runner.invoke(app, ["status", "-i", str(site), "-l", "no-such-host"], env=ansible_env())
+    assert nobody.exit_code == 2 and "no host of" in nobody.stderr and "no-such-host" in nobody.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text("all: [\n  hosts", encoding="utf-8")
+    unparsed = runner.invoke(app, ["status", "-i", str(broken)], env=ansible_env())
+    assert unparsed.exit_code == 2 and "No inventory was parsed" in unparsed.stderr, unparsed.stderr
+
+
+def test_update_check_refuses_a_limit_that_matches_no_host(tmp_path: Path) -> None:
+    """It said "every targeted host already runs 1.1.0" when no host was targeted at all."""
+    result = CliRunner().invoke(
+        app,
+        [
+            "update",
+            "check",
+            "--release",
+            "1.1.0",
+            "--catalog",
+            str(REPO / "samples" / "catalog" / "khronika_modules.yml"),
+            "-i",
+            str(REPO / "samples" / "catalog" / "inventory.yml"),
+            "--dir",
+            str(REPO / "releases"),
+            "--limit",
+            "nosuchhost",
+        ],
+        env=ansible_env(),
+    )
+    assert result.exit_code == 2, result.output
+    assert "no host of" in result.stderr and "nosuchhost" in result.stderr
+    assert "already runs" not in result.output

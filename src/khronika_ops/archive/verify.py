@@ -82,7 +82,7 @@ def _size_problem(member: tarfile.TarInfo, archive_bytes: int) -> str | None:
     if member.size > archive_bytes:
         return (
             f"{member.name}: declares {member.size:,} bytes, more than the whole archive file "
-            f"({archive_bytes:,} bytes)"
+            f"({archive_bytes:,} bytes): the file is truncated or not a tar archive made by khronika"
         )
     return None
 

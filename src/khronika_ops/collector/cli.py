@@ -28,6 +28,9 @@ def collect_app(
     keep_days: Annotated[int, typer.Option(help="Days of CSV files to keep.")] = 15,
 ) -> None:
     """Sample host, container (Docker) and GPU (nvidia-smi) metrics; see docs/metrics.md for names."""
+    from khronika_ops.options import number
+
+    number(keep_days, "--keep-days", at_least=1, at_most=3650)
     period = _seconds(interval)
     if period <= 0:
         raise typer.BadParameter("the interval must be positive")

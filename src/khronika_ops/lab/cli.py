@@ -60,7 +60,13 @@ def up_command(
 ) -> None:
     """Bring the lab up (or re-converge it): hosts, registry, site.yml, traffic, an update, a plan."""
     from khronika_ops.lab.up import Options, summary_lines, up
+    from khronika_ops.options import number
 
+    # Click's ranges let NaN through: every comparison with it is false.
+    number(traffic, "--traffic-seconds", at_least=0, at_most=3600)
+    number(peak_rate, "--peak-rate", at_least=0.1, at_most=50)
+    if forks is not None:
+        number(forks, "--forks", at_least=1, at_most=500)
     options = Options(
         hosts=hosts,
         traffic_seconds=traffic,

@@ -192,6 +192,11 @@ def list_releases(directory: str | Path) -> list[Release]:
 
 
 def find_release(directory: str | Path, version: str) -> Release:
+    # A version is a file name here: `../../x` would read a manifest from anywhere.
+    if not SEMVER_RE.match(version):
+        raise ReleaseError(
+            [Problem(None, "", f"{version!r} is not a release version such as 1.2.0")], str(directory)
+        )
     for suffix in (".yml", ".yaml"):
         path = Path(directory) / f"{version}{suffix}"
         if path.is_file():
