@@ -24,7 +24,7 @@ MAX_ALIASED = 10_000
 #: Nesting of mappings and lists.
 MAX_DEPTH = 100
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # type: ignore[assignment]
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class YamlError(yaml.YAMLError):
@@ -42,7 +42,7 @@ class _BoundedLoader(_Loader):  # type: ignore[misc,valid-type]
     source = "<string>"
 
     def get_single_node(self) -> yaml.Node | None:
-        node = super().get_single_node()
+        node: yaml.Node | None = super().get_single_node()
         if node is not None:
             _check_graph(node, self.source)
         return node
