@@ -188,3 +188,34 @@ def test_update_check_refuses_a_limit_that_matches_no_host(tmp_path: Path) -> No
     assert result.exit_code == 2, result.output
     assert "no host of" in result.stderr and "nosuchhost" in result.stderr
     assert "already runs" not in result.output
+
+
+def test_a_pattern_is_never_rendered(tmp_path: Path) -> None:
+    """`ansible PATTERN` renders the pattern as a play's hosts: one holding a template is refused, and
+    the command in it never runs."""
+    inventory = _local_inventory(tmp_path, alpha=tmp_path / "a")
+    canary = tmp_path / "CANARY"
+    planted = "{{ lookup('pipe', 'touch $KHRONIKA_CANARY') }}"
+    env = {**ansible_env(), "KHRONIKA_CANARY": str(canary)}
+    status = CliRunner().invoke(app, ["status", "-i", str(inventory), "-l", planted], env=env)
+    assert status.exit_code == 2 and "is not a host pattern" in status.stderr
+    check = CliRunner().invoke(
+        app,
+        [
+            "update",
+            "check",
+            "--release",
+            "1.1.0",
+            "--catalog",
+            str(REPO / "samples" / "catalog" / "khronika_modules.yml"),
+            "-i",
+            str(inventory),
+            "--dir",
+            str(REPO / "releases"),
+            "--limit",
+            f"alpha:{planted}",
+        ],
+        env=env,
+    )
+    assert check.exit_code == 2 and "is not a host pattern" in check.stderr, check.output
+    assert not canary.exists()

@@ -414,6 +414,7 @@ def test_the_playbook_on_a_host_and_one_that_is_gone(target_host: TargetHost, tm
             ["--describe", "x", "--limit", "kh-no-such-host"],
             "no host of the inventory matches 'kh-no-such-host'",
         ),
+        (["--describe", "x", "--limit", planted], "no host of the inventory matches"),
     ):
         refused = subprocess.run(
             [
@@ -428,14 +429,14 @@ def test_the_playbook_on_a_host_and_one_that_is_gone(target_host: TargetHost, tm
             ],
             capture_output=True,
             text=True,
-            env=ansible_env(),
+            env=env,
             cwd=REPO,
             timeout=120,
             check=False,
         )
         assert refused.returncode != 0 and said in refused.stdout, refused.stdout
         assert "Nothing was collected" in refused.stdout and "validation error" not in refused.stdout
-    assert not (tmp_path / "none").exists()
+    assert not (tmp_path / "none").exists() and not canary.exists()
 
 
 def test_secret_leaves_are_the_values_under_secret_names() -> None:

@@ -243,7 +243,7 @@ def update_check_command(
     from khronika_ops.platform.catalog import load_yaml_file, resolve_deployment, update_strategies
     from khronika_ops.platform.inventory_file import load_inventory
     from khronika_ops.platform.release import find_release, list_releases
-    from khronika_ops.platform.status import StatusError, check_inventory, read_records
+    from khronika_ops.platform.status import StatusError, check_inventory, check_pattern, read_records
     from khronika_ops.platform.update import MaintenanceWindow, preflight, render_text, states_from_records
 
     if (window_start is None) != (window_duration is None):
@@ -264,6 +264,7 @@ def update_check_command(
         ) from None
     try:
         check_inventory(inventory)
+        check_pattern(pattern)
         modules = load_yaml_file(catalog)
         target = find_release(directory, release)
         deployment = resolve_deployment(

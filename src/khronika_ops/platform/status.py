@@ -41,6 +41,16 @@ def check_inventory(inventory: str) -> None:
         raise StatusError(f"inventory {inventory} does not exist")
 
 
+_JINJA = ("{{", "{%", "{#")
+
+
+def check_pattern(pattern: str) -> None:
+    """An ad-hoc `ansible PATTERN` renders its pattern as a play's `hosts:`, a template: a pattern holding
+    Jinja's delimiters would run what is in them. No host name or group has them; a regex's `{2}` is kept."""
+    if any(mark in pattern for mark in _JINJA) or not pattern.strip():
+        raise StatusError(f"{pattern!r} is not a host pattern (names, groups, ':', '&', '!', '*', '~regex')")
+
+
 def read_records(
     inventory: str,
     pattern: str = "khronika",
@@ -51,6 +61,7 @@ def read_records(
     inventory does not parse, or no host of it matches `pattern` (with Ansible's own words)."""
     from khronika_ops.runner import ansible_errors
 
+    check_pattern(pattern)
     if vault_password_file is not None and not Path(vault_password_file).is_file():
         raise StatusError(f"vault password file {vault_password_file} does not exist")
     env = dict(
