@@ -237,3 +237,21 @@ def test_a_bad_window_is_named_without_pydantic_text(tmp_path: Path) -> None:
     )
     assert code == 2 and "--window" in output, output
     assert_plain(output)
+
+
+def test_a_device_or_a_folder_given_as_a_file_is_refused_at_once(tmp_path: Path) -> None:
+    for args, said in (
+        (
+            ["plan", "size", "--csv", "/dev/zero", "--resource", "cpu"],
+            "/dev/zero: is a device, not a history file",
+        ),
+        (["plan", "size", "--csv", str(tmp_path), "--resource", "cpu"], "Is a directory"),
+        (["archive", "verify", str(tmp_path), "--allow-unsigned"], "is a folder, not an archive file"),
+        (["archive", "verify", "/dev/null", "--allow-unsigned"], "is not a regular file"),
+        (["catalog", "validate", "/dev/zero", "--inventory", str(SAMPLES / "inventory.yml")], "/dev/zero"),
+    ):
+        started = time.monotonic()
+        code, output = khronika(*args)
+        assert time.monotonic() - started < 20
+        assert code != 0 and said in output, (args, output)
+        assert_plain(output)

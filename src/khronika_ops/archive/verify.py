@@ -102,7 +102,14 @@ def verify(
     `allow_unsigned`, and then its signature, if any, is not checked (Verified.signature says so)."""
     path = Path(path)
     if not path.is_file():
-        raise ArchiveError(path, ["no such file"])
+        what = (
+            "is a folder, not an archive file"
+            if path.is_dir()
+            else "is not a regular file"
+            if path.exists()
+            else "no such file"
+        )
+        raise ArchiveError(path, [what])
     archive_bytes = path.stat().st_size
     problems: list[str] = []
     actual: dict[str, str] = {}

@@ -174,7 +174,10 @@ def resolve_deployment(
     `archive` the tag the installation archive's loader gives the same image."""
     if image_source not in IMAGE_SOURCES:
         raise ValueError(f"image source must be one of {', '.join(IMAGE_SOURCES)}, not {image_source!r}")
-    entries = catalog_entries(catalog)
+    try:
+        entries = catalog_entries(catalog)
+    except CatalogError as exc:
+        raise CatalogError(exc.problems, exc.source or source) from None
     modules, problems = parse_modules(entries)
     by_name = {module.name: module for module in modules}
     for module in modules:
