@@ -130,6 +130,10 @@ class ActionModule(ActionBase):
             )
         except (BundleError, ValueError, KeyError) as exc:
             raise AnsibleActionFail(f"support bundle: {readable(exc)}") from exc
+        except OSError as exc:
+            raise AnsibleActionFail(
+                f"support bundle: cannot write {exc.filename or 'it'}: {exc.strerror}"
+            ) from exc
         result.update(
             changed=True,
             path=str(written.path),

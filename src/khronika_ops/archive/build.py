@@ -222,10 +222,17 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
     started = time.monotonic()
     release = check_options(options)
     output = (options.output or Path(layout.default_file_name(release.version))).resolve()
-    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.is_dir():
+        raise BuildError(
+            f"--output {output} is a folder; name the archive file (khronika-{release.version}.tar)"
+        )
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".khronika-archive-", dir=output.parent))
+    except OSError as exc:
+        raise BuildError(f"--output {output}: cannot write in {output.parent}: {exc.strerror}") from None
     steps: dict[str, float] = {}
     built_at = datetime.now(UTC).replace(microsecond=0)
-    staging = Path(tempfile.mkdtemp(prefix=".khronika-archive-", dir=output.parent))
     partial = output.with_name(f".{output.name}.partial")
     try:
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,8 +65,12 @@ def bundle_command(  # noqa: PLR0917 - typer passes options as arguments
     # The request's own fields, before Ansible starts (the playbook's first play checks them again with
     # the site's organisation, contact and hosts, before anything is collected).
     problems = check_request(category, describe, subject, [str(path) for path in attachments])
-    if output is not None and output.exists() and not output.is_dir():
-        problems.append(f"-o {output}: is a file; the bundle goes into a folder")
+    if output is not None:
+        existing = next(folder for folder in (output, *output.absolute().parents) if folder.exists())
+        if existing == output and not output.is_dir():
+            problems.append(f"-o {output}: is a file; the bundle goes into a folder")
+        elif not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            problems.append(f"-o {output}: cannot write in {existing}")
     if problems:
         for problem in problems:
             console.print(error_text(problem))
