@@ -139,6 +139,10 @@ def test_plain_copies_at_most_a_bounded_number_of_values() -> None:
         ("--capacity", "inf"),
         ("--target-under", "nan"),
         ("--target-under", "-1%"),
+        ("--horizon", "0"),
+        ("--horizon", "999999999999"),
+        ("--horizon", "nan"),
+        ("--window", "9999-12-31T00:00"),
     ],
 )
 def test_every_number_of_plan_size_is_checked(tmp_path: Path, option: str, value: str) -> None:
@@ -156,7 +160,13 @@ def test_every_number_of_plan_size_is_checked(tmp_path: Path, option: str, value
 def test_the_full_plan_checks_its_what_ifs(tmp_path: Path) -> None:
     series = tmp_path / "cpu.csv"
     series.write_text("timestamp,value\n1700000000,1\n")
-    for option, value in (("--load-factor", "nan"), ("--growth", "1e308")):
+    for option, value in (
+        ("--load-factor", "nan"),
+        ("--growth", "1e308"),
+        ("--step", "1ms"),
+        ("--history", "10000d"),
+        ("--horizon", "inf"),
+    ):
         code, output = khronika("plan", "--csv", str(series), option, value)
         assert code == 2 and option in output, output
         assert_plain(output)

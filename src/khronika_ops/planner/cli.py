@@ -53,27 +53,48 @@ class SizeResource(StrEnum):
     REQUESTS = "requests"
 
 
-def parse_duration_days(text: str) -> float:
-    """'90', '90d', '12h', '2w', '1w3d' -> days (khronika_ops.quantities' grammar; a bare number is days)."""
+#: What each duration option may be, in days: a plan looks at most 10 years ahead, reads at most a
+#: year and a half of history, at a step between a second and a day.
+DURATION_LIMITS = {
+    "--horizon": (None, 3650.0),
+    "--history": (None, 550.0),
+    "--step": (1.0 / 86400.0, 1.0),
+}
+
+
+def parse_duration_days(text: str, option: str = "--horizon") -> float:
+    """'90', '90d', '12h', '2w', '1w3d' -> days (khronika_ops.quantities' grammar; a bare number is days),
+    positive and within the option's DURATION_LIMITS, or a usage error naming the option."""
     from khronika_ops.quantities import parse_duration
 
     try:
         value = parse_duration(text, bare_seconds=86400.0) / 86400.0
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    if value <= 0:
-        raise typer.BadParameter("the duration must be positive")
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+    low, high = DURATION_LIMITS.get(option, (None, None))
+    if value <= 0 or (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"at least {low * 86400:g} s" if low else "positive"
+        raise typer.BadParameter(
+            f"{text!r}: the duration must be {bounds}" + (f" and at most {high:g} days" if high else ""),
+            param_hint=option,
+        )
     return value
 
 
 def parse_window(text: str | None) -> float | None:
+    """The next maintenance window: an ISO 8601 time within the next ten years (UTC unless zoned)."""
     if text is None:
         return None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise typer.BadParameter(f"{text!r} is not an ISO 8601 time such as 2025-07-06T02:00") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time such as 2025-07-06T02:00", param_hint="--window"
+        ) from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment.year > datetime.now(UTC).year + 10:
+        raise typer.BadParameter(f"{text!r} is more than ten years ahead", param_hint="--window")
+    return moment.timestamp()
 
 
 def what_if(load_factor: float, growth: float) -> tuple[float, float]:
@@ -216,8 +237,8 @@ def plan(
             prometheus_token=token if prometheus_user is None else None,
             csv_files=[str(path) for path in csv or []],
             catalog_files=[str(path) for path in catalog or []],
-            history_days=parse_duration_days(history),
-            step_seconds=parse_duration_days(step) * 86400.0,
+            history_days=parse_duration_days(history, "--history"),
+            step_seconds=parse_duration_days(step, "--step") * 86400.0,
             settings=ForecastSettings(
                 horizon_days=parse_duration_days(horizon),
                 maintenance_window=parse_window(window),
