@@ -257,10 +257,18 @@ def update_check_command(
             else None
         )
     except ValueError as exc:
+        from pydantic import ValidationError
+
         from khronika_ops.validation import readable
 
+        fields = (
+            {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+            if isinstance(exc, ValidationError)
+            else set()
+        )
+        options = [f"--window-{name}" for name in ("start", "duration", "every") if name in fields]
         raise typer.BadParameter(
-            readable(exc), param_hint="--window-start/--window-duration/--window-every"
+            readable(exc), param_hint="/".join(options) or "--window-start/--window-duration/--window-every"
         ) from None
     try:
         check_inventory(inventory)

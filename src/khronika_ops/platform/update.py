@@ -64,8 +64,10 @@ class MaintenanceWindow(StrictModel):
     """`start` (ISO 8601; UTC when no zone is given) for `duration`, repeating `every` when set."""
 
     start: datetime
-    duration: Seconds = Field(gt=0)
-    every: Seconds | None = Field(None, gt=0)
+    # A window is at most a month long and repeats at most yearly: anything longer is a typo (and beyond
+    # what a date can hold, past some size).
+    duration: Seconds = Field(gt=0, le=31 * 86400)
+    every: Seconds | None = Field(None, gt=0, le=366 * 86400)
 
     @field_validator("start")
     @classmethod
