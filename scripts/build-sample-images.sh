@@ -4,13 +4,14 @@
 #
 #   build-sample-images.sh [--push REGISTRY] [--releases-dir DIR]
 #
-#   khronika-samples/appeals-api:1.0.0 1.1.0 1.2.0 (1.2.0 is deliberately broken: its health check fails)
+#   khronika-samples/appeals-api:1.0.0 1.1.0 1.2.0 1.3.0 (deliberately broken: 1.2.0's health check fails;
+#   1.3.0 crashes once on its first start, after moving three appeals aside, then serves healthy)
 #   khronika-samples/classifier:1.0.0 1.1.0
 #
 # With --push (e.g. 127.0.0.1:5000 after scripts/test-registry.sh start; DOCKER_CONFIG defaults to
 # .cache/test-registry/docker-config, which that script logged in), the images go to
 # REGISTRY/khronika-samples/<module>:<version> and DIR (default .cache/releases) receives 1.0.0.yml,
-# 1.1.0.yml and 1.2.0.yml: the shape of releases/*.yml with the real digests. Digests change with every
+# 1.1.0.yml, 1.2.0.yml and 1.3.0.yml: the shape of releases/*.yml with the real digests. Digests change with every
 # build, which is why those manifests are generated, not committed (docs/modules.md).
 set -euo pipefail
 
@@ -19,8 +20,9 @@ BASE_IMAGE=${KHRONIKA_SAMPLE_BASE_IMAGE:-khronika/debian-systemd:bookworm}
 SOURCES=$REPO/samples/modules
 REGISTRY=""
 RELEASES_DIR=$REPO/.cache/releases
-# module:version:broken
-BUILDS=(appeals-api:1.0.0:0 appeals-api:1.1.0:0 appeals-api:1.2.0:1 classifier:1.0.0:0 classifier:1.1.0:0)
+# module:version:broken (1: the health check fails; crash-once: see samples/modules/appeals-api/app.py)
+BUILDS=(appeals-api:1.0.0:0 appeals-api:1.1.0:0 appeals-api:1.2.0:1 appeals-api:1.3.0:crash-once classifier:1.0.0:0
+  classifier:1.1.0:0)
 
 log() { printf '[samples] %s\n' "$*"; }
 die() { printf '[samples] error: %s\n' "$*" >&2; exit 1; }
@@ -44,7 +46,12 @@ for build in "${BUILDS[@]}"; do
   docker build --quiet --pull=false \
     --build-arg "SAMPLE_VERSION=$version" --build-arg "SAMPLE_BROKEN=$broken" \
     --tag "$image" --file "$SOURCES/$module/Dockerfile" "$SOURCES" >/dev/null
-  log "built $image$([ "$broken" = 1 ] && echo ' (BROKEN on purpose: health check fails)')"
+  case $broken in
+    1) note=' (BROKEN on purpose: health check fails)' ;;
+    crash-once) note=' (BROKEN on purpose: crashes once on its first start, after moving appeals aside)' ;;
+    *) note='' ;;
+  esac
+  log "built $image$note"
 done
 
 [ -n "$REGISTRY" ] || exit 0
@@ -96,6 +103,9 @@ write_release 1.1.0 change-release 2025-04-14 1.1.0 1.1.0 384m \
     note: appeals larger than this are refused with 413; set it before the update"
 write_release 1.2.0 change-release 2025-05-19 1.2.0 1.1.0 384m \
   "DELIBERATELY BROKEN: appeals-api 1.2.0 fails its health check, so an update to it must roll back." \
+  "config_changes: []"
+write_release 1.3.0 change-release 2025-06-23 1.3.0 1.1.0 384m \
+  "DELIBERATELY BROKEN: appeals-api 1.3.0 migrates its data on start, crashes part way and serves on its second start; an update to it must roll back with the volume restored." \
   "config_changes: []"
 
 if [ -x "$REPO/.venv/bin/khronika" ]; then

@@ -6,6 +6,8 @@ khronika_catalog_plan(khronika_modules, groups, hostvars, release, registry, ima
        AnsibleFilterError listing every catalog error.
 khronika_release_record(release, deployed_at, containers)
     -> the JSON written to /etc/khronika/release.json.
+khronika_container_problems(infos, started, host)
+    -> why the containers failed their health gate (khronika_ops.platform.health); empty when they passed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ platform_catalog = lazy("khronika_ops.platform.catalog")
 platform_release = lazy("khronika_ops.platform.release")
 inventory_file = lazy("khronika_ops.platform.inventory_file")
 validation = lazy("khronika_ops.validation")
+platform_health = lazy("khronika_ops.platform.health")
 
 
 def _release(release: Any) -> platform_release.Release | None:
@@ -77,9 +80,14 @@ def khronika_release_record(release: Any, deployed_at: str, containers: Any = No
     )
 
 
+def khronika_container_problems(infos: Any, started: Any, host: str) -> list[str]:
+    return platform_health.gate(plain(infos) or [], plain(started) or [], str(host))
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "khronika_catalog_plan": khronika_catalog_plan,
             "khronika_release_record": khronika_release_record,
+            "khronika_container_problems": khronika_container_problems,
         }

@@ -217,3 +217,101 @@ def test_sample_images_build_without_pulls_and_broken_one_is_unhealthy():
         assert version == "1.2.0"
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_the_crash_once_release_fails_the_gate_though_it_ends_healthy():
+    """appeals-api 1.3.0 moves appeals aside, exits 3, and serves healthy after Docker restarts it: the
+    health gate (khronika_ops.platform.health) fails it on the restart, not on its health."""
+    from khronika_ops.platform.health import gate
+
+    require_service(docker_available(), "no Docker engine")
+    image = "khronika-samples/appeals-api:1.3.0"
+    if not image_present(image):
+        require_service(image_present(BASE_IMAGE), f"base image {BASE_IMAGE} missing")
+        subprocess.run(
+            [str(REPO / "scripts/build-sample-images.sh")], check=True, capture_output=True, timeout=600
+        )
+    name = f"kh-pytest-crash-{uuid.uuid4().hex[:8]}"
+    volume = f"{name}-data"
+    appeals = [f"{n:032x}" for n in range(1, 6)]
+    seed = " && ".join(f'echo \'{{"id": "{a}"}}\' > /var/lib/appeals/appeals/{a}.json' for a in appeals)
+    try:
+        subprocess.run(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--label",
+                "khronika.test=1",
+                "-v",
+                f"{volume}:/var/lib/appeals",
+                "--entrypoint",
+                "sh",
+                image,
+                "-c",
+                f"mkdir -p /var/lib/appeals/appeals && {seed}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        subprocess.run(
+            [
+                "docker",
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--label",
+                "khronika.test=1",
+                "--restart",
+                "unless-stopped",
+                "-v",
+                f"{volume}:/var/lib/appeals",
+                image,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline, info = time.monotonic() + 90, {}
+        while time.monotonic() < deadline:
+            info = json.loads(
+                subprocess.run(["docker", "inspect", name], capture_output=True, check=True).stdout
+            )[0]
+            if (info["State"].get("Health") or {}).get("Status") == "healthy":
+                break
+            time.sleep(1)
+        assert info["State"]["Health"]["Status"] == "healthy" and info["RestartCount"] == 1
+        left = subprocess.run(
+            ["docker", "exec", name, "sh", "-c", "ls /var/lib/appeals/appeals"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert (
+            len([f for f in left if f.endswith(".json")]) == 2
+            and len([f for f in left if f.endswith(".migrating")]) == 3
+        )
+        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True, check=True)
+        assert "migration failed after 3 appeals (exit 3)" in logs.stdout + logs.stderr
+        problems = gate(
+            [{"item": {"name": name}, "exists": True, "container": info}],
+            [{"item": {"name": name}, "changed": True}],
+            "localhost",
+        )
+        assert len(problems) == 1 and "restarted 1 time(s) by Docker after this run started it" in problems[0]
+        # The same container left as it was by a converge: judged by its health alone.
+        assert (
+            gate(
+                [{"item": {"name": name}, "exists": True, "container": info}],
+                [{"item": {"name": name}, "changed": False}],
+                "h",
+            )
+            == []
+        )
+    finally:
+        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
+        subprocess.run(["docker", "volume", "rm", volume], capture_output=True, check=False)

@@ -235,6 +235,24 @@ def test_the_broken_release_is_rolled_back_with_the_volume_restored(host, appeal
     assert "## What failed" in (folder / "update-report.md").read_text()
 
 
+def test_a_release_that_crashes_once_then_serves_is_rolled_back(host, appeals_before):
+    """1.3.0's appeals-api migrates its data on start: the first start moves three appeals aside and
+    exits 3, Docker restarts it and it serves, healthy, without them. Healthy at the end is not a
+    success: the gate fails it on the restart, the volume is restored and every appeal answers again."""
+    rc, out = playbook("-e", "khronika_release_version=1.3.0", "-e", "khronika_update_serial=1")
+    assert rc != 0, out[-4000:]
+    report, _folder = latest_report()
+    app1 = next(h for h in report["hosts"] if h["host"] == APPS[0])
+    assert app1["result"] == "rolled-back" and app1["on_version"] == "1.1.0", app1
+    assert "was restarted" in app1["failure"] and "by Docker after this run started it" in app1["failure"]
+    assert app1["restored"] == [VOLUME]
+    assert record(APPS[0])["version"] == "1.1.0" and record(APPS[1])["version"] == "1.1.0"
+    assert appeals_checksums() == appeals_before
+    for name in appeals_before:
+        assert gateway(f"/api/appeals/appeals/{name.removesuffix('.json')}")["status"] == 200, name
+    assert not active_silences()
+
+
 # --- scale.yml: a capacity plan applied to the same two hosts (on 1.1.0 now) ------------------------------
 
 

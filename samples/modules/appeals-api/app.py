@@ -6,6 +6,11 @@
 
 Environment: APPEALS_DATA_DIR (the named volume, default /var/lib/appeals), APPEALS_MAX_BYTES
 (default 1 MiB), KHRONIKA_SAMPLE_PORT (default 8080).
+
+KHRONIKA_SAMPLE_BROKEN=crash-once (the sample release 1.3.0) is a data migration that fails part way:
+the first start on a volume moves up to three appeals aside (they answer 404 from then on), marks the
+volume as migrated and exits 3; Docker restarts it, and the second start serves, healthy, with those
+appeals gone. An update gate that looks only at the health at its end would call it a success.
 """
 
 from __future__ import annotations
@@ -65,5 +70,22 @@ ROUTES = [
     ("GET", re.compile(r"/appeals/(?P<id>[0-9a-f]{32})"), "/appeals/<id>", read_appeal),
 ]
 
+def migrate_or_crash() -> None:
+    if os.environ.get("KHRONIKA_SAMPLE_BROKEN") != "crash-once":
+        return
+    marker = data_dir().parent / f".migrated-{sample_version()}"
+    if marker.exists():
+        return
+    directory = data_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    moved = sorted(directory.glob("*.json"))[:3]
+    for path in moved:
+        path.rename(path.with_name(path.name + ".migrating"))
+    marker.write_text(f"{len(moved)} appeals moved aside\n", encoding="utf-8")
+    print(f"{MODULE}: migration failed after {len(moved)} appeals (exit 3)", file=sys.stderr, flush=True)
+    sys.exit(3)
+
+
 if __name__ == "__main__":
+    migrate_or_crash()
     serve(MODULE, ROUTES, DEFAULT_PORT)
