@@ -13,6 +13,7 @@ khronika_update_verdict(batch, outcomes, pct) -> whether the next batch may star
 khronika_update_silence(hosts, preflight, comment, created_by) -> the Alertmanager v2 silence body.
 khronika_update_maintenance_scope(preflight, policy) -> {site, modules, reasons}: where the maintenance page goes.
 khronika_update_report(preflight, outcomes, probe, ...) -> {report, markdown, audit: {host: line}}.
+khronika_update_evidence(infos, logs, exits)  -> what each failed container said before the rollback.
 """
 
 from __future__ import annotations
@@ -204,6 +205,28 @@ def khronika_update_report(  # noqa: PLR0917 - a Jinja filter takes its argument
     }
 
 
+def khronika_update_evidence(infos: Any, logs: Any, exits: Any) -> list[dict[str, Any]]:
+    """Looped results over the same container names: docker_container_info, `docker logs --tail` and
+    `docker events --filter event=die` (exit codes)."""
+
+    def by_name(results: Any) -> dict[str, Any]:
+        return {str(result.get("item")): result for result in plain(results) or []}
+
+    logs_by, exits_by = by_name(logs), by_name(exits)
+    evidence = []
+    for name, info in by_name(infos).items():
+        log = logs_by.get(name) or {}
+        evidence.append(
+            update_run.container_evidence(
+                name,
+                info.get("container") if info.get("exists") else None,
+                "\n".join(filter(None, [log.get("stdout", ""), log.get("stderr", "")])),
+                (exits_by.get(name) or {}).get("stdout", ""),
+            ).model_dump(mode="json")
+        )
+    return evidence
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -218,4 +241,5 @@ class FilterModule:
             "khronika_update_silence": khronika_update_silence,
             "khronika_update_report": khronika_update_report,
             "khronika_update_maintenance_scope": khronika_update_maintenance_scope,
+            "khronika_update_evidence": khronika_update_evidence,
         }

@@ -18,6 +18,7 @@ from khronika_ops.platform.update_run import (
     batch_verdict,
     build_report,
     capacity_request,
+    container_evidence,
     gateway_checks,
     manifest_bytes,
     render_markdown,
@@ -221,9 +222,27 @@ def test_a_rolled_back_and_an_unreachable_host() -> None:
             "on_version": "1.0.0",
             "failure": "appeals-api-1 is unhealthy; last health check: HTTP 503",
             "restored": ["khronika-appeals-api-data"],
+            "evidence": [
+                container_evidence(
+                    "appeals-api-1",
+                    {
+                        "State": {
+                            "Status": "running",
+                            "OOMKilled": False,
+                            "Health": {"Log": [{"Output": "HTTP 503"}]},
+                        },
+                        "RestartCount": 1,
+                    },
+                    "\n".join(f"line {n}" for n in range(300)) + "\nmigration failed [at 3]",
+                    "3\n",
+                ).model_dump(mode="json")
+            ],
         }
     }
     report = _report(outcomes)
+    [evidence] = report.hosts[0].evidence
+    assert evidence.exit_codes == [3] and evidence.restarts == 1 and len(evidence.log_tail) == 200
+    assert evidence.log_tail[-1] == "migration failed [at 3]" and evidence.health == "HTTP 503"
     assert report.result == "failed"  # app-02 never reported: it stopped answering
     hosts = {host.host: host for host in report.hosts}
     assert hosts["app-02"].result == "unreachable" and hosts["app-02"].on_version is None
@@ -232,6 +251,8 @@ def test_a_rolled_back_and_an_unreachable_host() -> None:
     assert "| app-02 | 1.0.0 | unreachable | unknown |" in text
     assert "appeals-api-1 is unhealthy; last health check: HTTP 503" in text
     assert "Volumes restored from the backup: khronika-appeals-api-data" in text
+    assert "#### appeals-api-1 before the rollback: running, exit codes 3, restarts 1" in text
+    assert "migration failed [at 3]" in text and "Its log, last 30 of 200 lines kept:" in text
     outcomes["app-02"] = {"from_version": "1.0.0", "result": "not-started", "on_version": "1.0.0"}
     assert _report(outcomes, stopped="1 of 1 failed").result == "stopped"
     outcomes["app-02"] = {"from_version": "1.0.0", "result": "updated", "on_version": "1.1.0"}

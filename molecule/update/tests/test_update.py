@@ -246,6 +246,11 @@ def test_a_release_that_crashes_once_then_serves_is_rolled_back(host, appeals_be
     assert app1["result"] == "rolled-back" and app1["on_version"] == "1.1.0", app1
     assert "was restarted" in app1["failure"] and "by Docker after this run started it" in app1["failure"]
     assert app1["restored"] == [VOLUME]
+    # What the failed container said, read before the rollback replaced it: its exit, its log.
+    [evidence] = [e for e in app1["evidence"] if e["container"] == "appeals-api-1"]
+    assert 3 in evidence["exit_codes"] and evidence["restarts"] >= 1, evidence
+    assert any("migration failed after 3 appeals (exit 3)" in line for line in evidence["log_tail"])
+    assert "migration failed after 3 appeals" in (_folder / "update-report.md").read_text()
     assert record(APPS[0])["version"] == "1.1.0" and record(APPS[1])["version"] == "1.1.0"
     assert appeals_checksums() == appeals_before
     for name in appeals_before:

@@ -239,6 +239,38 @@ class ModuleSwitch(StrictModel):
     seconds: float  # from the step's start (old containers stopping) to healthy
 
 
+LOG_TAIL_LINES = 200
+
+
+class ContainerEvidence(StrictModel):
+    """What a failed container said before the rollback replaced it: kept in the report (and so in a
+    support bundle), since after the rollback `docker logs` shows the restored container's log."""
+
+    container: str
+    status: str  # running, exited, missing ...
+    exit_codes: list[int] = Field(default_factory=list)  # every exit since the update started, oldest first
+    oom_killed: bool = False
+    restarts: int = 0
+    health: str | None = None  # the last health check's output
+    log_tail: list[str] = Field(default_factory=list)  # its last LOG_TAIL_LINES lines
+
+
+def container_evidence(name: str, info: Mapping[str, Any] | None, logs: str, exits: str) -> ContainerEvidence:
+    """From `docker_container_info`'s container (None: gone), `docker logs --tail` and the exit codes
+    `docker events --filter event=die` printed, one a line."""
+    state = (info or {}).get("State") or {}
+    health_log = (state.get("Health") or {}).get("Log") or []
+    return ContainerEvidence(
+        container=name,
+        status=str(state.get("Status") or "missing"),
+        exit_codes=[int(line) for line in exits.split() if line.strip().lstrip("-").isdigit()],
+        oom_killed=bool(state.get("OOMKilled")),
+        restarts=int((info or {}).get("RestartCount") or 0),
+        health=str(health_log[-1].get("Output") or "").strip()[-400:] if health_log else None,
+        log_tail=logs.splitlines()[-LOG_TAIL_LINES:],
+    )
+
+
 class HostOutcome(StrictModel):
     host: str
     from_version: str | None
@@ -248,6 +280,7 @@ class HostOutcome(StrictModel):
     restored: list[str] = Field(default_factory=list)  # volumes restored from the backup
     switches: list[ModuleSwitch] = Field(default_factory=list)
     backups: list[BackupRecord] = Field(default_factory=list)
+    evidence: list[ContainerEvidence] = Field(default_factory=list)  # the failed release's containers
 
 
 class ProbedModule(StrictModel):
@@ -465,6 +498,17 @@ def render_markdown(report: UpdateReport) -> str:
                     f"- Volumes restored from the backup: {', '.join(host.restored) or 'none needed'}"
                 )
                 lines.append("")
+            for evidence in host.evidence:
+                exits = ", ".join(str(code) for code in evidence.exit_codes) or "none"
+                lines.append(
+                    f"#### {evidence.container} before the rollback: {evidence.status}, exit codes {exits}, "
+                    f"restarts {evidence.restarts}{', OOM-killed' if evidence.oom_killed else ''}"
+                )
+                if evidence.health:
+                    lines += ["", f"Last health check: {evidence.health}"]
+                tail = evidence.log_tail[-30:]
+                lines += ["", f"Its log, last {len(tail)} of {len(evidence.log_tail)} lines kept:", ""]
+                lines += ["```", *tail, "```", ""]
     switches = [(host.host, switch) for host in report.hosts for switch in host.switches]
     if switches:
         lines += [
