@@ -26,10 +26,24 @@ def test_unhealthy_not_running_and_missing_are_named():
         unhealthy
         == "api-1 on h1 is unhealthy; last health check (its end): HTTP 503. See docker logs api-1 on h1."
     )
-    [stopped] = container_problems(
+    stopped, killed = container_problems(
         _info(running=False, status="exited", code=3, oom=True), name="api-1", host="h1", started_here=True
     )
-    assert stopped.startswith("api-1 on h1 is not running (exited, exit code 3, OOM-killed)")
+    assert stopped == "api-1 on h1 is not running (exited, exit code 3, OOM-killed)"
+    assert killed.startswith(
+        "api-1 on h1 was restarted 0 time(s) by Docker after this run started it (OOM-killed)"
+    )
+    # Docker is restarting it right now: both what it is and why that fails the start.
+    restarting, restarted = container_problems(
+        _info(running=False, status="restarting", code=3, restarts=1),
+        name="api-1",
+        host="h1",
+        started_here=True,
+    )
+    assert restarting.startswith("api-1 on h1 is not running (restarting, exit code 3)")
+    assert restarted.startswith("api-1 on h1 was restarted 1 time(s)")
+    [starting] = container_problems(_info(health="starting"), name="api-1", host="h1", started_here=False)
+    assert starting.startswith("api-1 on h1 is still starting (no health verdict yet)")
     assert container_problems(None, name="api-1", host="h1", started_here=True)[0].startswith(
         "api-1 on h1 does not exist"
     )

@@ -40,17 +40,19 @@ def container_problems(
             f"{name} on {host} is not running ({state.get('Status', 'missing')}, exit code "
             f"{state.get('ExitCode', '?')}{', OOM-killed' if state.get('OOMKilled') else ''})"
         )
+    elif health == "starting":
+        problems.append(f"{name} on {host} is still starting (no health verdict yet)")
     elif health not in (None, "healthy"):
         problems.append(
             f"{name} on {host} is {health}; last health check (its end): {_last_health_output(state)}"
         )
     restarts = int(info.get("RestartCount") or 0)
-    if started_here and state.get("Running") and (restarts or state.get("OOMKilled")):
+    if started_here and (restarts or state.get("OOMKilled")):
+        what = [f"was restarted {restarts} time(s) by Docker"] if restarts else []
+        what += ["was OOM-killed"] if state.get("OOMKilled") else []
         problems.append(
-            f"{name} on {host} was restarted {restarts} time(s) by Docker after this run started it"
-            + (" (OOM-killed)" if state.get("OOMKilled") else "")
-            + ": a start that crashed may already have changed the module's data, so the start failed "
-            "even though the container answers now"
+            f"{name} on {host} {' and '.join(what)} after this run started it: a start that crashed may "
+            "already have changed the module's data, so the start failed even if the container answers now"
         )
     if problems:
         problems[-1] += f". See docker logs {name} on {host}."
