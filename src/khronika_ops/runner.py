@@ -31,37 +31,29 @@ class RunError(RuntimeError):
     """The playbook could not be started (missing file, bad arguments); nothing ran."""
 
 
-class _Unsafe(str):
-    """A string Ansible must take as data: written with YAML's `!unsafe` tag, never rendered."""
-
-    __slots__ = ()
-
-
-def _unsafe_tree(value: Any) -> Any:
-    """Every string value (not the keys, which are variable names) marked unsafe."""
+def _plain_tree(value: Any) -> Any:
+    """Mappings, sequences and strings as the plain types PyYAML's safe dumper writes."""
     if isinstance(value, Mapping):
-        return {str(key): _unsafe_tree(item) for key, item in value.items()}
+        return {str(key): _plain_tree(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_unsafe_tree(item) for item in value]
+        return [_plain_tree(item) for item in value]
     if isinstance(value, str):
-        return _Unsafe(value)
+        return str(value)
     return value
 
 
 def unsafe_extravars_yaml(extravars: Mapping[str, Any]) -> str:
-    """Extra variables as an Ansible vars file in which every string is `!unsafe`: a description that
-    holds `{{ lookup('pipe', ...) }}`, a path with `{%`, a value from a file reach the play literally.
-    Ansible renders templates in extra variables passed any other way, as the user running it."""
+    """Extra variables as an Ansible vars file whose top mapping is tagged `!unsafe`: Ansible marks every
+    string inside it as data, so a description holding `{{ lookup('pipe', ...) }}`, a path with `{%`, a
+    value from a file reach the play literally (Ansible renders templates in extra variables passed any
+    other way, as the user running it). The tag is on the mapping, not on each string: ansible-core 2.19
+    re-resolves a tagged scalar's type as if it were unquoted ("1" would become 1, a date a datetime),
+    while the strings inside a tagged mapping keep the types their quoting gives them."""
     import yaml
 
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    def unsafe(dumper: yaml.SafeDumper, text: _Unsafe) -> yaml.ScalarNode:
-        return dumper.represent_scalar("!unsafe", str(text), style='"')
-
-    Dumper.add_representer(_Unsafe, unsafe)
-    return yaml.dump(_unsafe_tree(dict(extravars)), Dumper=Dumper, allow_unicode=True, sort_keys=False)
+    return "--- !unsafe\n" + yaml.safe_dump(
+        _plain_tree(dict(extravars)), allow_unicode=True, sort_keys=False, default_flow_style=False
+    )
 
 
 #: Ansible's own strategies, and Mitogen's (a persistent Python on each host instead of one module

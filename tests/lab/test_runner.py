@@ -219,7 +219,7 @@ CANARY_PLAYBOOK = """
     - name: Write it
       ansible.builtin.copy:
         dest: "{{ out }}/given.json"
-        content: "{{ {'text': text, 'nested': nested | default({})} | to_json }}"
+        content: "{{ {'text': text, 'nested': nested | default({}), 'kept': [number, moment, flag]} | to_json }}"
         mode: "0644"
 """
 
@@ -259,6 +259,13 @@ def test_text_from_the_command_line_or_a_file_is_never_rendered(project, tmp_pat
         f"text={text}",
         "-e",
         "@vars.yml",
+        # Strings stay strings, whatever they look like (Ansible re-types a scalar tagged !unsafe).
+        "-e",
+        "number=0010",
+        "-e",
+        "moment=2026-12-06T07:57:30+00:00",
+        "-e",
+        "flag=true",
         "--artifacts",
         str(tmp_path / "runs"),
         cwd=tmp_path,  # a relative @file is read from where khronika runs
@@ -267,7 +274,11 @@ def test_text_from_the_command_line_or_a_file_is_never_rendered(project, tmp_pat
     assert done.returncode == 0, done.stdout + done.stderr
     assert not canary.exists()
     given = json.loads((tmp_path / "given.json").read_text())
-    assert given == {"text": text, "nested": {"path": f"/srv/{planted}", "list": [planted, 3, True]}}
+    assert given == {
+        "text": text,
+        "nested": {"path": f"/srv/{planted}", "list": [planted, 3, True]},
+        "kept": ["0010", "2026-12-06T07:57:30+00:00", "true"],
+    }
 
 
 def test_ansibles_own_errors_reach_the_operator(project, tmp_path):
