@@ -291,7 +291,12 @@ def run_playbook(
     while (root / ident).exists():  # a run never writes over another's artifacts
         number += 1
         ident = f"{base}-{number}"
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise RunError(f"cannot keep the run's artifacts in {root}: {exc.strerror}") from None
     summary = RunSummary(playbook=playbook_path.name, artifacts=root / ident)
 
     env = {
