@@ -165,26 +165,16 @@ def test_status_reads_a_vaulted_inventory_and_names_what_ansible_cannot(tmp_path
     assert unparsed.exit_code == 2 and "No inventory was parsed" in unparsed.stderr, unparsed.stderr
 
 
-def test_update_check_refuses_a_limit_that_matches_no_host(tmp_path: Path) -> None:
+def _update_check(inventory: Path, limit: str, env: dict[str, str]):
+    """`khronika update check` of 1.1.0 with the sample catalog on `inventory`, limited to `limit`."""
+    catalog = REPO / "samples" / "catalog" / "khronika_modules.yml"
+    command = ["update", "check", "--release", "1.1.0", "--catalog", str(catalog), "-i", str(inventory)]
+    return CliRunner().invoke(app, [*command, "--dir", str(REPO / "releases"), "--limit", limit], env=env)
+
+
+def test_update_check_refuses_a_limit_that_matches_no_host() -> None:
     """It said "every targeted host already runs 1.1.0" when no host was targeted at all."""
-    result = CliRunner().invoke(
-        app,
-        [
-            "update",
-            "check",
-            "--release",
-            "1.1.0",
-            "--catalog",
-            str(REPO / "samples" / "catalog" / "khronika_modules.yml"),
-            "-i",
-            str(REPO / "samples" / "catalog" / "inventory.yml"),
-            "--dir",
-            str(REPO / "releases"),
-            "--limit",
-            "nosuchhost",
-        ],
-        env=ansible_env(),
-    )
+    result = _update_check(REPO / "samples" / "catalog" / "inventory.yml", "nosuchhost", ansible_env())
     assert result.exit_code == 2, result.output
     assert "no host of" in result.stderr and "nosuchhost" in result.stderr
     assert "already runs" not in result.output
@@ -199,23 +189,6 @@ def test_a_pattern_is_never_rendered(tmp_path: Path) -> None:
     env = {**ansible_env(), "KHRONIKA_CANARY": str(canary)}
     status = CliRunner().invoke(app, ["status", "-i", str(inventory), "-l", planted], env=env)
     assert status.exit_code == 2 and "is not a host pattern" in status.stderr
-    check = CliRunner().invoke(
-        app,
-        [
-            "update",
-            "check",
-            "--release",
-            "1.1.0",
-            "--catalog",
-            str(REPO / "samples" / "catalog" / "khronika_modules.yml"),
-            "-i",
-            str(inventory),
-            "--dir",
-            str(REPO / "releases"),
-            "--limit",
-            f"alpha:{planted}",
-        ],
-        env=env,
-    )
+    check = _update_check(inventory, f"alpha:{planted}", env)
     assert check.exit_code == 2 and "is not a host pattern" in check.stderr, check.output
     assert not canary.exists()
