@@ -70,6 +70,7 @@ ROUTES = [
     ("GET", re.compile(r"/appeals/(?P<id>[0-9a-f]{32})"), "/appeals/<id>", read_appeal),
 ]
 
+
 def migrate_or_crash() -> None:
     if os.environ.get("KHRONIKA_SAMPLE_BROKEN") != "crash-once":
         return
