@@ -31,17 +31,6 @@ class RunError(RuntimeError):
     """The playbook could not be started (missing file, bad arguments); nothing ran."""
 
 
-def _plain_tree(value: Any) -> Any:
-    """Mappings, sequences and strings as the plain types PyYAML's safe dumper writes."""
-    if isinstance(value, Mapping):
-        return {str(key): _plain_tree(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain_tree(item) for item in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
-
-
 def unsafe_extravars_yaml(extravars: Mapping[str, Any]) -> str:
     """Extra variables as an Ansible vars file whose top mapping is tagged `!unsafe`: Ansible marks every
     string inside it as data, so a description holding `{{ lookup('pipe', ...) }}`, a path with `{%`, a
@@ -51,8 +40,10 @@ def unsafe_extravars_yaml(extravars: Mapping[str, Any]) -> str:
     while the strings inside a tagged mapping keep the types their quoting gives them."""
     import yaml
 
+    from khronika_ops.ansible_data import plain
+
     return "--- !unsafe\n" + yaml.safe_dump(
-        _plain_tree(dict(extravars)), allow_unicode=True, sort_keys=False, default_flow_style=False
+        plain(dict(extravars)), allow_unicode=True, sort_keys=False, default_flow_style=False
     )
 
 
