@@ -19,7 +19,8 @@ from typing import Any
 HEALTH_LOG_CHARS = 400
 
 
-def _last_health_output(state: Mapping[str, Any]) -> str:
+def last_health_output(state: Mapping[str, Any]) -> str:
+    """The end of the container's last health check output (`none` when it has none)."""
     log = (state.get("Health") or {}).get("Log") or []
     output = str((log[-1] if log else {}).get("Output") or "none").strip()
     return output if len(output) <= HEALTH_LOG_CHARS else "..." + output[-HEALTH_LOG_CHARS:]
@@ -44,7 +45,7 @@ def container_problems(
         problems.append(f"{name} on {host} is still starting (no health verdict yet)")
     elif health not in (None, "healthy"):
         problems.append(
-            f"{name} on {host} is {health}; last health check (its end): {_last_health_output(state)}"
+            f"{name} on {host} is {health}; last health check (its end): {last_health_output(state)}"
         )
     restarts = int(info.get("RestartCount") or 0)
     if started_here and (restarts or state.get("OOMKilled")):

@@ -24,6 +24,7 @@ from pydantic import Field
 
 from khronika_ops.platform.catalog import DeployPlan
 from khronika_ops.platform.common import HostMinimum
+from khronika_ops.platform.health import last_health_output
 from khronika_ops.platform.release import MODULE_CONFIG_KEY_RE, DowntimeClass, Release
 from khronika_ops.platform.update import iso
 from khronika_ops.quantities import parse_duration
@@ -259,14 +260,13 @@ def container_evidence(name: str, info: Mapping[str, Any] | None, logs: str, exi
     """From `docker_container_info`'s container (None: gone), `docker logs --tail` and the exit codes
     `docker events --filter event=die` printed, one a line."""
     state = (info or {}).get("State") or {}
-    health_log = (state.get("Health") or {}).get("Log") or []
     return ContainerEvidence(
         container=name,
         status=str(state.get("Status") or "missing"),
         exit_codes=[int(line) for line in exits.split() if line.strip().lstrip("-").isdigit()],
         oom_killed=bool(state.get("OOMKilled")),
         restarts=int((info or {}).get("RestartCount") or 0),
-        health=str(health_log[-1].get("Output") or "").strip()[-400:] if health_log else None,
+        health=last_health_output(state) if (state.get("Health") or {}).get("Log") else None,
         log_tail=logs.splitlines()[-LOG_TAIL_LINES:],
     )
 
