@@ -38,8 +38,8 @@ from khronika_ops.support.request import (
     Environment,
     Organisation,
     SupportRequest,
-    attachment_type,
     check_fields,
+    read_attachment,
     schema,
     subject_from,
 )
@@ -214,10 +214,9 @@ def write_bundle(
     listed: list[Attachment] = []
     for number, given in enumerate(attachments, start=1):
         source = Path(given).expanduser()
-        media_type = attachment_type(source)
+        media_type, data = read_attachment(source)
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", source.name).strip("._") or "file"
         name = f"attachments/{number:02d}-{safe}"
-        data = source.read_bytes()
         # Text is redacted like everything else; an image cannot be, which summary.md says.
         if media_type == "text/plain":
             data = redactor.text(data.decode("utf-8")).encode("utf-8")

@@ -117,9 +117,10 @@ def subject_from(description: str) -> str:
     return line if len(line) <= 120 else line[:119].rstrip() + "…"
 
 
-def attachment_type(path: Path) -> str:
-    """The media type of a file an operator attaches: an image (PNG, JPEG, GIF) or UTF-8 text; ValueError
-    saying what is wrong otherwise (missing, not a file, too large, another kind of file)."""
+def read_attachment(path: Path) -> tuple[str, bytes]:
+    """A file an operator attaches, read once and at most ATTACHMENT_MAX_BYTES: its media type (an image,
+    PNG, JPEG, GIF or WebP, or UTF-8 text) and its bytes; ValueError saying what is wrong otherwise
+    (missing, not a file, too large, another kind of file)."""
     try:
         if not path.is_file():
             raise ValueError(f"{path} is not a file" if path.exists() else f"{path} does not exist")
@@ -130,15 +131,19 @@ def attachment_type(path: Path) -> str:
             data = handle.read(ATTACHMENT_MAX_BYTES + 1)
     except OSError as exc:
         raise ValueError(f"{path} cannot be read: {exc.strerror}") from None
+    if len(data) > ATTACHMENT_MAX_BYTES:  # it grew since its size was read
+        raise ValueError(
+            f"{path} holds more than {ATTACHMENT_MAX_BYTES:,} bytes; an attachment may hold that"
+        )
     for magic, media_type in _IMAGE_MAGIC.items():
         if data.startswith(magic):
-            return media_type
+            return media_type, data
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
+        return "image/webp", data
     if b"\0" not in data:
         try:
             data.decode("utf-8")
-            return "text/plain"
+            return "text/plain", data
         except UnicodeDecodeError:
             pass
     raise ValueError(f"{path} is neither an image (PNG, JPEG, GIF, WebP) nor UTF-8 text")
@@ -225,8 +230,7 @@ def check_request(
     for item in attachments:
         path = Path(str(item)).expanduser()
         try:
-            attachment_type(path)
-            total += path.stat().st_size
+            total += len(read_attachment(path)[1])
         except ValueError as exc:
             problems.append(f"--attach {item}: {exc}")
     if total > ATTACHMENTS_MAX_BYTES:
