@@ -206,25 +206,12 @@ def khronika_update_report(  # noqa: PLR0917 - a Jinja filter takes its argument
 
 
 def khronika_update_evidence(infos: Any, logs: Any, exits: Any) -> list[dict[str, Any]]:
-    """Looped results over the same container names: docker_container_info, `docker logs --tail` and
-    `docker events --filter event=die` (exit codes)."""
-
-    def by_name(results: Any) -> dict[str, Any]:
-        return {str(result.get("item")): result for result in plain(results) or []}
-
-    logs_by, exits_by = by_name(logs), by_name(exits)
-    evidence = []
-    for name, info in by_name(infos).items():
-        log = logs_by.get(name) or {}
-        evidence.append(
-            update_run.container_evidence(
-                name,
-                info.get("container") if info.get("exists") else None,
-                "\n".join(filter(None, [log.get("stdout", ""), log.get("stderr", "")])),
-                (exits_by.get(name) or {}).get("stdout", ""),
-            ).model_dump(mode="json")
+    return [
+        evidence.model_dump(mode="json")
+        for evidence in update_run.evidence_from_results(
+            plain(infos) or [], plain(logs) or [], plain(exits) or []
         )
-    return evidence
+    ]
 
 
 class FilterModule:

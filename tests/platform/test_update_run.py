@@ -4,11 +4,15 @@ gateway checks, the capacity request, and the report and audit entry built from 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from platform_helpers import RELEASES, SAMPLE_CATALOG, SAMPLE_INVENTORY
 
+from conftest import REPO, ansible_env
 from khronika_ops.platform.catalog import load_yaml_file, resolve_deployment, update_strategies
 from khronika_ops.platform.inventory_file import load_inventory
 from khronika_ops.platform.release import find_release, list_releases
@@ -284,3 +288,56 @@ def test_df_free_mb_reads_every_mount_point() -> None:
     )
     assert df_free_mb(text) == {"/": 77724.0, "/var/lib/docker": 77722.0, "/mnt/with space": 900.0}
     assert df_free_mb("df: /nowhere: No such file or directory") == {}
+
+
+def test_evidence_pairs_the_looped_results_by_container(tmp_path: Path) -> None:
+    """What the rollback reads (roles/update/tasks/switch.yml), through the filter as Ansible calls it."""
+    out = tmp_path / "evidence.json"
+    book = tmp_path / "evidence.yml"
+    book.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.copy:\n"
+        f"        dest: {out}\n"
+        '        content: "{{ infos | khronika.platform.khronika_update_evidence(logs, exits) | to_json }}"\n'
+        "        mode: '0644'\n"
+        "      vars:\n"
+        "        infos: [{item: api-1, exists: true, container: {State: {Status: running}, RestartCount: 1}},"
+        " {item: gone-1, exists: false}]\n"
+        "        logs: [{item: api-1, stdout: 'started', stderr: 'migration failed (exit 3)'}]\n"
+        "        exits: [{item: api-1, stdout: \"3\\n\"}, {item: gone-1, stdout: ''}]\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("ansible-playbook")),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            str(book),
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+        ],
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
+        cwd=REPO,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    evidence = json.loads(out.read_text())
+    assert evidence[0]["container"] == "api-1" and evidence[0]["exit_codes"] == [3]
+    assert evidence[0]["restarts"] == 1 and evidence[0]["log_tail"] == [
+        "started",
+        "migration failed (exit 3)",
+    ]
+    assert evidence[1] == {
+        "container": "gone-1",
+        "status": "missing",
+        "exit_codes": [],
+        "oom_killed": False,
+        "restarts": 0,
+        "health": None,
+        "log_tail": [],
+    }

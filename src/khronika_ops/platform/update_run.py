@@ -271,6 +271,30 @@ def container_evidence(name: str, info: Mapping[str, Any] | None, logs: str, exi
     )
 
 
+def evidence_from_results(
+    infos: Sequence[Mapping[str, Any]], logs: Sequence[Mapping[str, Any]], exits: Sequence[Mapping[str, Any]]
+) -> list[ContainerEvidence]:
+    """From three looped task results over the same container names (each result's `item`):
+    docker_container_info, `docker logs --tail` and `docker events --filter event=die` (exit codes)."""
+
+    def by_name(results: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+        return {str(result.get("item")): result for result in results}
+
+    logs_by, exits_by = by_name(logs), by_name(exits)
+    evidence = []
+    for name, info in by_name(infos).items():
+        log = logs_by.get(name) or {}
+        evidence.append(
+            container_evidence(
+                name,
+                info.get("container") if info.get("exists") else None,
+                "\n".join(filter(None, [log.get("stdout", ""), log.get("stderr", "")])),
+                str((exits_by.get(name) or {}).get("stdout", "")),
+            )
+        )
+    return evidence
+
+
 class HostOutcome(StrictModel):
     host: str
     from_version: str | None
