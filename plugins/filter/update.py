@@ -10,6 +10,8 @@ khronika_update_image_check(result)           -> {image, ok, reason} from a loop
 khronika_update_steps(plan, hosts)            -> the batch's switch steps (lockstep over its hosts).
 khronika_update_gateway_checks(plan)          -> [{module, path}] asked through the gateway.
 khronika_update_verdict(batch, outcomes, pct) -> whether the next batch may start, and why not.
+khronika_update_rollback_scope(asked, preflight) -> host, batch or site (auto: site across a new version).
+khronika_update_rollback_peers(verdicts, outcomes, scope) -> {host: why it rolls back with a failed host}.
 khronika_update_silence(hosts, preflight, comment, created_by) -> the Alertmanager v2 silence body.
 khronika_update_maintenance_scope(preflight, policy) -> {site, modules, reasons}: where the maintenance page goes.
 khronika_update_report(preflight, outcomes, probe, ...) -> {report, markdown, audit: {host: line}}.
@@ -144,6 +146,17 @@ def khronika_update_verdict(batch: Any, outcomes: Any, max_fail_percentage: Any 
     )
 
 
+def khronika_update_rollback_scope(asked: Any, preflight: Any) -> str:
+    try:
+        return update_run.rollback_scope(str(asked), plain(preflight) or {})
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def khronika_update_rollback_peers(verdicts: Any, outcomes: Any, scope: Any) -> dict[str, str]:
+    return update_run.rollback_peers(str(scope), plain(verdicts) or [], plain(outcomes) or {})  # type: ignore[arg-type]
+
+
 def khronika_update_silence(
     hosts: Any, preflight: Any, comment: str, created_by: str, fallback: str = "4h"
 ) -> dict[str, Any]:
@@ -226,6 +239,8 @@ class FilterModule:
             "khronika_update_gateway_checks": khronika_update_gateway_checks,
             "khronika_update_verdict": khronika_update_verdict,
             "khronika_update_silence": khronika_update_silence,
+            "khronika_update_rollback_scope": khronika_update_rollback_scope,
+            "khronika_update_rollback_peers": khronika_update_rollback_peers,
             "khronika_update_report": khronika_update_report,
             "khronika_update_maintenance_scope": khronika_update_maintenance_scope,
             "khronika_update_evidence": khronika_update_evidence,

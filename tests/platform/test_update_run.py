@@ -341,3 +341,28 @@ def test_evidence_pairs_the_looped_results_by_container(tmp_path: Path) -> None:
         "health": None,
         "log_tail": [],
     }
+
+
+def test_the_rollback_scope_brings_the_switched_hosts_of_a_failed_batch_or_site_back() -> None:
+    from khronika_ops.platform.update_run import rollback_peers, rollback_scope
+
+    verdicts = [{"batch": ["a1", "a2"]}, {"batch": ["b1", "b2"]}]
+    outcomes = {
+        "a1": {"result": "updated"},
+        "a2": {"result": "updated"},
+        "b1": {"result": "rolled-back"},
+        "b2": {"result": "updated"},
+    }
+    batch = rollback_peers("batch", verdicts, outcomes)
+    assert list(batch) == ["b2"] and "b1 failed" in batch["b2"] and "with its batch" in batch["b2"]
+    assert sorted(rollback_peers("site", verdicts, outcomes)) == ["a1", "a2", "b2"]
+    assert rollback_peers("host", verdicts, outcomes) == {}
+    # A host without an outcome did not finish (unreachable): its batch goes back.
+    assert list(rollback_peers("batch", [{"batch": ["a1", "a2"]}], {"a1": {"result": "updated"}})) == ["a1"]
+    assert rollback_peers("batch", verdicts, {host: {"result": "updated"} for host in outcomes}) == {}
+    crossing = {"diffs": {"1.9.0": {"crosses_new_version": True}}}
+    assert rollback_scope("auto", crossing) == "site"
+    assert rollback_scope("auto", {"diffs": {"1.1.0": {"crosses_new_version": False}}}) == "batch"
+    assert rollback_scope("host", crossing) == "host"
+    with pytest.raises(ValueError, match="khronika_update_rollback_scope is one of"):
+        rollback_scope("everything", crossing)

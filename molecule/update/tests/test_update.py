@@ -60,6 +60,15 @@ def sh(app, command):
     ).stdout
 
 
+STATE_FILE = INVENTORY / "group_vars" / "all" / "khronika_site_state.yml"
+
+
+def site_state():
+    import yaml
+
+    return yaml.safe_load(STATE_FILE.read_text())["khronika_site_state"]
+
+
 def record(app):
     return json.loads(sh(app, "cat /etc/khronika/release.json"))
 
@@ -199,6 +208,13 @@ def test_update_to_1_1_0_keeps_the_appeals_and_measures_downtime(host, appeals_b
     assert (
         "## Downtime through the gateway: planned and measured" in (folder / "update-report.md").read_text()
     )
+    # The site state: written into the inventory and on both hosts, the release the next deploy runs.
+    state = site_state()
+    assert state["release"] == "1.1.0" and state["written_by"]["kind"] == "update"
+    assert state["volumes"] == {VOLUME: {APPS[0]: 1}}
+    for app in APPS:
+        assert sh(app, "cat /etc/khronika/khronika_site_state.yml") == STATE_FILE.read_text()
+    assert "## Site state" in (folder / "update-report.md").read_text()
 
 
 def test_a_downgrade_without_the_flag_is_refused(host):
@@ -238,10 +254,16 @@ def test_the_broken_release_is_rolled_back_with_the_volume_restored(host, appeal
 def test_a_release_that_crashes_once_then_serves_is_rolled_back(host, appeals_before):
     """1.3.0's appeals-api migrates its data on start: the first start moves three appeals aside and
     exits 3, Docker restarts it and it serves, healthy, without them. Healthy at the end is not a
-    success: the gate fails it on the restart, the volume is restored and every appeal answers again."""
-    rc, out = playbook("-e", "khronika_release_version=1.3.0", "-e", "khronika_update_serial=1")
+    success: the gate fails it on the restart, the volume is restored and every appeal answers again.
+    Both hosts in one batch: app2, whose own switch passed, rolls back with it (rollback scope batch)."""
+    on_1_1_0 = {app: images(app) for app in APPS}
+    rc, out = playbook("-e", "khronika_release_version=1.3.0")
     assert rc != 0, out[-4000:]
     report, _folder = latest_report()
+    app2 = next(h for h in report["hosts"] if h["host"] == APPS[1])
+    assert app2["result"] == "rolled-back" and app2["on_version"] == "1.1.0", app2
+    assert "rolled back with its batch" in app2["failure"] and APPS[0] in app2["failure"]
+    assert {app: images(app) for app in APPS} == on_1_1_0
     app1 = next(h for h in report["hosts"] if h["host"] == APPS[0])
     assert app1["result"] == "rolled-back" and app1["on_version"] == "1.1.0", app1
     assert "was restarted" in app1["failure"] and "by Docker after this run started it" in app1["failure"]
@@ -363,12 +385,72 @@ def test_scale_moves_data_and_a_data_root_and_resizes_in_place(host, appeals_bef
     audit = [json.loads(line) for line in sh(APPS[1], "cat /var/log/khronika/audit.log").splitlines()]
     assert audit[-1]["kind"] == "scale" and audit[-1]["result"] == "succeeded"
     assert "## Data moved" in (folder / "scale-report.md").read_text()
-    # The operator's step: the scaled catalog goes into the inventory (group_vars/khronika is Molecule's,
-    # and Ansible reads one file per group: the platform group's own file, which overrides it).
-    (INVENTORY / "group_vars").mkdir(exist_ok=True)
-    (INVENTORY / "group_vars" / "khronika_platform.yml").write_text(
-        (folder / "khronika_modules.yml").read_text()
-    )
+    # The site state records the new placement and where the newest copy of the data is; app1's is stale.
+    state = site_state()
+    assert state["written_by"]["kind"] == "scale" and state["modules"]["appeals-api"]["placement"] == {
+        "hosts": [APPS[1]]
+    }
+    assert state["volumes"] == {VOLUME: {APPS[1]: 2}}
+    marks = json.loads(sh(APPS[0], "cat /etc/khronika/volumes.json"))
+    assert marks[VOLUME]["state"] == "stale" and marks[VOLUME]["newest_on"] == APPS[1]
+    assert "## Site state" in (folder / "scale-report.md").read_text()
+
+
+def containers_started():
+    """Every module container and the time it started, on both hosts."""
+    return {
+        app: sh(
+            app,
+            "docker ps -q --filter label=khronika.managed=true | xargs docker inspect --format "
+            "'{{.Name}} {{.State.StartedAt}}'",
+        )
+        for app in APPS
+    }
+
+
+def test_after_the_scale_a_converge_changes_nothing_and_keeps_every_appeal(host):
+    """Appeals written after the scale (on app2), then the routine deploy: 0 changed, every appeal there."""
+    written = []
+    for number in range(3):
+        answer = gateway("/api/appeals/appeals", "POST", {"text": f"appeal {number} after the scale"})
+        assert answer["status"] == 201, answer
+        written.append(json.loads(answer["body"])["id"])
+    started = containers_started()
+    rc, out = playbook(playbook_name="deploy.yml")
+    assert rc == 0, out[-6000:]
+    recap = [line for line in out.splitlines() if line.startswith(APPS)]
+    assert recap and all("changed=0 " in line for line in recap), recap
+    assert containers_started() == started
+    for appeal in written:
+        answer = gateway(f"/api/appeals/appeals/{appeal}")
+        assert answer["status"] == 200 and "after the scale" in answer["body"], answer
+
+
+def test_a_placement_edited_back_by_hand_is_refused_before_anything_stops(host):
+    """The site state edited to put appeals-api back on app1, onto its stale copy: refused, nothing stopped."""
+    import yaml
+
+    kept = STATE_FILE.read_text()
+    edited = yaml.safe_load(kept)
+    edited["khronika_site_state"]["modules"]["appeals-api"]["placement"] = {"hosts": [APPS[0]]}
+    STATE_FILE.write_text(yaml.safe_dump(edited))
+    started = containers_started()
+    try:
+        rc, out = playbook(playbook_name="deploy.yml")
+    finally:
+        STATE_FILE.write_text(kept)
+    assert rc != 0
+    assert f"{VOLUME} on {APPS[0]} is a stale copy" in out and f"the newest is on {APPS[1]}" in out
+    assert containers_started() == started
+    assert gateway("/api/appeals/health")["status"] == 200
+    # The inventory without the state file (a fresh checkout, a lost AWX workspace): the hosts' copy is newer.
+    STATE_FILE.unlink()
+    try:
+        rc, out = playbook(playbook_name="deploy.yml")
+    finally:
+        STATE_FILE.write_text(kept)
+    assert rc != 0 and "this inventory is older than what the site runs" in out
+    assert containers_started() == started
 
 
 def test_a_scale_that_starves_a_module_is_rolled_back(host):
@@ -392,9 +474,9 @@ def test_a_scale_that_starves_a_module_is_rolled_back(host):
     assert not active_silences()
 
 
-def test_a_host_lost_in_the_middle_of_a_batch_is_named_and_the_others_finish(host):
-    """app2 is killed while the batch switches: the run ends with the report naming it, app1 on the
-    release it was asked for, and the play failing."""
+def test_a_host_lost_in_the_middle_of_a_batch_is_named_and_its_batch_rolls_back(host):
+    """app2 is killed while the batch switches: the run ends with the report naming it, app1 back on
+    the release it ran (its batch failed), and the play failing."""
     rc, out = playbook_killing(
         APPS[1],
         "Begin step classifier (rolling, step 0)",
@@ -407,7 +489,9 @@ def test_a_host_lost_in_the_middle_of_a_batch_is_named_and_the_others_finish(hos
     report, _ = latest_report()
     hosts = {h["host"]: h for h in report["hosts"]}
     assert hosts[APPS[1]]["result"] == "unreachable" and hosts[APPS[1]]["on_version"] is None
-    assert hosts[APPS[0]]["result"] == "updated" and record(APPS[0])["version"] == "1.0.0"
+    # app1's own switch passed; its batch lost app2, so it goes back to 1.1.0 (rollback scope batch).
+    assert hosts[APPS[0]]["result"] == "rolled-back" and record(APPS[0])["version"] == "1.1.0"
+    assert "rolled back with its batch" in hosts[APPS[0]]["failure"] and APPS[1] in hosts[APPS[0]]["failure"]
     assert report["result"] == "failed"
     assert f"{APPS[1]} unreachable" in out
     assert gateway("/api/classify/health")["status"] == 200

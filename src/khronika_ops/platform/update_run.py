@@ -113,6 +113,56 @@ def batch_verdict(
     )
 
 
+RollbackScope = Literal["host", "batch", "site"]
+ROLLBACK_SCOPES = ("auto", "host", "batch", "site")
+FAILED_RESULTS = frozenset({"rolled-back", "rollback-failed"})
+
+
+def rollback_scope(asked: str, preflight: Mapping[str, Any]) -> RollbackScope:
+    """The rollback scope of a run: `auto` (the default) is `site` when the update crosses a new version
+    (its modules may not talk across versions), else `batch`."""
+    if asked not in ROLLBACK_SCOPES:
+        raise ValueError(
+            f"khronika_update_rollback_scope is one of {', '.join(ROLLBACK_SCOPES)}, not {asked!r}"
+        )
+    if asked != "auto":
+        return asked  # type: ignore[return-value]
+    crosses = any(bool(d.get("crosses_new_version")) for d in (preflight.get("diffs") or {}).values())
+    return "site" if crosses else "batch"
+
+
+def rollback_peers(
+    scope: RollbackScope, verdicts: Sequence[Mapping[str, Any]], outcomes: Mapping[str, Mapping[str, Any]]
+) -> dict[str, str]:
+    """host -> why it rolls back although its own switch passed: with scope `batch`, a host of its
+    batch failed (rolled back, or did not finish); with `site`, any host of the run did. `verdicts`:
+    the batches as judged (`batch_verdict`), `outcomes`: host -> its outcome."""
+    if scope == "host":
+        return {}
+
+    def failed(hosts: Sequence[str]) -> list[str]:
+        return sorted(
+            host
+            for host in hosts
+            if host not in outcomes or str(outcomes[host].get("result")) in FAILED_RESULTS
+        )
+
+    everyone = [host for verdict in verdicts for host in verdict.get("batch") or []]
+    peers: dict[str, str] = {}
+    for verdict in verdicts:
+        batch = list(verdict.get("batch") or [])
+        culprits = failed(batch if scope == "batch" else everyone)
+        if not culprits:
+            continue
+        for host in batch:
+            if str((outcomes.get(host) or {}).get("result")) == "updated":
+                peers[host] = (
+                    f"rolled back with its {scope} (khronika_update_rollback_scope {scope}): "
+                    f"{', '.join(culprits)} failed, and the site runs one release"
+                )
+    return peers
+
+
 def silence(
     hosts: Sequence[str], starts_at: str, ends_at: str, *, comment: str, created_by: str
 ) -> dict[str, Any]:
