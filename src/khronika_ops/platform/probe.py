@@ -232,9 +232,16 @@ def write_report(path: Path, reports: Mapping[str, ModuleReport], started: float
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
-def run_until_stopped(prober: Prober, out: Path, stop_file: Path | None = None) -> dict[str, ModuleReport]:
-    """Probe until SIGTERM/SIGINT, `stop_file` appearing, or a limit; then write the report to `out`."""
+def run_until_stopped(
+    prober: Prober, out: Path, stop_file: Path | None = None, watch_pid: int | None = None
+) -> dict[str, ModuleReport]:
+    """Probe until SIGTERM/SIGINT, `stop_file` appearing, the run's process `watch_pid` ending (a
+    controller that died), or a limit; then write the report to `out`."""
     import signal
+
+    from khronika_ops.platform.lease import process_alive, process_started
+
+    started = process_started(watch_pid) if watch_pid else None
 
     def _stop(_signum: int, _frame: object) -> None:
         prober.request_stop()
@@ -244,6 +251,8 @@ def run_until_stopped(prober: Prober, out: Path, stop_file: Path | None = None) 
         prober.start()
         while prober.running:
             if stop_file is not None and stop_file.exists():
+                break
+            if watch_pid and not process_alive(watch_pid, started):
                 break
             prober.wait(0.2)
         reports = prober.stop()
