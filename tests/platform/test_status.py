@@ -84,8 +84,10 @@ def test_status_reads_each_hosts_record_dir(tmp_path: Path) -> None:
     inventory = _local_inventory(tmp_path, alpha=recorded, beta=tmp_path / "b")
     result = CliRunner().invoke(app, ["status", "-i", str(inventory), "--json"], env=ansible_env())
     records = json.loads(result.stdout)
-    assert records["alpha"] == record
-    assert records["beta"] == {
+    # Beside each record: what the host's containers run (this machine runs no module) and the verdict.
+    assert {k: v for k, v in records["alpha"].items() if k not in {"running", "state", "why"}} == record
+    assert records["alpha"]["state"] in {"ok", "unknown"}
+    assert {k: v for k, v in records["beta"].items() if k not in {"running", "state", "why"}} == {
         "error": f"no release recorded ({tmp_path / 'b' / 'release.json'} missing)",
         "missing": True,
     }
@@ -192,3 +194,32 @@ def test_a_pattern_is_never_rendered(tmp_path: Path) -> None:
     check = _update_check(inventory, f"alpha:{planted}", env)
     assert check.exit_code == 2 and "is not a host pattern" in check.stderr, check.output
     assert not canary.exists()
+
+
+def test_status_compares_the_record_with_what_the_containers_run():
+    from khronika_ops.platform.status import host_state, running_modules
+
+    image = "registry.test/khronika-samples/classifier@sha256:" + "a" * 64
+    other = "registry.test/khronika-samples/classifier@sha256:" + "b" * 64
+    record = {
+        "version": "1.0.0",
+        "kind": "change-release",
+        "modules": [{"name": "classifier", "image": image}],
+    }
+    inspect = [{"Config": {"Image": image, "Labels": {"khronika.module": "classifier"}}}]
+    running = running_modules({"stdout": json.dumps(inspect)})
+    assert running == {"classifier": [image]}
+    assert host_state(record, running) == ("ok", [])
+    drifted = running_modules(
+        {"stdout": json.dumps([{"Config": {"Image": other, "Labels": {"khronika.module": "classifier"}}}])}
+    )
+    state, why = host_state(record, drifted)
+    assert state == "drifted" and why == [f"classifier: runs {other}, the record says {image}"]
+    assert host_state(record, {})[1] == [f"classifier: no container runs (the record says {image})"]
+    # An update that marked the record and died: switching, with what runs already.
+    marked = record | {"switching": {"to": "1.1.0", "run": "update-1.1.0-x", "started_at": "t"}}
+    state, why = host_state(marked, drifted)
+    assert state == "switching" and "has not finished" in why[0] and "runs" in why[1]
+    assert running_modules({"failed": True, "msg": "docker: not found"}) == {"error": "docker: not found"}
+    assert running_modules({"stdout": ""}) == {}
+    assert host_state({"error": "unreachable"}, None) == ("unknown", ["unreachable"])

@@ -107,6 +107,107 @@ def read_records(
     return records
 
 
+# What each host runs: every managed container's inspect document (no Jinja braces in the command: an
+# ad-hoc module's arguments are templated).
+CONTAINERS_COMMAND = "docker ps -q --filter label=khronika.managed=true | xargs -r docker inspect"
+MODULE_LABEL = "khronika.module"
+MAX_INSPECT = 16 * 1024 * 1024
+
+
+def read_containers(
+    inventory: str,
+    pattern: str = "khronika",
+    timeout: int = 300,
+    vault_password_file: Path | None = None,
+) -> dict[str, Any]:
+    """host -> {module: [image references its containers run]}, or -> {"error": ...}; hosts without
+    Docker answer an error that `host_state` leaves aside."""
+    check_pattern(pattern)
+    env = dict(
+        os.environ,
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK=JSON_CALLBACK,
+        ANSIBLE_INVENTORY_UNPARSED_FAILED="1",
+    )
+    cmd = [
+        ansible_tool("ansible"),
+        pattern,
+        "-i",
+        inventory,
+        "-b",
+        "-m",
+        "ansible.builtin.shell",
+        "-a",
+        CONTAINERS_COMMAND,
+    ]
+    if vault_password_file is not None:
+        cmd += ["--vault-password-file", str(Path(vault_password_file).resolve())]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    try:
+        document = parse_stdout(proc.stdout)
+    except json.JSONDecodeError:
+        return {}
+    out: dict[str, Any] = {}
+    for play in document.get("plays", []):
+        for task in play.get("tasks", []):
+            for host, result in task.get("hosts", {}).items():
+                out[host] = running_modules(result)
+    return out
+
+
+def running_modules(result: dict[str, Any]) -> dict[str, Any]:
+    """One host's answer to CONTAINERS_COMMAND as {module: sorted image references}."""
+    if result.get("unreachable") or result.get("failed"):
+        return {"error": str(result.get("msg") or result.get("stderr") or "no answer").strip()}
+    text = str(result.get("stdout") or "")
+    if len(text) > MAX_INSPECT:
+        return {"error": f"docker inspect answered more than {MAX_INSPECT} bytes"}
+    try:
+        containers = json.loads(text) if text.strip() else []
+    except json.JSONDecodeError:
+        return {"error": "docker inspect did not answer JSON"}
+    modules: dict[str, list[str]] = {}
+    for container in containers if isinstance(containers, list) else []:
+        config = container.get("Config") or {}
+        module = (config.get("Labels") or {}).get(MODULE_LABEL)
+        if module:
+            modules.setdefault(str(module), []).append(str(config.get("Image", "")))
+    return {module: sorted(images) for module, images in sorted(modules.items())}
+
+
+def host_state(record: dict[str, Any], running: dict[str, Any] | None) -> tuple[str, list[str]]:
+    """(state, why) of one host: `ok` when its containers run what its release record says; `switching`
+    when an update marked the record and has not finished it (a run going on, or one that died);
+    `drifted` when a container runs another image than the record's, or a recorded module runs no
+    container, or a container runs a module the record does not name; `unknown` without an answer."""
+    if "error" in record:
+        return "unknown", [str(record["error"])]
+    why: list[str] = []
+    switching = record.get("switching")
+    if isinstance(switching, dict):
+        why.append(
+            f"an update to {switching.get('to')} (run {switching.get('run')}) started switching at "
+            f"{switching.get('started_at')} and has not finished: unless it is still running, run it again"
+        )
+    if running is None or "error" in running:
+        if running is not None:
+            why.append(f"cannot ask Docker: {running['error']}")
+        return ("switching" if switching else "unknown"), why
+    recorded = {str(m.get("name")): str(m.get("image", "")) for m in record.get("modules", [])}
+    for module, image in sorted(recorded.items()):
+        images = running.get(module) or []
+        if not images:
+            why.append(f"{module}: no container runs (the record says {image})")
+        elif any(other != image for other in images):
+            others = ", ".join(sorted({other for other in images if other != image}))
+            why.append(f"{module}: runs {others}, the record says {image}")
+    for module in sorted(set(running) - set(recorded)):
+        why.append(f"{module}: runs {', '.join(running[module])}, which the record does not name")
+    if switching:
+        return "switching", why
+    return ("drifted" if why else "ok"), why
+
+
 def parse_stdout(stdout: str) -> dict[str, Any]:
     """The json callback's document; other enabled callbacks (profile_tasks, say) may print around it."""
     start = stdout.find("{")
@@ -157,26 +258,53 @@ def status(
     if not records:
         typer.echo(f"khronika status: no host of {inventory} matches {pattern!r}", err=True)
         raise typer.Exit(1)
+    running = read_containers(inventory, pattern, vault_password_file=vault_password_file)
+    states = {host: host_state(record, running.get(host)) for host, record in records.items()}
+    versions = {record.get("version") for record in records.values() if "error" not in record}
     if json_output:
-        typer.echo(json.dumps(records, indent=2, sort_keys=True))
+        typer.echo(
+            json.dumps(
+                {
+                    host: record
+                    | {"state": states[host][0], "why": states[host][1], "running": running.get(host)}
+                    for host, record in records.items()
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
     else:
         from rich.table import Table
 
         from khronika_ops.console import make_console, styled
 
         table = Table(title="Khronika release per host", title_justify="left")
-        for column in ("host", "release", "kind", "deployed at", "modules"):
+        for column in ("host", "release", "state", "kind", "deployed at", "modules"):
             table.add_column(column)
+        colours = {"ok": "green", "switching": "yellow", "drifted": "red", "unknown": "red"}
         for host, record in records.items():
+            state, why = states[host]
             if "error" in record:
-                table.add_row(host, styled("?", "red"), "", "", str(record["error"]))
+                table.add_row(host, styled("?", "red"), styled(state, "red"), "", "", str(record["error"]))
                 continue
             modules = ", ".join(
                 f"{m['name']}@{str(m.get('digest', ''))[7:19]}" for m in record.get("modules", [])
             )
-            table.add_row(host, record["version"], record["kind"], record.get("deployed_at", ""), modules)
+            table.add_row(
+                host,
+                str(record["version"]),
+                styled(state, colours.get(state, "red")),
+                str(record["kind"]),
+                str(record.get("deployed_at", "")),
+                modules,
+            )
         make_console().print(table)
-    versions = {record.get("version") for record in records.values() if "error" not in record}
+        for host, (state, why) in states.items():
+            for line in why if state != "unknown" or "error" not in records[host] else []:
+                typer.echo(f"{host}: {line}")
     if len(versions) > 1:
-        typer.echo(f"hosts run different releases: {', '.join(sorted(map(str, versions)))}", err=True)
-    raise typer.Exit(0 if records and all("error" not in r for r in records.values()) else 1)
+        typer.echo(f"mixed: hosts run different releases: {', '.join(sorted(map(str, versions)))}", err=True)
+    healthy = all("error" not in r for r in records.values()) and all(
+        state in {"ok", "unknown"} and "error" not in records[host] for host, (state, _) in states.items()
+    )
+    raise typer.Exit(0 if healthy and len(versions) <= 1 else 1)
