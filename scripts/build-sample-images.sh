@@ -4,8 +4,9 @@
 #
 #   build-sample-images.sh [--push REGISTRY] [--releases-dir DIR]
 #
-#   khronika-samples/appeals-api:1.0.0 1.1.0 1.2.0 1.3.0 (deliberately broken: 1.2.0's health check fails;
-#   1.3.0 crashes once on its first start, after moving three appeals aside, then serves healthy)
+#   khronika-samples/appeals-api:1.0.0 1.1.0 1.2.0 1.3.0 1.4.0 (deliberately broken: 1.2.0's health check fails;
+#   1.3.0 crashes once on its first start, after moving three appeals aside, then serves healthy; 1.4.0
+#   moves every appeal aside on its first start and serves healthy)
 #   khronika-samples/classifier:1.0.0 1.1.0
 #
 # With --push (e.g. 127.0.0.1:5000 after scripts/test-registry.sh start; DOCKER_CONFIG defaults to
@@ -21,8 +22,8 @@ SOURCES=$REPO/samples/modules
 REGISTRY=""
 RELEASES_DIR=$REPO/.cache/releases
 # module:version:broken (1: the health check fails; crash-once: see samples/modules/appeals-api/app.py)
-BUILDS=(appeals-api:1.0.0:0 appeals-api:1.1.0:0 appeals-api:1.2.0:1 appeals-api:1.3.0:crash-once classifier:1.0.0:0
-  classifier:1.1.0:0)
+BUILDS=(appeals-api:1.0.0:0 appeals-api:1.1.0:0 appeals-api:1.2.0:1 appeals-api:1.3.0:crash-once
+  appeals-api:1.4.0:forget classifier:1.0.0:0 classifier:1.1.0:0)
 
 log() { printf '[samples] %s\n' "$*"; }
 die() { printf '[samples] error: %s\n' "$*" >&2; exit 1; }
@@ -49,6 +50,7 @@ for build in "${BUILDS[@]}"; do
   case $broken in
     1) note=' (BROKEN on purpose: health check fails)' ;;
     crash-once) note=' (BROKEN on purpose: crashes once on its first start, after moving appeals aside)' ;;
+    forget) note=' (BROKEN on purpose: moves every appeal aside on its first start and serves healthy)' ;;
     *) note='' ;;
   esac
   log "built $image$note"
@@ -106,6 +108,10 @@ write_release 1.2.0 change-release 2025-05-19 1.2.0 1.1.0 384m \
   "config_changes: []"
 write_release 1.3.0 change-release 2025-06-23 1.3.0 1.1.0 384m \
   "DELIBERATELY BROKEN: appeals-api 1.3.0 migrates its data on start, crashes part way and serves on its second start; an update to it must roll back with the volume restored." \
+  "config_changes: []"
+
+write_release 1.4.0 change-release 2025-07-28 1.4.0 1.1.0 384m \
+  "DELIBERATELY BROKEN: appeals-api 1.4.0 loses every appeal on its first start and serves healthy; only the catalog's data check sees it, and an update to it must roll back with the volume restored." \
   "config_changes: []"
 
 if [ -x "$REPO/.venv/bin/khronika" ]; then

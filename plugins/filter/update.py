@@ -10,6 +10,10 @@ khronika_update_image_check(result)           -> {image, ok, reason} from a loop
 khronika_update_steps(plan, hosts)            -> the batch's switch steps (lockstep over its hosts).
 khronika_update_gateway_checks(plan)          -> [{module, path}] asked through the gateway.
 khronika_update_verdict(batch, outcomes, pct) -> whether the next batch may start, and why not.
+khronika_update_data_writes(containers, modules) -> the data checks' records to write before a host's switch.
+khronika_update_data_reads(written_results)   -> where to read them back after it.
+khronika_update_data_problems(read_results)   -> why the data did not hold (empty: it did).
+khronika_update_silence_until(preflight) -> the latest the silence may be renewed to (the window's end).
 khronika_update_rollback_scope(asked, preflight) -> host, batch or site (auto: site across a new version).
 khronika_update_rollback_peers(verdicts, outcomes, scope) -> {host: why it rolls back with a failed host}.
 khronika_update_silence(hosts, preflight, comment, created_by) -> the Alertmanager v2 silence body.
@@ -146,6 +150,30 @@ def khronika_update_verdict(batch: Any, outcomes: Any, max_fail_percentage: Any 
     )
 
 
+def khronika_update_data_writes(containers: Any, modules: Any) -> list[dict[str, Any]]:
+    return update_run.data_check_writes(plain(containers) or [], list(plain(modules) or []))
+
+
+def khronika_update_data_reads(written: Any) -> list[dict[str, Any]]:
+    try:
+        return update_run.data_check_reads(plain(written) or [])
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def khronika_update_data_problems(read: Any) -> list[str]:
+    return update_run.data_check_problems(plain(read) or [])
+
+
+def khronika_update_silence_until(preflight: Any, fallback: str = "4h") -> str:
+    try:
+        return update_run.iso(
+            update_run.silence_until(plain(preflight) or {}, datetime.now(UTC), str(fallback))
+        )
+    except ValueError as exc:
+        raise AnsibleFilterError(f"khronika_update_silence_until: {exc}") from exc
+
+
 def khronika_update_rollback_scope(asked: Any, preflight: Any) -> str:
     try:
         return update_run.rollback_scope(str(asked), plain(preflight) or {})
@@ -157,10 +185,11 @@ def khronika_update_rollback_peers(verdicts: Any, outcomes: Any, scope: Any) -> 
     return update_run.rollback_peers(str(scope), plain(verdicts) or [], plain(outcomes) or {})  # type: ignore[arg-type]
 
 
-def khronika_update_silence(
-    hosts: Any, preflight: Any, comment: str, created_by: str, fallback: str = "4h"
+def khronika_update_silence(  # noqa: PLR0917 - a Jinja filter takes its arguments by position
+    hosts: Any, preflight: Any, comment: str, created_by: str, fallback: str = "4h", lease: str = ""
 ) -> dict[str, Any]:
-    """From now to the end of the open window (or `fallback` from now when no window was set)."""
+    """From now to the end of the open window (or `fallback` from now when no window was set); with a
+    lease, one lease from now (the lease keeper renews it)."""
     try:
         return update_run.silence_for(
             list(plain(hosts)),
@@ -169,6 +198,7 @@ def khronika_update_silence(
             created_by=str(created_by),
             now=datetime.now(UTC),
             fallback=str(fallback),
+            lease=str(lease) or None,
         )
     except ValueError as exc:
         raise AnsibleFilterError(f"khronika_update_silence: {exc}") from exc
@@ -240,6 +270,10 @@ class FilterModule:
             "khronika_update_verdict": khronika_update_verdict,
             "khronika_update_silence": khronika_update_silence,
             "khronika_update_rollback_scope": khronika_update_rollback_scope,
+            "khronika_update_silence_until": khronika_update_silence_until,
+            "khronika_update_data_writes": khronika_update_data_writes,
+            "khronika_update_data_reads": khronika_update_data_reads,
+            "khronika_update_data_problems": khronika_update_data_problems,
             "khronika_update_rollback_peers": khronika_update_rollback_peers,
             "khronika_update_report": khronika_update_report,
             "khronika_update_maintenance_scope": khronika_update_maintenance_scope,

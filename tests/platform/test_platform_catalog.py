@@ -335,3 +335,24 @@ def test_dependency_cycles_are_data():
     assert [str(p) for p in only_unknown.problems] == [
         "module 'c', field 'depends_on[0]': 'dependency cycle' is not a module of the catalog"
     ]
+
+
+def test_a_data_check_asks_a_published_port() -> None:
+    from khronika_ops.platform.catalog import CatalogError, resolve_deployment
+    from khronika_ops.platform.inventory_file import inventory_from_ansible
+
+    inventory = inventory_from_ansible({"all": ["app1"], "khronika_platform": ["app1"]}, {})
+    module = {
+        "name": "appeals-api",
+        "image": "khronika-samples/appeals-api",
+        "placement": {"hosts": ["app1"]},
+        "ports": [{"container": 8080, "host": 18080}],
+        "http": {"path_prefix": "/api/appeals", "upstream_port": 8080},
+        "data_check": {"create": "/appeals", "body": {"text": "check"}},
+    }
+    plan = resolve_deployment([module], inventory)
+    [container] = plan.hosts["app1"].containers
+    assert container.data_check is not None and container.data_check.port == 18080
+    assert container.data_check.location_field == "location"
+    with pytest.raises(CatalogError, match="asks container port 9000, which is not published"):
+        resolve_deployment([module | {"data_check": module["data_check"] | {"port": 9000}}], inventory)

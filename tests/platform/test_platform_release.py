@@ -24,7 +24,7 @@ def release(version="1.0.0", kind="change-release", config=(), **modules):
 
 def test_committed_example_releases_are_valid():
     releases = list_releases(RELEASES)
-    assert [r.version for r in releases] == ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]
+    assert [r.version for r in releases] == ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"]
     assert releases[0].kind == "new-version"
     assert all(r.module("appeals-api") for r in releases)
 

@@ -173,7 +173,10 @@ def test_every_refusal_at_once_before_any_change() -> None:
         )
     text = str(refused.value)
     assert "outside the maintenance window: it opens at 2026-12-07T01:00:00Z" in text
-    assert "app-01: runs release 1.0.0, not 1.1.0 (khronika_release_version): finish the update" in text
+    assert (
+        "app-01: runs release 1.0.0, not 1.1.0 (the site's release: the site state's, else khronika_release_version): finish the update"
+        in text
+    )
     assert "app-02: cannot read its release record: unreachable" in text
     assert "module 'unknown', field 'catalog': the plan sizes it, but the catalog has no such module" in text
     assert "app-01: has 8 cores, the plan sized it with 16: change the hardware first" in text

@@ -366,3 +366,29 @@ def test_the_rollback_scope_brings_the_switched_hosts_of_a_failed_batch_or_site_
     assert rollback_scope("host", crossing) == "host"
     with pytest.raises(ValueError, match="khronika_update_rollback_scope is one of"):
         rollback_scope("everything", crossing)
+
+
+def test_the_data_check_writes_before_the_switch_and_judges_what_reads_back() -> None:
+    from khronika_ops.platform.update_run import data_check_problems, data_check_reads, data_check_writes
+
+    check = {"create": "/appeals", "body": {"text": "check"}, "location_field": "location", "port": 18080}
+    containers = [
+        {"module": "appeals-api", "replica": 1, "data_check": check},
+        {"module": "appeals-api", "replica": 2, "data_check": check | {"port": 18081}},
+        {"module": "classifier", "replica": 1, "data_check": None},
+    ]
+    [write] = data_check_writes(containers, ["appeals-api", "classifier"])
+    assert write["url"] == "http://127.0.0.1:18080/appeals" and write["body"] == {"text": "check"}
+    assert data_check_writes(containers, ["classifier"]) == []
+    [read] = data_check_reads([{"item": write, "json": {"id": "ab", "location": "/appeals/ab"}}])
+    assert read["url"] == "http://127.0.0.1:18080/appeals/ab"
+    with pytest.raises(ValueError, match="gives no path in 'location'"):
+        data_check_reads([{"item": write, "json": {"id": "ab"}}])
+    with pytest.raises(ValueError, match="gives no path"):
+        data_check_reads([{"item": write, "json": {"location": "http://elsewhere/x"}}])
+    assert data_check_problems([{"item": read, "status": 200, "content": '{"text": "check"}'}]) == []
+    [gone] = data_check_problems([{"item": read, "status": 404, "content": ""}])
+    assert "answered 404 after the switch" in gone
+    [changed] = data_check_problems([{"item": read, "status": 200, "content": '{"text": "other"}'}])
+    assert "lost text across the switch" in changed
+    assert "answered nothing" in data_check_problems([{"item": read, "status": -1}])[0]

@@ -5,6 +5,7 @@ appeals on its volume as they were. The tests run in this order and build on eac
 import json
 import os
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
 REPORTS = EPHEMERAL / "reports"
 APPS = ("kh-update-app1", "kh-update-app2")
 VOLUME = "khronika-appeals-api-data"
+DATA_CHECK_TEXT = "khronika-ops data check"  # the catalog's data_check body (molecule.yml)
 
 
 def update_command(*extra, playbook_name="update.yml"):
@@ -82,10 +84,15 @@ def images(app):
 
 
 def appeals_checksums():
-    """sha256 of every stored appeal in the volume on app1."""
+    """sha256 of every stored appeal in the volume on app1 (the update's data-check records left out)."""
+    return appeals_on(APPS[0])
+
+
+def appeals_on(app):
     out = sh(
-        APPS[0],
-        f"cd $(docker volume inspect --format '{{{{.Mountpoint}}}}' {VOLUME})/appeals && sha256sum *.json",
+        app,
+        f"cd $(docker volume inspect --format '{{{{.Mountpoint}}}}' {VOLUME})/appeals && "
+        f'for f in *.json; do grep -q \'{DATA_CHECK_TEXT}\' "$f" || sha256sum "$f"; done',
     )
     return dict(reversed(line.split()) for line in out.splitlines())
 
@@ -280,6 +287,24 @@ def test_a_release_that_crashes_once_then_serves_is_rolled_back(host, appeals_be
     assert not active_silences()
 
 
+def test_a_release_that_loses_the_data_but_stays_healthy_fails_its_data_check(host, appeals_before):
+    """1.4.0's appeals-api moves every appeal aside on its first start and serves healthy, never restarted:
+    only the catalog's data check (an appeal written before the switch, read back after it) sees it."""
+    rc, out = playbook("-e", "khronika_release_version=1.4.0")
+    assert rc != 0, out[-4000:]
+    report, folder = latest_report()
+    app1 = next(h for h in report["hosts"] if h["host"] == APPS[0])
+    assert app1["result"] == "rolled-back" and app1["on_version"] == "1.1.0", app1
+    assert (
+        "data check of appeals-api" in app1["failure"] and "answered 404 after the switch" in app1["failure"]
+    )
+    assert app1["restored"] == [VOLUME]
+    assert record(APPS[0])["version"] == "1.1.0" and record(APPS[1])["version"] == "1.1.0"
+    for name in appeals_before:
+        assert gateway(f"/api/appeals/appeals/{name.removesuffix('.json')}")["status"] == 200, name
+    assert "data check of appeals-api" in (folder / "update-report.md").read_text()
+
+
 # --- scale.yml: a capacity plan applied to the same two hosts (on 1.1.0 now) ------------------------------
 
 
@@ -334,18 +359,10 @@ def test_scale_check_mode_prints_the_plan_and_refusals_change_nothing(host):
     assert f"appeals-api: moves with its data ({VOLUME}) from {APPS[0]} to {APPS[1]}" in out
     assert "classifier: CPU limit 1.0 -> 0.5; memory limit 256 MiB -> 384 MiB (no downtime)" in out
     assert f"{APPS[1]}: Docker's data root /var/lib/docker -> /srv/docker" in out
-    # A host the plan buys must be in the inventory; the site must run the release named.
+    # A host the plan buys must be in the inventory.
     bought = plan_file("plan-buy.json", MOVED | {"classifier#2": "new-small-1"})
     rc, out = scale("-e", f"khronika_scale_plan={bought}")
     assert rc != 0 and "the plan places it on new-small-1, which the inventory does not have" in out
-    rc, out = playbook(
-        "-e",
-        "khronika_release_version=1.0.0",
-        "-e",
-        f"khronika_scale_plan={bought}",
-        playbook_name="scale.yml",
-    )
-    assert rc != 0 and "runs release 1.1.0, not 1.0.0 (khronika_release_version)" in out
     assert {app: images(app) for app in APPS} == before
     assert not active_silences()
 
@@ -368,11 +385,7 @@ def test_scale_moves_data_and_a_data_root_and_resizes_in_place(host, appeals_bef
     moves = report["volume_moves"]
     assert [(m["volume"], m["from_host"], m["to_host"]) for m in moves] == [(VOLUME, APPS[0], APPS[1])]
     assert sh(APPS[1], f"sha256sum {moves[0]['path']}").split()[0] == moves[0]["sha256"]
-    out = sh(
-        APPS[1],
-        f"cd $(docker volume inspect --format '{{{{.Mountpoint}}}}' {VOLUME})/appeals && sha256sum *.json",
-    )
-    assert dict(reversed(line.split()) for line in out.splitlines()) == appeals_before
+    assert appeals_on(APPS[1]) == appeals_before
     assert "appeals-api-1" not in sh(APPS[0], "docker ps -a --format '{{.Names}}'").split()
     assert VOLUME in sh(APPS[0], "docker volume ls --format '{{.Name}}'").split()
     assert gateway("/api/appeals/health")["status"] == 200
@@ -390,9 +403,10 @@ def test_scale_moves_data_and_a_data_root_and_resizes_in_place(host, appeals_bef
     assert state["written_by"]["kind"] == "scale" and state["modules"]["appeals-api"]["placement"] == {
         "hosts": [APPS[1]]
     }
-    assert state["volumes"] == {VOLUME: {APPS[1]: 2}}
     marks = json.loads(sh(APPS[0], "cat /etc/khronika/volumes.json"))
     assert marks[VOLUME]["state"] == "stale" and marks[VOLUME]["newest_on"] == APPS[1]
+    # Each rollback's restore counted a generation up on app1; the copy on app2 is one above its source.
+    assert state["volumes"] == {VOLUME: {APPS[1]: marks[VOLUME]["generation"] + 1}}
     assert "## Site state" in (folder / "scale-report.md").read_text()
 
 
@@ -474,23 +488,71 @@ def test_a_scale_that_starves_a_module_is_rolled_back(host):
     assert not active_silences()
 
 
+def khronika_status():
+    """`khronika status --json` of the scenario's inventory: host -> record with its state."""
+    done = subprocess.run(
+        [
+            str(PROJECT / ".venv" / "bin" / "khronika"),
+            "status",
+            "-i",
+            str(INVENTORY),
+            "--json",
+            "-l",
+            "khronika_platform",
+        ],
+        env=update_command()[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return json.loads(done.stdout)
+
+
+def test_a_controller_killed_mid_switch_leaves_a_lapsing_silence_and_a_rerun_finishes(host):
+    """The controller dies in the middle of the switch (SIGKILL of ansible-playbook and its workers): the
+    silence, held by a 30 s lease, lapses by itself; `khronika status` says the hosts were switching and
+    what runs; the same update run again finishes it."""
+    extra = ("-e", "khronika_release_version=1.0.0", "-e", "khronika_update_allow_downgrade=true")
+    rc, out = playbook_killing(
+        None, "Begin step classifier (rolling, step 0)", *extra, "-e", "khronika_update_silence_lease=30s"
+    )
+    assert rc != 0
+    assert active_silences(), "the run's silence should be active right after the controller died"
+    deadline = time.monotonic() + 120
+    while active_silences() and time.monotonic() < deadline:
+        time.sleep(3)
+    assert not active_silences()
+    status = khronika_status()
+    assert {status[app]["state"] for app in APPS} <= {"switching", "drifted"}, status
+    assert any(
+        status[app]["state"] == "switching" and "has not finished" in status[app]["why"][0] for app in APPS
+    )
+    assert not subprocess.run(
+        ["pgrep", "-f", "khronika_ops update (probe|lease)"], capture_output=True, check=False
+    ).stdout
+    rc, out = playbook(*extra)
+    assert rc == 0, out[-6000:]
+    assert all(record(app)["version"] == "1.0.0" and "switching" not in record(app) for app in APPS)
+    status = khronika_status()
+    assert {status[app]["state"] for app in APPS} == {"ok"}, status
+    assert (
+        gateway("/api/appeals/health")["status"] == 200 and gateway("/api/classify/health")["status"] == 200
+    )
+
+
 def test_a_host_lost_in_the_middle_of_a_batch_is_named_and_its_batch_rolls_back(host):
     """app2 is killed while the batch switches: the run ends with the report naming it, app1 back on
     the release it ran (its batch failed), and the play failing."""
     rc, out = playbook_killing(
-        APPS[1],
-        "Begin step classifier (rolling, step 0)",
-        "-e",
-        "khronika_release_version=1.0.0",
-        "-e",
-        "khronika_update_allow_downgrade=true",
+        APPS[1], "Begin step classifier (rolling, step 0)", "-e", "khronika_release_version=1.1.0"
     )
     assert rc != 0
     report, _ = latest_report()
     hosts = {h["host"]: h for h in report["hosts"]}
     assert hosts[APPS[1]]["result"] == "unreachable" and hosts[APPS[1]]["on_version"] is None
-    # app1's own switch passed; its batch lost app2, so it goes back to 1.1.0 (rollback scope batch).
-    assert hosts[APPS[0]]["result"] == "rolled-back" and record(APPS[0])["version"] == "1.1.0"
+    # app1's own switch passed; its batch lost app2, so it goes back to 1.0.0 (rollback scope batch).
+    assert hosts[APPS[0]]["result"] == "rolled-back" and record(APPS[0])["version"] == "1.0.0"
     assert "rolled back with its batch" in hosts[APPS[0]]["failure"] and APPS[1] in hosts[APPS[0]]["failure"]
     assert report["result"] == "failed"
     assert f"{APPS[1]} unreachable" in out
@@ -499,11 +561,15 @@ def test_a_host_lost_in_the_middle_of_a_batch_is_named_and_its_batch_rolls_back(
 
 
 def playbook_killing(victim, marker, *extra):
-    """Like playbook(), but kills the container `victim` as soon as `marker` appears in the output."""
+    """Like playbook(), but kills the container `victim` as soon as `marker` appears in the output; no
+    victim: the controller itself (ansible-playbook and its workers, SIGKILL)."""
+    import signal
     import threading
 
     command, env = update_command(*extra)
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     timer = threading.Timer(900, process.kill)
     timer.start()
     lines = []
@@ -512,7 +578,10 @@ def playbook_killing(victim, marker, *extra):
         for line in process.stdout:
             lines.append(line)
             if not killed and marker in line:
-                subprocess.run(["docker", "kill", victim], check=True, capture_output=True, timeout=60)
+                if victim is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:
+                    subprocess.run(["docker", "kill", victim], check=True, capture_output=True, timeout=60)
                 killed = True
         process.wait()
     finally:

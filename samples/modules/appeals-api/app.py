@@ -11,6 +11,10 @@ KHRONIKA_SAMPLE_BROKEN=crash-once (the sample release 1.3.0) is a data migration
 the first start on a volume moves up to three appeals aside (they answer 404 from then on), marks the
 volume as migrated and exits 3; Docker restarts it, and the second start serves, healthy, with those
 appeals gone. An update gate that looks only at the health at its end would call it a success.
+
+KHRONIKA_SAMPLE_BROKEN=forget (the sample release 1.4.0) is a migration that loses the data quietly: the
+first start on a volume moves every appeal aside and serves, healthy, never restarted. Only a check of the
+data itself (the catalog's data_check: a record written before the switch and read back after it) sees it.
 """
 
 from __future__ import annotations
@@ -72,17 +76,21 @@ ROUTES = [
 
 
 def migrate_or_crash() -> None:
-    if os.environ.get("KHRONIKA_SAMPLE_BROKEN") != "crash-once":
+    broken = os.environ.get("KHRONIKA_SAMPLE_BROKEN")
+    if broken not in {"crash-once", "forget"}:
         return
     marker = data_dir().parent / f".migrated-{sample_version()}"
     if marker.exists():
         return
     directory = data_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    moved = sorted(directory.glob("*.json"))[:3]
+    moved = sorted(directory.glob("*.json"))[: None if broken == "forget" else 3]
     for path in moved:
         path.rename(path.with_name(path.name + ".migrating"))
     marker.write_text(f"{len(moved)} appeals moved aside\n", encoding="utf-8")
+    if broken == "forget":
+        print(f"{MODULE}: migrated, {len(moved)} appeals left behind", file=sys.stderr, flush=True)
+        return
     print(f"{MODULE}: migration failed after {len(moved)} appeals (exit 3)", file=sys.stderr, flush=True)
     sys.exit(3)
 

@@ -69,6 +69,10 @@ def _write_private(path: Path, text: str) -> None:
 _HEALTHCHECK = {"http": "/health", "interval": "2s", "timeout": "5s", "retries": 5, "start_period": "1s"}
 
 
+# appeals-api's data check: an appeal written before an update's switch must read back after it.
+DATA_CHECK = {"create": "/appeals", "body": {"text": "khronika-ops data check"}, "location_field": "location"}
+
+
 def catalog(platform_hosts: Sequence[str]) -> list[dict[str, Any]]:
     """The lab's module catalog: classifier rolling on every platform node, appeals-api with its data
     volume on the first one (the shape of docs/modules.md)."""
@@ -99,6 +103,7 @@ def catalog(platform_hosts: Sequence[str]) -> list[dict[str, Any]]:
             "depends_on": ["classifier"],
             "stop_timeout": "5s",
             "http": {"path_prefix": "/api/appeals", "upstream_port": 8080},
+            "data_check": dict(DATA_CHECK),
         },
     ]
 

@@ -343,6 +343,9 @@ def update_probe_command(
         bool, typer.Option(help="Compare the gateway certificate's name with the URL's host.")
     ] = True,
     stop_file: Annotated[Path | None, typer.Option(help="Stop as soon as this file exists.")] = None,
+    watch_pid: Annotated[
+        int | None, typer.Option(help="Stop when this process (the run's ansible-playbook) ends.")
+    ] = None,
 ) -> None:
     """Measure downtime: ask each module through the gateway until stopped (SIGTERM, --stop-file or the
     time limit), then write every interval in which it did not answer 2xx, and the failed requests."""
@@ -366,9 +369,67 @@ def update_probe_command(
     except ProbeError as exc:
         _stderr.print(error_text(exc))
         raise typer.Exit(code=2) from None
-    reports = run_until_stopped(prober, out, stop_file)
+    reports = run_until_stopped(prober, out, stop_file, watch_pid)
     for report in reports.values():
         typer.echo(
             f"{report.module}: {report.requests} requests, {report.failed} failed, "
             f"down {report.down_seconds:.2f} s in {len(report.outages)} interval(s)"
         )
+
+
+@update_app.command("lease")
+def update_lease_command(
+    *,
+    alertmanager: Annotated[str, typer.Option(help="Alertmanager's URL (API v2).")],
+    silence_id: Annotated[str, typer.Option(help="The run's silence.")],
+    watch_pid: Annotated[
+        int, typer.Option(help="The run's ansible-playbook process: the lease ends with it.")
+    ],
+    until: Annotated[str, typer.Option(help="The window's end (ISO 8601): never renewed past it.")],
+    lease: Annotated[str, typer.Option(help="How long a renewal holds the silence (30s to 1h).")] = "10m",
+    stop_file: Annotated[Path | None, typer.Option(help="Stop as soon as this file exists.")] = None,
+    max_seconds: Annotated[float, typer.Option(help="Stop after this long at the latest.")] = 86400.0,
+    user: Annotated[
+        str, typer.Option(help="Basic-auth user (the password from KHRONIKA_ALERTMANAGER_PASSWORD).")
+    ] = "",
+    ca_file: Annotated[Path | None, typer.Option(help="CA of an https Alertmanager.")] = None,
+) -> None:
+    """Hold a running update's Alertmanager silence by a lease: renewed while the run's process lives,
+    so a controller that dies mid-switch leaves a silence that lapses by itself within a lease."""
+    from datetime import UTC, datetime
+
+    from khronika_ops.options import number
+    from khronika_ops.platform.lease import Alertmanager, LeaseError, keep
+    from khronika_ops.quantities import parse_duration
+
+    try:
+        lease_seconds = number(parse_duration(lease), "--lease", at_least=30, at_most=3600)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--lease") from None
+    number(max_seconds, "--max-seconds", at_least=1, at_most=7 * 86400)
+    try:
+        end = datetime.fromisoformat(until.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{until!r} is not an ISO 8601 time", param_hint="--until") from None
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    client = Alertmanager(
+        alertmanager,
+        user=user,
+        password=os.environ.get("KHRONIKA_ALERTMANAGER_PASSWORD", ""),
+        ca_file=str(ca_file) if ca_file else None,
+    )
+    try:
+        reason = keep(
+            client,
+            silence_id,
+            lease=lease_seconds,
+            until=end,
+            watch_pid=watch_pid,
+            stop_file=stop_file,
+            max_seconds=max_seconds,
+        )
+    except LeaseError as exc:
+        _stderr.print(error_text(exc))
+        raise typer.Exit(code=2) from None
+    typer.echo(f"lease of silence {silence_id} ended: {reason}")

@@ -375,8 +375,8 @@ def preflight(
                 Problem(
                     None,
                     host,
-                    f"runs release {record.get('version')}, not {release.version} (khronika_release_version): "
-                    "finish the update (playbooks/update.yml) before scaling, or name the release the site runs",
+                    f"runs release {record.get('version')}, not {release.version} (the site's release: the site "
+                    "state's, else khronika_release_version): finish the update (playbooks/update.yml) before scaling",
                 )
             )
     inventory = inventory_from_ansible(groups, hostvars)

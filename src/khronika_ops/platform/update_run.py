@@ -113,6 +113,72 @@ def batch_verdict(
     )
 
 
+def data_check_writes(
+    containers: Sequence[Mapping[str, Any]], modules: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The records written before a host's switch: one per module of `modules` whose catalog declares a
+    data_check (its first replica, on the host's published port)."""
+    writes = []
+    for container in containers:
+        check = container.get("data_check")
+        if check and container.get("module") in modules and int(container.get("replica") or 1) == 1:
+            writes.append(
+                {
+                    "module": str(container["module"]),
+                    "url": f"http://127.0.0.1:{int(check['port'])}{check['create']}",
+                    "body": dict(check["body"]),
+                    "location_field": str(check["location_field"]),
+                    "port": int(check["port"]),
+                }
+            )
+    return writes
+
+
+def data_check_reads(written: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What to read back after the switch: for each record written (a `uri` loop's results), the path
+    its answer gave. A write whose answer names no path is an error naming the module."""
+    reads = []
+    for result in written:
+        write = result.get("item") or {}
+        answer = result.get("json") if isinstance(result.get("json"), Mapping) else {}
+        location = str((answer or {}).get(write.get("location_field", "location")) or "")
+        if not location.startswith("/") or "//" in location or ".." in location:
+            raise ValueError(
+                f"data check of {write.get('module')}: the answer to POST {write.get('url')} gives no path in "
+                f"{write.get('location_field')!r} (got {location!r})"
+            )
+        reads.append(
+            {
+                "module": write["module"],
+                "url": f"http://127.0.0.1:{int(write['port'])}{location}",
+                "body": dict(write["body"]),
+            }
+        )
+    return reads
+
+
+def data_check_problems(read: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Why the records written before the switch are not there after it (empty: the data held)."""
+    problems = []
+    for result in read:
+        check = result.get("item") or {}
+        status = max(0, int(result.get("status") or 0))
+        if status < 200 or status >= 300:
+            problems.append(
+                f"data check of {check.get('module')}: GET {check.get('url')} answered {status or 'nothing'} after "
+                "the switch; the record written before it is gone"
+            )
+            continue
+        content = str(result.get("content") or "")
+        missing = [key for key, value in (check.get("body") or {}).items() if str(value) not in content]
+        if missing:
+            problems.append(
+                f"data check of {check.get('module')}: the record at {check.get('url')} lost {', '.join(missing)} "
+                "across the switch"
+            )
+    return problems
+
+
 RollbackScope = Literal["host", "batch", "site"]
 ROLLBACK_SCOPES = ("auto", "host", "batch", "site")
 FAILED_RESULTS = frozenset({"rolled-back", "rollback-failed"})
@@ -180,16 +246,8 @@ def silence(
     }
 
 
-def silence_for(
-    hosts: Sequence[str],
-    preflight: Mapping[str, Any],
-    *,
-    comment: str,
-    created_by: str,
-    now: datetime,
-    fallback: str = "4h",
-) -> dict[str, Any]:
-    """The update's silence: from now until the open window ends, or `fallback` from now without one."""
+def silence_until(preflight: Mapping[str, Any], now: datetime, fallback: str = "4h") -> datetime:
+    """The latest a run's silence may last: the open window's end, or `fallback` from now without one."""
     ends = preflight.get("window_ends_at")
     end = (
         datetime.fromisoformat(str(ends).replace("Z", "+00:00"))
@@ -198,6 +256,24 @@ def silence_for(
     )
     if end <= now:
         end = now + timedelta(seconds=parse_duration(fallback))
+    return end
+
+
+def silence_for(
+    hosts: Sequence[str],
+    preflight: Mapping[str, Any],
+    *,
+    comment: str,
+    created_by: str,
+    now: datetime,
+    fallback: str = "4h",
+    lease: str | None = None,
+) -> dict[str, Any]:
+    """The update's silence: from now until the open window ends (`fallback` from now without one), or,
+    held by a lease (`khronika update lease` renews it while the run lives), one lease from now."""
+    end = silence_until(preflight, now, fallback)
+    if lease:
+        end = min(end, now + timedelta(seconds=parse_duration(lease)))
     return silence(hosts, iso(now), iso(end), comment=comment, created_by=created_by)
 
 

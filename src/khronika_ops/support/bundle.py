@@ -13,7 +13,7 @@ naming the member and the kind, never the value.
     khronika-support-<UTC>/hosts/<host>/...    per host: release.json, versions, containers, inspect.json
                                                (environment values redacted), logs/, docker info and
                                                events, failed units, disk, memory, GPU, audit.log
-    khronika-support-<UTC>/controller/...      alerts.json, the last update reports
+    khronika-support-<UTC>/controller/...      alerts.json, the last update and scale reports (evidence, site state)
 """
 
 from __future__ import annotations
@@ -195,11 +195,17 @@ def write_bundle(
         firing = [a for a in alerts.get("alerts", []) or [] if isinstance(a, dict)]
     reports: list[str] = []
     if reports_dir is not None and reports_dir.is_dir():
-        runs = sorted(reports_dir.glob("update-*/update-report.json"), key=lambda p: p.stat().st_mtime)[
-            -REPORTS_KEPT:
-        ]
+        runs = sorted(
+            [
+                *reports_dir.glob("update-*/update-report.json"),
+                *reports_dir.glob("scale-*/scale-report.json"),
+            ],
+            key=lambda p: p.stat().st_mtime,
+        )[-REPORTS_KEPT:]
         for report in runs:
-            for name in ("update-report.md", "update-report.json"):
+            kind = report.name.removesuffix("-report.json")
+            # The report (with each failed container's evidence), and the site state the run left.
+            for name in (f"{kind}-report.md", f"{kind}-report.json", "site-state.yml"):
                 path = report.parent / name
                 if path.is_file():
                     members[f"controller/reports/{report.parent.name}/{name}"] = redactor.text(

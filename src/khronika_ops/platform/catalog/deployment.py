@@ -50,6 +50,15 @@ class PlannedHealthcheck(StrictModel):
     http_port: int | None = None
 
 
+class PlannedDataCheck(StrictModel):
+    """The catalog's data_check with the host port its container publishes (docs/modules.md)."""
+
+    create: str
+    body: dict[str, str]
+    location_field: str
+    port: int  # on the host
+
+
 class PlannedContainer(StrictModel):
     name: str
     module: str
@@ -72,6 +81,7 @@ class PlannedContainer(StrictModel):
     labels: dict[str, str]
     level: int  # 0: depends on nothing; n: starts after every module of level < n
     start_order: int  # position in the global dependency order
+    data_check: PlannedDataCheck | None = None
 
 
 class HostDeployment(StrictModel):

@@ -13,6 +13,7 @@ from khronika_ops.platform.catalog.deployment import (
     HostDeployment,
     NetworkAttachment,
     PlannedContainer,
+    PlannedDataCheck,
     PlannedHealthcheck,
     PlannedVolume,
     PublishedPort,
@@ -151,9 +152,22 @@ def _containers_for(
                 labels={MANAGED_LABEL: "true", MODULE_LABEL: module.name},
                 level=level,
                 start_order=start_order,
+                data_check=_data_check(module, ports),
             )
         )
     return containers
+
+
+def _data_check(module: CatalogModule, ports: list[PublishedPort]) -> PlannedDataCheck | None:
+    check, port = module.data_check, module.data_check_port
+    if check is None or port is None:
+        return None
+    host_port = next((p.host for p in ports if p.container == port and p.protocol == "tcp"), None)
+    if host_port is None:
+        return None
+    return PlannedDataCheck(
+        create=check.create, body=dict(check.body), location_field=check.location_field, port=host_port
+    )
 
 
 def volume_docker_name(module: str, volume: str) -> str:

@@ -30,6 +30,18 @@ def module_rules(module: CatalogModule) -> list[Problem]:
     mounts = [volume.mount for volume in module.volumes]
     for mount in sorted({mount for mount in mounts if mounts.count(mount) > 1}):
         problems.append(Problem(module.name, "volumes", f"two volumes are mounted at {mount}"))
+    if module.data_check is not None:
+        port = module.data_check_port
+        tcp = {p.container for p in module.ports if p.host is not None and p.protocol == "tcp"}
+        if port not in tcp:
+            problems.append(
+                Problem(
+                    module.name,
+                    "data_check",
+                    f"asks container port {port}, which is not published on the host over tcp: add it to "
+                    "ports with a host port, or give data_check.port",
+                )
+            )
     if module.http is not None:
         published = {
             port.container for port in module.ports if port.host is not None and port.protocol == "tcp"

@@ -139,6 +139,18 @@ class Healthcheck(StrictModel):
         return self
 
 
+class DataCheck(StrictModel):
+    """What must hold across an update's switch: a record written through the module before the switch
+    (POST `create` with the JSON `body`, on the host's published port) and read back after it (GET the
+    path in the answer's `location_field`): it must answer 2xx with every value of `body`. A release
+    that loses or rewrites the data fails its health gate and is rolled back with the volumes restored."""
+
+    create: str = Field(pattern=r"^/[A-Za-z0-9._~/-]*$")
+    body: dict[str, str] = Field(min_length=1, max_length=20)
+    location_field: str = Field("location", pattern=r"^[A-Za-z0-9_]+$")
+    port: int | None = Field(None, ge=1, le=65535)  # container port; default http.upstream_port or the first
+
+
 class HttpRoute(StrictModel):
     """The module is served through the gateway under this path prefix."""
 
@@ -178,7 +190,19 @@ class CatalogModule(StrictModel):
     # includes it; a server that ignores SIGTERM as PID 1 waits the whole time).
     stop_timeout: Seconds = Field(10.0, ge=0, le=3600)
     http: HttpRoute | None = None
+    data_check: DataCheck | None = None
     min_host: HostMinimum = HostMinimum()
+
+    @property
+    def data_check_port(self) -> int | None:
+        """The container port the data check asks: its own, else the gateway's, else the first."""
+        if self.data_check is None:
+            return None
+        if self.data_check.port is not None:
+            return self.data_check.port
+        if self.http is not None:
+            return self.http.upstream_port
+        return self.ports[0].container if self.ports else None
 
     @field_validator("image")
     @classmethod
