@@ -6,6 +6,8 @@ khronika_catalog_plan(khronika_modules, groups, hostvars, release, registry, ima
        AnsibleFilterError listing every catalog error.
 khronika_release_record(release, deployed_at, containers)
     -> the JSON written to /etc/khronika/release.json.
+khronika_release_version_valid(value)
+    -> whether it is a release version such as 1.2.0 (the package's SEMVER_RE).
 khronika_container_problems(infos, started, host)
     -> why the containers failed their health gate (khronika_ops.platform.health); empty when they passed.
 """
@@ -80,6 +82,11 @@ def khronika_release_record(release: Any, deployed_at: str, containers: Any = No
     )
 
 
+def khronika_release_version_valid(value: Any) -> bool:
+    """Whether `value` is a release version (semver.org's grammar, khronika_ops.platform.release.SEMVER_RE)."""
+    return isinstance(value, str) and platform_release.SEMVER_RE.match(value) is not None
+
+
 def khronika_container_problems(infos: Any, started: Any, host: str) -> list[str]:
     return platform_health.gate(plain(infos) or [], plain(started) or [], str(host))
 
@@ -90,4 +97,5 @@ class FilterModule:
             "khronika_catalog_plan": khronika_catalog_plan,
             "khronika_release_record": khronika_release_record,
             "khronika_container_problems": khronika_container_problems,
+            "khronika_release_version_valid": khronika_release_version_valid,
         }

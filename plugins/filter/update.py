@@ -10,6 +10,7 @@ khronika_update_image_check(result)           -> {image, ok, reason} from a loop
 khronika_update_steps(plan, hosts)            -> the batch's switch steps (lockstep over its hosts).
 khronika_update_gateway_checks(plan)          -> [{module, path}] asked through the gateway.
 khronika_update_verdict(batch, outcomes, pct) -> whether the next batch may start, and why not.
+khronika_failure(ansible_failed_result, ansible_failed_task.name) -> what failed, in one line (every rescue).
 khronika_update_data_writes(containers, modules) -> the data checks' records to write before a host's switch.
 khronika_update_data_reads(written_results)   -> where to read them back after it.
 khronika_update_data_problems(read_results)   -> why the data did not hold (empty: it did).
@@ -150,6 +151,10 @@ def khronika_update_verdict(batch: Any, outcomes: Any, max_fail_percentage: Any 
     )
 
 
+def khronika_failure(result: Any, task: Any = None) -> str:
+    return update_run.failure_text(str(task) if task else None, plain(result) or {})
+
+
 def khronika_update_data_writes(containers: Any, modules: Any) -> list[dict[str, Any]]:
     return update_run.data_check_writes(plain(containers) or [], list(plain(modules) or []))
 
@@ -272,6 +277,7 @@ class FilterModule:
             "khronika_update_rollback_scope": khronika_update_rollback_scope,
             "khronika_update_silence_until": khronika_update_silence_until,
             "khronika_update_data_writes": khronika_update_data_writes,
+            "khronika_failure": khronika_failure,
             "khronika_update_data_reads": khronika_update_data_reads,
             "khronika_update_data_problems": khronika_update_data_problems,
             "khronika_update_rollback_peers": khronika_update_rollback_peers,

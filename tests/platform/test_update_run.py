@@ -392,3 +392,18 @@ def test_the_data_check_writes_before_the_switch_and_judges_what_reads_back() ->
     [changed] = data_check_problems([{"item": read, "status": 200, "content": '{"text": "other"}'}])
     assert "lost text across the switch" in changed
     assert "answered nothing" in data_check_problems([{"item": read, "status": -1}])[0]
+
+
+def test_a_failure_is_said_in_one_line_with_each_failed_item() -> None:
+    from khronika_ops.platform.update_run import failure_text
+
+    result = {
+        "msg": "One or more items failed",
+        "results": [{"failed": True, "msg": "appeals-api-1 is unhealthy"}, {"failed": False, "msg": "fine"}],
+    }
+    assert failure_text("Require healthy containers", result) == (
+        "Require healthy containers: One or more items failed; appeals-api-1 is unhealthy"
+    )
+    assert failure_text(None, {"stderr": "docker: not found"}) == "a task: docker: not found"
+    assert failure_text("Stop", {}) == "Stop"
+    assert len(failure_text("x", {"msg": "y" * 10000})) == 4000

@@ -16,6 +16,7 @@ from khronika_ops.planner.forecast import forecast_block
 from khronika_ops.planner.models import CleanSeries, Forecast, ForecastSettings, RawSeries
 from khronika_ops.planner.place import Replica, check_n_minus_1, place
 from khronika_ops.planner.plan import Plan, PlanRequest
+from khronika_ops.planner.replicas import replica_id
 from khronika_ops.planner.series_index import SeriesIndex
 from khronika_ops.planner.size_hosts import host_plans, host_vars
 from khronika_ops.planner.size_modules import module_plan
@@ -129,7 +130,7 @@ def build_plan(request: PlanRequest, progress: Progress | None = None) -> Plan:
     changes = [f"{h.name}: {change}" for h in hosts for change in h.changes]
     for module in modules:
         placed_on = sorted(
-            {placement.assignment.get(f"{module.name}#{i}", "?") for i in range(module.replicas)}
+            {placement.assignment.get(replica_id(module.name, i), "?") for i in range(module.replicas)}
         )
         if module.current_host and module.current_host not in placed_on:
             changes.append(

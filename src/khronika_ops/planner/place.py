@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from khronika_ops.planner.catalog import Catalog, HostShape
+from khronika_ops.planner.replicas import replica_id
 
 # Beyond this many replica-host pairs the exact model gets slow; FFD is within a few % there.
 EXACT_LIMIT = 20_000
@@ -28,7 +29,7 @@ class Replica(BaseModel):
 
     @property
     def name(self) -> str:
-        return f"{self.module}#{self.index}"
+        return replica_id(self.module, self.index)
 
 
 class Bin(BaseModel):

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from khronika_ops.facts import host_resources
+from khronika_ops.planner.replicas import replica_module
 from khronika_ops.platform.catalog import DeployPlan, resolve_deployment
 from khronika_ops.platform.catalog.deployment import PlannedContainer
 from khronika_ops.platform.inventory_file import inventory_from_ansible
@@ -125,7 +126,7 @@ def _count_placement(plan: Mapping[str, Any], host_map: Mapping[str, str]) -> di
     placement = plan.get("placement") or {}
     counts: dict[str, dict[str, int]] = {}
     for replica, host in sorted((placement.get("assignment") or {}).items()):
-        module = str(replica).rsplit("#", 1)[0]
+        module = replica_module(str(replica))
         real = host_map.get(str(host), str(host))
         counts.setdefault(module, {}).setdefault(real, 0)
         counts[module][real] += 1

@@ -179,6 +179,22 @@ def data_check_problems(read: Sequence[Mapping[str, Any]]) -> list[str]:
     return problems
 
 
+MAX_FAILURE_TEXT = 4000
+
+
+def failure_text(task: str | None, result: Mapping[str, Any] | None) -> str:
+    """What failed, in one line: the task's name, its message (or stderr), and the message of each looped
+    item that failed. Every rescue of the update and scale paths says a failure this way."""
+    result = result or {}
+    messages = [str(result.get("msg") or result.get("stderr") or "").strip()]
+    for item in result.get("results") or []:
+        if isinstance(item, Mapping) and item.get("failed"):
+            messages.append(str(item.get("msg") or item.get("stderr") or "").strip())
+    said = "; ".join(dict.fromkeys(m for m in messages if m))
+    text = f"{task or 'a task'}: {said}" if said else str(task or "a task")
+    return text if len(text) <= MAX_FAILURE_TEXT else text[: MAX_FAILURE_TEXT - 3] + "..."
+
+
 RollbackScope = Literal["host", "batch", "site"]
 ROLLBACK_SCOPES = ("auto", "host", "batch", "site")
 FAILED_RESULTS = frozenset({"rolled-back", "rollback-failed"})
@@ -582,7 +598,8 @@ def audit_entry(report: UpdateReport, host: str | None = None) -> dict[str, Any]
         "started_at": report.started_at,
         "operator": report.operator,
         "controller": report.controller,
-        "action": "update",
+        "kind": "update",  # the same key as a scale's line (scale.audit_entry): one log, one vocabulary
+        "action": "update",  # the key before; kept for readers of older lines
         "to_version": report.to_version,
         "result": report.result if host is None else (chosen[0].result if chosen else "not-targeted"),
         "hosts": {
