@@ -145,13 +145,15 @@ def test_skipped_releases_contribute_their_config_changes_and_downgrades_reverse
 
 
 def test_sample_releases_diff():
-    r100, r110, r120, r130 = list_releases(RELEASES)
+    r100, r110, r120, r130, r140 = list_releases(RELEASES)
     result = diff(r110, r120, strategies={"appeals-api": "rolling", "classifier": "recreate"})
     assert [c.module for c in result.image_changes] == ["appeals-api"]  # classifier unchanged
     assert result.downtime == "partial"
     assert diff(r100, r110).config_changes[0].key.endswith("APPEALS_MAX_BYTES")
     # 1.3.0, the crash-once sample, changes only appeals-api again.
     assert [c.module for c in diff(r120, r130).image_changes] == ["appeals-api"]
+    # 1.4.0, the sample that loses its appeals while healthy, too.
+    assert [c.module for c in diff(r130, r140).image_changes] == ["appeals-api"]
 
 
 def test_release_record():
