@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from platform_helpers import RELEASES, SAMPLE_CATALOG
 
+from khronika_ops.planner.document import read_plan
+from khronika_ops.planner.replicas import replica_module
 from khronika_ops.platform.catalog import load_yaml_file
 from khronika_ops.platform.release import find_release
 from khronika_ops.platform.scale import (
@@ -135,7 +140,7 @@ def test_a_module_with_data_moves_with_its_volumes_and_is_paged() -> None:
 
 def test_uneven_replicas_round_up_and_say_so() -> None:
     plan = _plan(SAME | {"classifier#3": "app-01"})
-    catalog, notes = scaled_catalog(_catalog(), plan, ["app-01", "app-02", "app-03"])
+    catalog, notes = scaled_catalog(_catalog(), read_plan(plan), ["app-01", "app-02", "app-03"])
     classifier = next(m for m in catalog if m["name"] == "classifier")
     assert classifier["replicas"] == 2
     assert notes == [
@@ -252,3 +257,66 @@ def test_the_report_says_what_changed_and_what_was_copied() -> None:
     assert entry["changes"]["appeals-api"] == [
         "moves with its data (khronika-appeals-api-data) from app-02 to app-03"
     ]
+
+
+def test_a_plan_is_read_through_its_typed_document() -> None:
+    """Another schema, a size that is not a finite positive number, a placement on a host or of a module
+    the plan does not size: refused, each with its place in the plan."""
+    plan = _plan(SAME)
+    with pytest.raises(ScaleRefused, match="schema_version: is 7"):
+        _check(plan | {"schema_version": 7})
+    broken = _plan(SAME)
+    broken["modules"][0]["cores_per_replica"] = float("nan")
+    with pytest.raises(ScaleRefused, match=r"the plan: modules\[0\].cores_per_replica"):
+        _check(broken)
+    stray = _plan(SAME | {"ghost#1": "app-01"})
+    with pytest.raises(ScaleRefused, match="ghost#1 belongs to no module the plan sizes"):
+        _check(stray)
+    assert read_plan(plan).schema_version == 1  # a plan without the field is of the first schema
+
+
+def test_a_real_plan_from_the_planner_is_what_scale_reads(tmp_path: Path) -> None:
+    """planner -> scale: a plan made by `khronika plan` from history and a site catalog of these hosts is
+    read by the scale's pre-flight as it is written (schema, sizes, placement)."""
+    from tests.planner.helpers import run_cli
+    from tests.planner.test_plan import write_history
+
+    history = write_history(tmp_path / "history.csv", days=2)
+    text = history.read_text().replace("host=h1;container=web", "host=app-01;container=classifier")
+    text = text.replace("host=h2;container=db", "host=app-02;container=appeals-api").replace(
+        "module=web", "module=classifier"
+    )
+    history.write_text(text)
+    site = {
+        "hosts": [
+            {"name": host, "cores": 8, "memory_gib": 32, "disk_gib": 500, "disk_class": "ssd"}
+            for host in ("app-01", "app-02")
+        ],
+        "modules": [
+            {"name": "classifier", "replicas": 2, "host": "app-01"},
+            {"name": "appeals-api", "replicas": 2, "host": "app-02"},
+        ],
+    }
+    (tmp_path / "site.yml").write_text(yaml.safe_dump(site))
+    code, out, err = run_cli(
+        "plan",
+        "--csv",
+        str(history),
+        "--catalog",
+        str(tmp_path / "site.yml"),
+        "--format",
+        "json",
+        "--horizon",
+        "30d",
+    )
+    assert code == 0, err
+    written = json.loads(out)
+    assert written["schema_version"] == 1
+    document = read_plan(written)
+    assert {m.name for m in document.modules} == {"classifier", "appeals-api"}
+    scale = _check(written)
+    placed = {replica_module(r) for r in document.placement.assignment}
+    assert placed == {"classifier", "appeals-api"}
+    for module in scale.catalog:
+        sized = document.module(module["name"])
+        assert sized is not None and module["resources"]["cpus"] == round(sized.cores_per_replica, 2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from khronika_ops.planner.document import PLAN_SCHEMA_VERSION
 from khronika_ops.planner.models import ForecastSettings, SizeResult
 from khronika_ops.planner.place import Placement
 from khronika_ops.planner.size import SizingPolicy
@@ -76,6 +77,8 @@ class HostPlan(BaseModel):
 
 
 class Plan(BaseModel):
+    # The plan's schema (planner/document.py: what scale.yml reads of it, and checks).
+    schema_version: int = PLAN_SCHEMA_VERSION
     horizon_days: float
     # The sizing rule and its under-provisioning target (SizingPolicy.description / target_under).
     sizing: str = ""

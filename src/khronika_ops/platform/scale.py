@@ -32,6 +32,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from khronika_ops.facts import host_resources
+from khronika_ops.planner.document import PlanDocument, PlanDocumentError, read_plan
 from khronika_ops.planner.replicas import replica_module
 from khronika_ops.platform.catalog import DeployPlan, resolve_deployment
 from khronika_ops.platform.catalog.deployment import PlannedContainer
@@ -121,11 +122,10 @@ class ScalePlan(StrictModel):
         return bool(self.modules or any(host.data_root for host in self.hosts))
 
 
-def _count_placement(plan: Mapping[str, Any], host_map: Mapping[str, str]) -> dict[str, dict[str, int]]:
+def _count_placement(plan: PlanDocument, host_map: Mapping[str, str]) -> dict[str, dict[str, int]]:
     """module -> {host: replicas} from the plan's placement (`module#n` -> host)."""
-    placement = plan.get("placement") or {}
     counts: dict[str, dict[str, int]] = {}
-    for replica, host in sorted((placement.get("assignment") or {}).items()):
+    for replica, host in sorted(plan.placement.assignment.items()):
         module = replica_module(str(replica))
         real = host_map.get(str(host), str(host))
         counts.setdefault(module, {}).setdefault(real, 0)
@@ -140,7 +140,7 @@ def _memory_text(gib: float) -> str:
 
 def scaled_catalog(
     catalog: Sequence[Mapping[str, Any]],
-    plan: Mapping[str, Any],
+    plan: PlanDocument,
     inventory_hosts: Sequence[str],
     host_map: Mapping[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -153,7 +153,7 @@ def scaled_catalog(
     problems: list[Problem] = []
     notes: list[str] = []
     by_name = {str(module.get("name")): module for module in catalog}
-    planned = {str(module["name"]): module for module in plan.get("modules") or []}
+    planned = {module.name: module for module in plan.modules}
     counts = _count_placement(plan, host_map)
     known = set(inventory_hosts)
     for module_name, hosts in sorted(counts.items()):
@@ -189,10 +189,10 @@ def scaled_catalog(
             entry["replicas"] = replicas
             entry["placement"] = {"hosts": sorted(per_host)}
         resources = dict(module.get("resources") or {})
-        resources["cpus"] = round(float(sized["cores_per_replica"]), 2)
-        resources["memory"] = _memory_text(float(sized["memory_gib_per_replica"]))
+        resources["cpus"] = round(sized.cores_per_replica, 2)
+        resources["memory"] = _memory_text(sized.memory_gib_per_replica)
         entry["resources"] = resources
-        gpus = int(sized.get("gpus_per_replica") or 0)
+        gpus = sized.gpus_per_replica
         current_gpus = module.get("gpus")
         if isinstance(current_gpus, Mapping) and "device_ids" in current_gpus:
             if gpus != len(current_gpus["device_ids"]):
@@ -311,25 +311,25 @@ def _module_change(
 
 
 def _hardware_problems(
-    plan: Mapping[str, Any], hostvars: Mapping[str, Any], host_map: Mapping[str, str]
+    plan: PlanDocument, hostvars: Mapping[str, Any], host_map: Mapping[str, str]
 ) -> list[Problem]:
     """Every planned host must have (within the kernel's share of memory) what the plan sized it with."""
     problems = []
-    for planned in plan.get("hosts") or []:
-        name = host_map.get(str(planned["name"]), str(planned["name"]))
+    for planned in plan.hosts:
+        name = host_map.get(planned.name, planned.name)
         have = host_resources(name, hostvars.get(name) or {})
         if not have.facts_gathered:
             continue  # not in the inventory (scaled_catalog names it) or not reached (its record says so)
         short = []
-        if have.cores + 1e-9 < float(planned["cores"]):
-            short.append(f"{have.cores:g} cores, the plan sized it with {float(planned['cores']):g}")
-        need_mb = float(planned["memory_gib"]) * 1024 * (1 - MEMORY_TOLERANCE)
+        if have.cores + 1e-9 < planned.cores:
+            short.append(f"{have.cores:g} cores, the plan sized it with {planned.cores:g}")
+        need_mb = planned.memory_gib * 1024 * (1 - MEMORY_TOLERANCE)
         if have.memory_mb < need_mb:
             short.append(
-                f"{have.memory_mb / 1024:.1f} GiB of memory, the plan sized it with {float(planned['memory_gib']):g} GiB"
+                f"{have.memory_mb / 1024:.1f} GiB of memory, the plan sized it with {planned.memory_gib:g} GiB"
             )
-        if int(planned.get("gpus") or 0) > have.gpus:
-            short.append(f"{have.gpus} GPU(s), the plan sized it with {planned['gpus']}")
+        if planned.gpus > have.gpus:
+            short.append(f"{have.gpus} GPU(s), the plan sized it with {planned.gpus}")
         if short:
             problems.append(
                 Problem(None, name, f"has {'; '.join(short)}: change the hardware first, then run the scale")
@@ -362,6 +362,12 @@ def preflight(
     wanted root already holds}."""
     problems: list[Problem] = []
     host_map = dict(host_map or {})
+    try:
+        document = read_plan(plan)
+    except PlanDocumentError as exc:
+        raise ScaleRefused(
+            [Problem(p.module, f"the plan: {p.field}", p.message) for p in exc.problems]
+        ) from None
     checked = check_window(window, now, force_window)
     window_text, window_ends = checked.text, checked.ends_at
     if checked.refusal:
@@ -382,11 +388,11 @@ def preflight(
             )
     inventory = inventory_from_ansible(groups, hostvars)
     try:
-        new_catalog, notes = scaled_catalog(catalog, plan, sorted(inventory.hosts), host_map)
+        new_catalog, notes = scaled_catalog(catalog, document, sorted(inventory.hosts), host_map)
     except ScaleRefused as exc:
         problems.extend(exc.problems)
         new_catalog, notes = [dict(m) for m in catalog], []
-    problems.extend(_hardware_problems(plan, hostvars, host_map))
+    problems.extend(_hardware_problems(document, hostvars, host_map))
     old: DeployPlan | None = None
     new: DeployPlan | None = None
     try:
