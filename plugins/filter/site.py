@@ -7,9 +7,11 @@ khronika_site_release(khronika_release_version, khronika_site_state)
     -> the release the site should run (the state's, else the inventory's).
 khronika_site_differences(khronika_modules, khronika_release_version, khronika_site_state)
     -> one warning per thing the inventory says otherwise than the state.
-khronika_site_fence(plan, hostvars, hosts, khronika_site_state, marks_var, state_copy_var)
+khronika_site_fence(plan, hostvars, hosts, khronika_site_state, marks_var, state_copy_var, moves=[])
     -> every reason the plan would serve stale data or follow an inventory older than the hosts' state
        (hosts: those whose slurped files marks_var / state_copy_var are read).
+khronika_site_release_conflicts(release, hostvars, hosts, record_var)
+    -> why a deployment must not run: a host on another release, or an update that stopped half-way.
 khronika_volume_marks(marks_var_value, host, volumes, khronika_site_state, run, at)
     -> the host's volumes.json once its planned volumes exist (fencing.after_deploy).
 khronika_volume_marks_moved(marks_var_value, host, moves, hostvars, marks_var, run, at, back=false)
@@ -116,7 +118,7 @@ def _host_values(hostvars: Any, hosts: Any, var: str) -> dict[str, Any]:
 
 
 def khronika_site_fence(  # noqa: PLR0917 - a Jinja filter takes its arguments by position
-    plan: Any, hostvars: Any, hosts: Any, state: Any, marks_var: str, state_copy_var: str
+    plan: Any, hostvars: Any, hosts: Any, state: Any, marks_var: str, state_copy_var: str, moves: Any = None
 ) -> list[str]:
     parsed = _state(state)
     marks = {host: _marks(plain(value)) for host, value in _host_values(hostvars, hosts, marks_var).items()}
@@ -128,8 +130,19 @@ def khronika_site_fence(  # noqa: PLR0917 - a Jinja filter takes its arguments b
     stale = site_state.stale_inventory(parsed, copies)
     if stale is not None:
         problems.append(stale)
-    problems += fencing.check((plain(plan) or {}).get("hosts") or {}, marks, parsed)
+    problems += fencing.check((plain(plan) or {}).get("hosts") or {}, marks, parsed, plain(moves) or [])
     return [str(problem) for problem in problems]
+
+
+def khronika_site_release_conflicts(release: Any, hostvars: Any, hosts: Any, record_var: str) -> list[str]:
+    records = {}
+    for host, value in _host_values(hostvars, hosts, record_var).items():
+        data = _slurped(plain(value))
+        try:
+            records[host] = json.loads(data) if data else None
+        except ValueError:
+            records[host] = None
+    return [str(problem) for problem in site_state.release_conflicts(records, str(release or ""))]
 
 
 def khronika_volume_marks(  # noqa: PLR0917
@@ -184,8 +197,7 @@ def khronika_site_state_next(  # noqa: PLR0917
 ) -> dict[str, Any]:
     previous = _state(state)
     marks = {host: _marks(plain(value)) for host, value in _host_values(hostvars, hosts, marks_var).items()}
-    volumes = dict(previous.volumes) if previous else {}
-    volumes.update(fencing.newest(marks))
+    volumes = fencing.recorded_copies(previous.volumes if previous else {}, marks)
     try:
         new = site_state.next_state(
             previous,
@@ -228,6 +240,7 @@ class FilterModule:
             "khronika_site_release": khronika_site_release,
             "khronika_site_differences": khronika_site_differences,
             "khronika_site_fence": khronika_site_fence,
+            "khronika_site_release_conflicts": khronika_site_release_conflicts,
             "khronika_volume_marks": khronika_volume_marks,
             "khronika_volume_marks_moved": khronika_volume_marks_moved,
             "khronika_volume_marks_restored": khronika_volume_marks_restored,

@@ -10,6 +10,7 @@ khronika_update_image_check(result)           -> {image, ok, reason} from a loop
 khronika_update_steps(plan, hosts)            -> the batch's switch steps (lockstep over its hosts).
 khronika_update_gateway_checks(plan)          -> [{module, path}] asked through the gateway.
 khronika_update_verdict(batch, outcomes, pct) -> whether the next batch may start, and why not.
+khronika_update_lease_problem(lease)          -> '' when khronika_update_silence_lease is 30s..1h, else why not.
 khronika_failure(ansible_failed_result, ansible_failed_task.name) -> what failed, in one line (every rescue).
 khronika_update_data_writes(containers, modules) -> the data checks' records to write before a host's switch.
 khronika_update_data_reads(written_results)   -> where to read them back after it.
@@ -46,6 +47,7 @@ inventory_file = lazy("khronika_ops.platform.inventory_file")
 platform_registry = lazy("khronika_ops.platform.registry")
 platform_release = lazy("khronika_ops.platform.release")
 validation = lazy("khronika_ops.validation")
+lease_module = lazy("khronika_ops.platform.lease")
 
 
 def khronika_update_preflight(  # noqa: PLR0917 - a Jinja filter takes its arguments by position
@@ -153,6 +155,15 @@ def khronika_update_verdict(batch: Any, outcomes: Any, max_fail_percentage: Any 
 
 def khronika_failure(result: Any, task: Any = None) -> str:
     return update_run.failure_text(str(task) if task else None, plain(result) or {})
+
+
+def khronika_update_lease_problem(lease: Any) -> str:
+    """'' when the silence's lease is one the lease keeper takes (30s to 1h), else why not."""
+    try:
+        lease_module.lease_seconds(str(lease))
+    except ValueError as exc:
+        return str(exc)
+    return ""
 
 
 def khronika_update_data_writes(containers: Any, modules: Any) -> list[dict[str, Any]]:
@@ -278,6 +289,7 @@ class FilterModule:
             "khronika_update_silence_until": khronika_update_silence_until,
             "khronika_update_data_writes": khronika_update_data_writes,
             "khronika_failure": khronika_failure,
+            "khronika_update_lease_problem": khronika_update_lease_problem,
             "khronika_update_data_reads": khronika_update_data_reads,
             "khronika_update_data_problems": khronika_update_data_problems,
             "khronika_update_rollback_peers": khronika_update_rollback_peers,

@@ -197,3 +197,41 @@ def test_deploy_marks_new_volumes_once_and_restores_count_up():
     )
     assert restored[VOLUME]["generation"] == 2 and restored[VOLUME]["state"] == "current"
     assert fencing.newest(marks(app1=restored)) == {VOLUME: {"app1": 2}}
+
+
+def test_a_scale_is_fenced_on_its_target_placement_with_its_moves():
+    """A scale that adds a host holding a stale copy is refused; one that moves the data there is not."""
+    app1 = {VOLUME: {"module": "appeals-api", "generation": 3}}
+    app2 = {VOLUME: {"module": "appeals-api", "generation": 2, "state": "stale", "newest_on": "app1"}}
+    site = marks(app1=app1, app2=app2)
+    # appeals-api on app1 and app2 (per-host data): app2 would start on its stale copy.
+    assert "on app2 is a stale copy" in str(fencing.check(plan_on("app1", "app2"), site, None)[0])
+    # Moved from app1 to app2: app2's copy is replaced, app1's is what moves.
+    move = [{"volume": VOLUME, "from_host": "app1", "to_host": "app2"}]
+    assert fencing.check(plan_on("app2"), site, None, move) == []
+
+
+def test_the_recorded_copies_follow_the_hosts_that_answered():
+    previous = {VOLUME: {"app1": 3}, "khronika-x-data": {"app9": 1}}
+    now = marks(
+        app1={VOLUME: {"module": "appeals-api", "generation": 3, "state": "stale", "newest_on": "app2"}},
+        app2={VOLUME: {"module": "appeals-api", "generation": 4}},
+    )
+    # app9 did not answer: what the state said of it stays.
+    assert fencing.recorded_copies(previous, now) == {VOLUME: {"app2": 4}, "khronika-x-data": {"app9": 1}}
+
+
+def test_a_deployment_never_changes_a_hosts_release_nor_finishes_an_update():
+    records = {
+        "app1": {"version": "1.1.0"},
+        "app2": {
+            "version": "1.0.0",
+            "switching": {"to": "1.1.0", "run": "update-1.1.0-x", "started_at": "t"},
+        },
+        "app3": None,
+    }
+    problems = [str(p) for p in site_state.release_conflicts(records, "1.0.0")]
+    assert len(problems) == 2
+    assert problems[0].startswith("app1: runs release 1.1.0, and this deployment would run 1.0.0")
+    assert "an update to 1.1.0 (run update-1.1.0-x) did not finish here" in problems[1]
+    assert site_state.release_conflicts({"app1": {"version": "1.1.0"}, "app3": None}, "1.1.0") == []

@@ -407,3 +407,22 @@ def test_a_failure_is_said_in_one_line_with_each_failed_item() -> None:
     assert failure_text(None, {"stderr": "docker: not found"}) == "a task: docker: not found"
     assert failure_text("Stop", {}) == "Stop"
     assert len(failure_text("x", {"msg": "y" * 10000})) == 4000
+
+
+def test_the_data_check_compares_fields_and_the_lease_is_bounded() -> None:
+    from khronika_ops.platform.lease import lease_seconds
+    from khronika_ops.platform.update_run import data_check_problems
+
+    read = {
+        "module": "appeals-api",
+        "url": "http://127.0.0.1:1/appeals/x",
+        "body": {"text": 'quoted "text" and кириллица'},
+    }
+    # escaped as JSON escapes it, and wrapped as the sample appeals-api stores it
+    answer = json.dumps({"id": "x", "appeal": {"text": 'quoted "text" and кириллица'}})
+    assert data_check_problems([{"item": read, "status": 200, "content": answer}]) == []
+    assert data_check_problems([{"item": read, "status": 200, "content": json.dumps({"text": "other"})}])
+    assert lease_seconds("10m") == 600
+    for bad in ("5s", "2h", "soon"):
+        with pytest.raises(ValueError):
+            lease_seconds(bad)

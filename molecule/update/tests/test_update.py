@@ -361,6 +361,9 @@ def test_scale_check_mode_prints_the_plan_and_refusals_change_nothing(host):
     assert f"{APPS[1]}: Docker's data root /var/lib/docker -> /srv/docker" in out
     # A host the plan buys must be in the inventory.
     bought = plan_file("plan-buy.json", MOVED | {"classifier#2": "new-small-1"})
+    bought_plan = json.loads(bought.read_text())  # the planner lists the hosts it buys beside the others
+    bought_plan["hosts"].append({"name": "new-small-1", "cores": 2, "memory_gib": 4, "gpus": 0})
+    bought.write_text(json.dumps(bought_plan))
     rc, out = scale("-e", f"khronika_scale_plan={bought}")
     assert rc != 0 and "the plan places it on new-small-1, which the inventory does not have" in out
     assert {app: images(app) for app in APPS} == before

@@ -388,6 +388,9 @@ def update_lease_command(
     until: Annotated[str, typer.Option(help="The window's end (ISO 8601): never renewed past it.")],
     lease: Annotated[str, typer.Option(help="How long a renewal holds the silence (30s to 1h).")] = "10m",
     stop_file: Annotated[Path | None, typer.Option(help="Stop as soon as this file exists.")] = None,
+    id_file: Annotated[
+        Path | None, typer.Option(help="Where the silence's id goes when Alertmanager replaces it.")
+    ] = None,
     max_seconds: Annotated[float, typer.Option(help="Stop after this long at the latest.")] = 86400.0,
     user: Annotated[
         str, typer.Option(help="Basic-auth user (the password from KHRONIKA_ALERTMANAGER_PASSWORD).")
@@ -400,10 +403,10 @@ def update_lease_command(
 
     from khronika_ops.options import number
     from khronika_ops.platform.lease import Alertmanager, LeaseError, keep
-    from khronika_ops.quantities import parse_duration
+    from khronika_ops.platform.lease import lease_seconds as lease_limit
 
     try:
-        lease_seconds = number(parse_duration(lease), "--lease", at_least=30, at_most=3600)
+        lease_seconds = lease_limit(lease)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--lease") from None
     number(max_seconds, "--max-seconds", at_least=1, at_most=7 * 86400)
@@ -428,6 +431,7 @@ def update_lease_command(
             watch_pid=watch_pid,
             stop_file=stop_file,
             max_seconds=max_seconds,
+            id_file=id_file,
         )
     except LeaseError as exc:
         _stderr.print(error_text(exc))

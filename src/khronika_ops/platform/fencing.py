@@ -69,15 +69,22 @@ def check(
     plan_hosts: Mapping[str, Any],
     marks: Mapping[str, Mapping[str, VolumeMark]],
     state: SiteState | None,
+    moves: Sequence[Mapping[str, Any]] = (),
 ) -> list[Problem]:
     """Every reason the plan would start a module on a copy of its data that is not the newest.
 
     `marks`: host -> its marks, for every host that answered (a host missing here is not judged by its
-    marks; the site state's record still speaks for it)."""
+    marks; the site state's record still speaks for it). `moves`: the data a scale copies
+    ({volume, from_host, to_host}) before the plan starts: the copy that arrives replaces the target's,
+    and the source's copy is what moves, so neither is judged as it is now."""
+    arriving = {(str(m["volume"]), str(m["to_host"])) for m in moves}
+    leaving = {(str(m["volume"]), str(m["from_host"])) for m in moves}
     problems: list[Problem] = []
     for volume, (module, hosts) in sorted(planned_volumes(plan_hosts).items()):
         recorded = dict(state.volumes.get(volume, {})) if state else {}
         for host in hosts:
+            if (volume, host) in arriving:
+                continue
             mark = marks.get(host, {}).get(volume)
             if mark is not None and mark.state == "stale":
                 problems.append(
@@ -109,12 +116,17 @@ def check(
         holders: dict[str, str] = {}
         for host, host_marks in sorted(marks.items()):
             mark = host_marks.get(volume)
-            if host in named:
-                continue  # the stale copy's refusal already names it
+            if host in named or (volume, host) in leaving:
+                continue  # the stale copy's refusal already names it; a copy that moves is not left behind
             if host not in hosts and mark is not None and mark.state == "current":
                 holders[host] = f"generation {mark.generation}, written by run {mark.run or 'unknown'}"
         for host, generation in sorted(recorded.items()):
-            if host not in hosts and host not in holders and host not in named:
+            if (
+                host not in hosts
+                and host not in holders
+                and host not in named
+                and (volume, host) not in leaving
+            ):
                 holders[host] = f"generation {generation}, as {STATE_FILE} records"
         for host, what in sorted(holders.items()):
             problems.append(
@@ -234,6 +246,23 @@ def after_restores(
         was = marks.get(volume)
         out[volume] = _mark(str(backup["module"]), (was.generation if was else 1) + 1, run, at)
     return out
+
+
+def recorded_copies(
+    previous: Mapping[str, Mapping[str, int]], marks: Mapping[str, Mapping[str, VolumeMark]]
+) -> dict[str, dict[str, int]]:
+    """What the site state records after a run: Docker volume -> {host: generation} of its current
+    copies. A host that answered speaks for itself (its current marks in, its stale ones out); a host
+    that did not keeps what the state recorded of it."""
+    out = {volume: dict(hosts) for volume, hosts in previous.items()}
+    for host, host_marks in sorted(marks.items()):
+        for volume, mark in host_marks.items():
+            if mark.state == "current":
+                out.setdefault(volume, {})[host] = mark.generation
+            else:
+                out.get(volume, {}).pop(host, None)
+    # A host that answered without a mark the state records keeps its record: check() refuses it.
+    return {volume: hosts for volume, hosts in sorted(out.items()) if hosts}
 
 
 def newest(marks: Mapping[str, Mapping[str, VolumeMark]]) -> dict[str, dict[str, int]]:

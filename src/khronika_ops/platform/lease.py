@@ -25,6 +25,19 @@ from typing import Any
 import psutil
 
 MAX_RESPONSE = 1024 * 1024
+LEASE_MIN, LEASE_MAX = 30.0, 3600.0
+
+
+def lease_seconds(text: object) -> float:
+    """A lease as `khronika_update_silence_lease` gives it (`10m`, `90s`): 30 s to 1 h, or ValueError."""
+    from khronika_ops.quantities import parse_duration
+
+    seconds = parse_duration(text)
+    if not LEASE_MIN <= seconds <= LEASE_MAX:
+        raise ValueError(
+            f"the silence's lease is {text!r}: give 30s to 1h (a lease outlives a dead run that long)"
+        )
+    return seconds
 
 
 class LeaseError(RuntimeError):
@@ -119,10 +132,14 @@ def keep(
     watch_pid: int,
     stop_file: Path | None,
     max_seconds: float,
+    id_file: Path | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
-    """Renew the silence until one of the lease's ends; returns which one."""
+    """Renew the silence until one of the lease's ends; returns which one. Alertmanager before 0.24
+    replaces a silence it is asked to extend (a new id): the lease follows the id it answers and keeps
+    it in `id_file`, whose id the run's finish removes. A renewal that fails is tried again at the next
+    second until the silence's end."""
     started = process_started(watch_pid)
     if started is None:
         return f"process {watch_pid} is gone: the silence lapses at its end"
@@ -138,10 +155,18 @@ def keep(
         if now >= until or now >= deadline:
             return "the window (or the lease's time limit) ended"
         if now >= due:
-            silence = alertmanager.silence(silence_id)
-            if (silence.get("status") or {}).get("state") != "active":
-                return f"the silence is {(silence.get('status') or {}).get('state', 'gone')}"
-            alertmanager.post(renewed(silence, now, lease, until))
+            try:
+                silence = alertmanager.silence(silence_id)
+                if (silence.get("status") or {}).get("state") != "active":
+                    return f"the silence is {(silence.get('status') or {}).get('state', 'gone')}"
+                answered = alertmanager.post(renewed(silence, now, lease, until))
+            except LeaseError:
+                sleep(1.0)
+                continue
+            if answered and answered != silence_id:
+                silence_id = answered
+                if id_file is not None:
+                    id_file.write_text(silence_id + "\n", encoding="utf-8")
             due = now + timedelta(seconds=every)
         # The stop file and the run are looked at every second; the silence is renewed every third of a lease.
         sleep(1.0)

@@ -3,18 +3,19 @@
 The operator's inventory says what the platform is (`khronika_modules`: images, ports, environment,
 volumes, health checks; `khronika_release_version` for the first deployment). What a change run decided
 since then (the release `update.yml` switched to; the placement, replicas and limits `scale.yml`
-applied) is recorded in one file the inventory loads with its group variables:
+applied) is recorded in one file the inventory loads with its group variables (a run that did not
+succeed leaves it as it was; a deployment then refuses a host whose release differs from it, and the
+same update run again finishes the change: `release_conflicts`):
 
     inventories/<site>/group_vars/all/khronika_site_state.yml   (the variable `khronika_site_state`)
 
 Every path reads it (`site.yml`/`deploy.yml` through the `platform` and `gateway` roles, `update.yml`,
-`scale.yml`, `plan.yml`, `khronika status`): for a module it names, its placement, replicas, limits and
-GPUs are the state's, and the release is the state's, whatever the catalog says (a difference is shown
-as a warning naming both). `update.yml` and `scale.yml` write it when they succeed (or when a failed run
-leaves hosts on another release than the state says), the previous one kept beside the run's report,
-and the same file on every platform host (`/etc/khronika/khronika_site_state.yml`), so an inventory older than what
-the hosts recorded (a checkout from before the last change, an AWX job whose workspace was thrown
-away) is refused, not deployed.
+`scale.yml`, `plan.yml`): for a module it names, its placement, replicas, limits and GPUs are the
+state's, and the release is the state's, whatever the catalog says (a difference is shown as a warning
+naming both). `update.yml` and `scale.yml` write it when they succeed, the previous one kept beside the
+run's report, and the same file on every platform host (`/etc/khronika/khronika_site_state.yml`), so an
+inventory older than what the hosts recorded (a checkout from before the last change, an AWX job whose
+workspace was thrown away) is refused, not deployed.
 
 The state also records where the newest copy of each module volume lives (`volumes`: the Docker
 volume -> {host: generation}); `platform/fencing.py` refuses to start a module on any other copy.
@@ -276,6 +277,38 @@ def markdown(serial: int | None, lines: Sequence[str], unchanged: bool = False, 
         out.append(f"- written: serial {serial} in the inventory's {STATE_FILE} and on every platform host")
         out += [f"- {line}" for line in lines]
     return "\n".join(out) + "\n"
+
+
+def release_conflicts(records: Mapping[str, Any], release_version: str) -> list[Problem]:
+    """Why a deployment (`deploy.yml`, `site.yml`) must not run: it never changes the release a host
+    runs, nor finishes an update that stopped half-way; both are `update.yml`'s, with its backups, health
+    gate and rollback. `records`: host -> its release record (None: nothing deployed there yet)."""
+    problems = []
+    for host, record in sorted(records.items()):
+        if not isinstance(record, Mapping) or not record.get("version"):
+            continue
+        switching = record.get("switching")
+        if isinstance(switching, Mapping):
+            problems.append(
+                Problem(
+                    None,
+                    host,
+                    f"an update to {switching.get('to')} (run {switching.get('run')}) did not finish here: run it again "
+                    f"(playbooks/update.yml -e khronika_release_version={switching.get('to')}) before a deployment.",
+                )
+            )
+        elif str(record["version"]) != release_version:
+            problems.append(
+                Problem(
+                    None,
+                    host,
+                    f"runs release {record['version']}, and this deployment would run {release_version} (the site "
+                    f"state's release, else khronika_release_version): a deployment never changes a host's release; "
+                    f"update it with playbooks/update.yml -e khronika_release_version=..., which backs up, checks "
+                    "and rolls back.",
+                )
+            )
+    return problems
 
 
 def newest_host_copy(copies: Mapping[str, Any]) -> tuple[str, SiteState] | None:

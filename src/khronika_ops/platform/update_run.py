@@ -15,6 +15,7 @@ The playbook loops over what these return; it decides nothing itself.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -157,6 +158,22 @@ def data_check_reads(written: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     return reads
 
 
+MAX_DATA_CHECK_ANSWER = 1024 * 1024
+
+
+def _holds(answer: Any, key: str, value: str, depth: int = 0) -> bool:
+    """Whether `key: value` is in the answer, at its top or nested (a module may wrap what it stored)."""
+    if depth > 20:
+        return False
+    if isinstance(answer, Mapping):
+        if key in answer and str(answer[key]) == value:
+            return True
+        return any(_holds(item, key, value, depth + 1) for item in answer.values())
+    if isinstance(answer, list):
+        return any(_holds(item, key, value, depth + 1) for item in answer)
+    return False
+
+
 def data_check_problems(read: Sequence[Mapping[str, Any]]) -> list[str]:
     """Why the records written before the switch are not there after it (empty: the data held)."""
     problems = []
@@ -170,7 +187,15 @@ def data_check_problems(read: Sequence[Mapping[str, Any]]) -> list[str]:
             )
             continue
         content = str(result.get("content") or "")
-        missing = [key for key, value in (check.get("body") or {}).items() if str(value) not in content]
+        try:
+            answer = json.loads(content) if len(content) <= MAX_DATA_CHECK_ANSWER else None
+        except ValueError:
+            answer = None
+        body = check.get("body") or {}
+        if isinstance(answer, Mapping | list):
+            missing = [key for key, value in body.items() if not _holds(answer, str(key), str(value))]
+        else:  # not a JSON object: each value must at least appear in what it answered
+            missing = [key for key, value in body.items() if str(value) not in content]
         if missing:
             problems.append(
                 f"data check of {check.get('module')}: the record at {check.get('url')} lost {', '.join(missing)} "
@@ -189,7 +214,10 @@ def failure_text(task: str | None, result: Mapping[str, Any] | None) -> str:
     messages = [str(result.get("msg") or result.get("stderr") or "").strip()]
     for item in result.get("results") or []:
         if isinstance(item, Mapping) and item.get("failed"):
-            messages.append(str(item.get("msg") or item.get("stderr") or "").strip())
+            said = str(item.get("msg") or item.get("stderr") or "").strip()
+            looped = item.get("item")
+            name = looped.get("name") if isinstance(looped, Mapping) else None
+            messages.append(f"{name}: {said}" if name and said else said)
     said = "; ".join(dict.fromkeys(m for m in messages if m))
     text = f"{task or 'a task'}: {said}" if said else str(task or "a task")
     return text if len(text) <= MAX_FAILURE_TEXT else text[: MAX_FAILURE_TEXT - 3] + "..."
@@ -240,7 +268,7 @@ def rollback_peers(
             if str((outcomes.get(host) or {}).get("result")) == "updated":
                 peers[host] = (
                     f"rolled back with its {scope} (khronika_update_rollback_scope {scope}): "
-                    f"{', '.join(culprits)} failed, and the site runs one release"
+                    f"{', '.join(culprits)} failed, and {'a batch' if scope == 'batch' else 'the site'} runs one release"
                 )
     return peers
 
