@@ -51,6 +51,22 @@ def check_pattern(pattern: str) -> None:
         raise StatusError(f"{pattern!r} is not a host pattern (names, groups, ':', '&', '!', '*', '~regex')")
 
 
+def _adhoc(
+    inventory: str, pattern: str, module: list[str], timeout: int, vault_password_file: Path | None
+) -> subprocess.CompletedProcess[str]:
+    """`ansible PATTERN -i INVENTORY <module>` with its results as one JSON document on stdout."""
+    env = dict(
+        os.environ,
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK=JSON_CALLBACK,
+        ANSIBLE_INVENTORY_UNPARSED_FAILED="1",
+    )
+    cmd = [ansible_tool("ansible"), pattern, "-i", inventory, *module]
+    if vault_password_file is not None:
+        cmd += ["--vault-password-file", str(Path(vault_password_file).resolve())]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+
+
 def read_records(
     inventory: str,
     pattern: str = "khronika",
@@ -64,25 +80,13 @@ def read_records(
     check_pattern(pattern)
     if vault_password_file is not None and not Path(vault_password_file).is_file():
         raise StatusError(f"vault password file {vault_password_file} does not exist")
-    env = dict(
-        os.environ,
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK=JSON_CALLBACK,
-        ANSIBLE_INVENTORY_UNPARSED_FAILED="1",
-    )
-    cmd = [
-        ansible_tool("ansible"),
-        pattern,
-        "-i",
+    proc = _adhoc(
         inventory,
-        "-m",
-        "ansible.builtin.slurp",
-        "-a",
-        f"src={RECORD_SOURCE}",
-    ]
-    if vault_password_file is not None:
-        cmd += ["--vault-password-file", str(Path(vault_password_file).resolve())]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+        pattern,
+        ["-m", "ansible.builtin.slurp", "-a", f"src={RECORD_SOURCE}"],
+        timeout,
+        vault_password_file,
+    )
     said = ansible_errors(proc.stderr + "\n" + proc.stdout)
     if said:
         raise StatusError(f"ansible could not read {inventory}:\n  " + "\n  ".join(said))
@@ -123,26 +127,13 @@ def read_containers(
     """host -> {module: [image references its containers run]}, or -> {"error": ...}; hosts without
     Docker answer an error that `host_state` leaves aside."""
     check_pattern(pattern)
-    env = dict(
-        os.environ,
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK=JSON_CALLBACK,
-        ANSIBLE_INVENTORY_UNPARSED_FAILED="1",
-    )
-    cmd = [
-        ansible_tool("ansible"),
-        pattern,
-        "-i",
+    proc = _adhoc(
         inventory,
-        "-b",
-        "-m",
-        "ansible.builtin.shell",
-        "-a",
-        CONTAINERS_COMMAND,
-    ]
-    if vault_password_file is not None:
-        cmd += ["--vault-password-file", str(Path(vault_password_file).resolve())]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+        pattern,
+        ["-b", "-m", "ansible.builtin.shell", "-a", CONTAINERS_COMMAND],
+        timeout,
+        vault_password_file,
+    )
     try:
         document = parse_stdout(proc.stdout)
     except json.JSONDecodeError:
