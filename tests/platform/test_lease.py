@@ -11,8 +11,8 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tests.conftest import require_service
 
+from conftest import require_service
 from khronika_ops.platform.lease import Alertmanager, keep, process_alive, process_started, renewed
 
 

@@ -278,8 +278,8 @@ def test_a_plan_is_read_through_its_typed_document() -> None:
 def test_a_real_plan_from_the_planner_is_what_scale_reads(tmp_path: Path) -> None:
     """planner -> scale: a plan made by `khronika plan` from history and a site catalog of these hosts is
     read by the scale's pre-flight as it is written (schema, sizes, placement)."""
-    from tests.planner.helpers import run_cli
-    from tests.planner.test_plan import write_history
+    from planner.helpers import run_cli
+    from planner.test_plan import write_history
 
     history = write_history(tmp_path / "history.csv", days=2)
     text = history.read_text().replace("host=h1;container=web", "host=app-01;container=classifier")
