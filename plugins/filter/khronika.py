@@ -16,6 +16,7 @@ except ImportError as exc:  # pragma: no cover - depends on the controller's env
 # Imported when a filter first needs them (khronika_ops.lazy says why).
 docker_config = lazy("khronika_ops.docker_config")
 host_support = lazy("khronika_ops.host_support")
+os_packages = lazy("khronika_ops.os_packages")
 
 
 def merge_daemon_config(layers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -44,11 +45,24 @@ def os_support(facts: dict[str, Any]) -> dict[str, Any]:
     return host_support.os_support(facts)
 
 
+def khronika_os_packages(profile: dict[str, Any], role: str, part: str) -> list[str]:
+    """The packages `role` installs for `part` on a host of `profile` (the fact khronika_os)."""
+    if not isinstance(profile, dict):
+        raise AnsibleFilterError(
+            "khronika_os_packages: give it the fact khronika_os (khronika.platform.os_facts)"
+        )
+    try:
+        return os_packages.packages(profile, role, part)
+    except os_packages.PackageListError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "merge_daemon_config": merge_daemon_config,
             "daemon_config_errors": daemon_config_errors,
             "os_support": os_support,
+            "khronika_os_packages": khronika_os_packages,
             "invalid_ip_addresses": invalid_ip_addresses,
         }

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from khronika_ops import __version__, safe_yaml
-from khronika_ops.archive import layout
+from khronika_ops.archive import layout, os_repo
 from khronika_ops.archive.signing import Signer
 from khronika_ops.doctor import ansible_tool, collection_search_paths, find_collection
 from khronika_ops.platform.images import parse_image_reference
@@ -51,6 +51,8 @@ class BuildOptions:
     without: set[str] = field(default_factory=set)
     signer: Signer | None = None
     requirements: Path | None = None  # default: source/requirements.yml
+    os_profiles: list[str] = field(default_factory=lambda: list(os_repo.DEFAULT_PROFILES))
+    os_images: dict[str, str] = field(default_factory=dict)  # profile -> base image (default: BASE_IMAGES)
 
 
 @dataclass
@@ -211,6 +213,26 @@ def _docs(options: BuildOptions, staging: Path) -> None:
         shutil.copytree(options.source / "docs", folder, dirs_exist_ok=True)
 
 
+def _os_packages(options: BuildOptions, staging: Path, report: Progress) -> list[layout.ArchiveOsRepository]:
+    signer = options.signer if options.signer is not None and options.signer.scheme == "gpg" else None
+    try:
+        built = os_repo.build_repositories(
+            staging,
+            options.os_profiles,
+            options.os_images,
+            clear_sign=signer.clear_sign if signer is not None else None,
+            report=lambda text: report(text, 0, 0),
+        )
+    except (os_repo.OsRepoError, OSError) as exc:
+        raise BuildError(f"OS packages: {exc}") from exc
+    return [
+        layout.ArchiveOsRepository(
+            profile=repo.profile, packages=repo.packages, files=repo.files, bytes=repo.bytes, signed=signer is not None
+        )
+        for repo in built
+    ]
+
+
 def _files(staging: Path) -> list[str]:
     return sorted(
         str(path.relative_to(staging)).replace(os.sep, "/") for path in staging.rglob("*") if path.is_file()
@@ -261,6 +283,10 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
         if "docs" not in options.without:
             step("docs", lambda: _docs(options, staging))
             components.append("docs")
+        repositories: list[layout.ArchiveOsRepository] = []
+        if "os-packages" not in options.without and options.os_profiles:
+            repositories = step("os-packages", lambda: _os_packages(options, staging, report))  # type: ignore[assignment]
+            components.append("os-packages")
         manifest = layout.ArchiveManifest(
             release=release.version,
             kind=release.kind,
@@ -273,6 +299,7 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
             python=f"{sys.version_info.major}.{sys.version_info.minor}" if wheels is not None else None,
             wheels=wheels or [],
             signature=options.signer.scheme if options.signer else None,
+            os_repositories=repositories,
         )
         (staging / layout.MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
         step("checksums", lambda: _write_checksums(staging, report))

@@ -48,8 +48,20 @@ def build_command(  # noqa: PLR0917 - typer passes options as arguments
     without: Annotated[
         list[str] | None,
         typer.Option(
-            "--without", help="Leave a component out: collection, collections, wheels or docs (repeatable)."
+            "--without",
+            help="Leave a component out: collection, collections, wheels, docs or os-packages (repeatable).",
         ),
+    ] = None,
+    os_profile: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--os-profile",
+            help="Host profile whose OS packages go in (repeatable; default debian-12 and debian-13).",
+        ),
+    ] = None,
+    os_image: Annotated[
+        list[str] | None,
+        typer.Option("--os-image", help="PROFILE=IMAGE: the base image that resolves a profile's packages."),
     ] = None,
     sign: Annotated[
         str | None, typer.Option("--sign", help="Sign SHA256SUMS: gpg:KEY_ID or minisign:SECRET_KEY_FILE.")
@@ -58,9 +70,17 @@ def build_command(  # noqa: PLR0917 - typer passes options as arguments
     """Build the installation archive of a release: images saved by digest, collection, wheels, docs."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from khronika_ops.archive import os_repo
     from khronika_ops.archive.build import BuildError, BuildOptions, build
     from khronika_ops.archive.signing import Signer, SigningError
 
+    images = {}
+    for item in os_image or []:
+        profile, sep, image = item.partition("=")
+        if not sep or not profile or not image:
+            _stderr.print(f"archive build: --os-image takes PROFILE=IMAGE, not {item!r}", markup=False)
+            raise typer.Exit(code=2)
+        images[profile] = image
     try:
         signer = Signer.parse(sign) if sign else None
         options = BuildOptions(
@@ -71,6 +91,8 @@ def build_command(  # noqa: PLR0917 - typer passes options as arguments
             registry=registry,
             without=set(without or []),
             signer=signer,
+            os_profiles=list(os_profile) if os_profile else list(os_repo.DEFAULT_PROFILES),
+            os_images=images,
         )
         columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn())
         with Progress(*columns, console=_stderr, transient=True) as bar:
@@ -95,6 +117,12 @@ def build_command(  # noqa: PLR0917 - typer passes options as arguments
         _stdout.print(f"  image {image.module}: {image.reference} ({_size(image.size)})")
     if manifest.wheels:
         _stdout.print(f"  wheels: {len(manifest.wheels)} for Python {manifest.python}")
+    for repo in manifest.os_repositories:
+        debs = sum(1 for name in repo.files if name.endswith(".deb"))
+        _stdout.print(
+            f"  OS packages {repo.profile}: {len(repo.packages)} asked, {debs} files with dependencies, "
+            f"{_size(repo.bytes)}{', InRelease signed' if repo.signed else ''}"
+        )
     _stdout.print("  steps: " + ", ".join(f"{name} {seconds} s" for name, seconds in result.steps.items()))
 
 

@@ -11,6 +11,8 @@
                                             ansible_collections/<ns>/<name>/ (untar into a collections path)
     khronika-<release>/wheels/*.whl         khronika-ops and its dependencies for the controller's Python
     khronika-<release>/docs/...             README.md, CHANGELOG.md, LICENSE and the docs/ pages
+    khronika-<release>/os/...               OS packages: a flat apt repository per host profile
+                                            (khronika_ops.archive.os_repo)
 
 The archive is a plain (uncompressed) tar: images and wheels are compressed already, and a plain tar
 can be checked member by member while it is read once.
@@ -34,9 +36,9 @@ MANIFEST = "archive.json"
 CHECKSUMS = "SHA256SUMS"
 SIGNATURES: dict[str, str] = {"gpg": "SHA256SUMS.asc", "minisign": "SHA256SUMS.minisig"}
 IMAGES = "images/images.tar"
-COMPONENTS = ("images", "collection", "collections", "wheels", "docs")
+COMPONENTS = ("images", "collection", "collections", "wheels", "docs", "os-packages")
 # Components a build may leave out (`--without`): the images and the release manifest always go in.
-OPTIONAL_COMPONENTS = ("collection", "collections", "wheels", "docs")
+OPTIONAL_COMPONENTS = ("collection", "collections", "wheels", "docs", "os-packages")
 _CHUNK = 1 << 20
 _SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 
@@ -55,6 +57,14 @@ class ArchiveCollection(StrictModel):
     file: str
 
 
+class ArchiveOsRepository(StrictModel):
+    profile: str  # a host profile (khronika_ops.host_support): "debian-12"
+    packages: list[str]  # what the roles install there (khronika_ops.os_packages), without dependencies
+    files: list[str]  # the members its hosts need: os/pool/*.deb and os/dists/<profile>/*
+    bytes: int  # the size of its package files
+    signed: bool  # InRelease signed with the archive's GPG key
+
+
 class ArchiveManifest(StrictModel):
     format: int = FORMAT
     release: str
@@ -68,6 +78,10 @@ class ArchiveManifest(StrictModel):
     python: str | None = None  # the wheels' interpreter, e.g. "3.11"
     wheels: list[str] = Field(default_factory=list)
     signature: Literal["gpg", "minisign"] | None = None
+    os_repositories: list[ArchiveOsRepository] = Field(default_factory=list)
+
+    def os_repository(self, profile: str) -> ArchiveOsRepository | None:
+        return next((repo for repo in self.os_repositories if repo.profile == profile), None)
 
 
 def top_folder(release: str) -> str:
