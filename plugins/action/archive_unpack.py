@@ -11,7 +11,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 try:
-    from khronika_ops.archive import layout
+    from khronika_ops.archive import layout, os_repo
     from khronika_ops.archive.verify import UNCHECKED, ArchiveError, extract, verify
 except ImportError:  # the controller lacks the package: say how to fix it when the task runs
     layout = None
@@ -27,6 +27,8 @@ description:
   - Then puts the release manifest into O(releases_dir) (refusing a different manifest already there for
     the same release) and the images' tar into O(dest). Both are written only after their bytes hashed to
     the listed sums; a file already there with the right sum is left alone (not changed).
+  - The archive's OS packages (a flat apt repository per host profile) are unpacked the same way into
+    O(dest)/os, and each profile's files packed into one tar O(dest)/os-<profile>.tar for one copy per host.
   - All logic lives in the C(khronika-ops) Python package (C(khronika_ops.archive)); docs/offline.md.
 options:
   path:
@@ -60,6 +62,12 @@ author: khronika-ops maintainers
 """
 
 RETURN = r"""
+os_repositories:
+  description: Per host profile the archive carries OS packages for, C(bundle) (the tar of its repository),
+    C(bundle_sha256), C(release_sha256) (its Release file), C(suite), C(packages) (what the roles install)
+    and C(signed) (InRelease signed with the archive's GPG key).
+  type: dict
+  returned: always
 release:
   description: The archive's release.
   type: str
@@ -124,9 +132,22 @@ class ActionModule(ActionBase):
             )
         dest = Path(str(args["dest"])).expanduser() / release
         written: list[str] = []
+        os_repositories: dict[str, dict[str, Any]] = {}
         if not self._task.check_mode:
             try:
                 _, written = extract(verified, [layout.IMAGES], dest)
+                for repo in verified.manifest.os_repositories:
+                    _, done = extract(verified, repo.files, dest)
+                    written += done
+                    bundle = dest / f"os-{repo.profile}.tar"
+                    os_repositories[repo.profile] = {
+                        "bundle": str(bundle),
+                        "bundle_sha256": os_repo.host_bundle(dest / os_repo.ROOT, repo.files, bundle),
+                        "release_sha256": verified.sums[f"{os_repo.suite_dir(repo.profile)}/Release"],
+                        "suite": f"dists/{repo.profile}/",
+                        "packages": repo.packages,
+                        "signed": repo.signed,
+                    }
                 if not known.is_file():
                     manifests, _ = extract(verified, [manifest_member], dest)
                     releases_dir.mkdir(parents=True, exist_ok=True)
@@ -148,5 +169,6 @@ class ActionModule(ActionBase):
             images_sha256=verified.sums[layout.IMAGES],
             signature=verified.signature,
             manifest=verified.manifest.model_dump(mode="json"),
+            os_repositories=os_repositories,
         )
         return result

@@ -57,6 +57,24 @@ def khronika_os_packages(profile: dict[str, Any], role: str, part: str) -> list[
         raise AnsibleFilterError(str(exc)) from exc
 
 
+def khronika_os_host_packages(profile: dict[str, Any], roles: list[str], settings: dict[str, Any]) -> list[str]:
+    """What `roles` install on a host of `profile` with the inventory's settings (os_packages.SETTINGS)."""
+    try:
+        return os_packages.host_packages(profile, roles, settings or {})
+    except os_packages.PackageListError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def khronika_os_settings(names: list[str]) -> list[str]:
+    """The names of os_packages.SETTINGS among `names` (the variables a host defines)."""
+    return [name for name in os_packages.SETTINGS if name in (names or [])]
+
+
+def khronika_apt_unresolvable(output: str) -> list[str]:
+    """Package names an `apt-get -s install` could not resolve, from its output."""
+    return os_packages.apt_unresolvable(str(output or ""))
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -64,5 +82,8 @@ class FilterModule:
             "daemon_config_errors": daemon_config_errors,
             "os_support": os_support,
             "khronika_os_packages": khronika_os_packages,
+            "khronika_os_host_packages": khronika_os_host_packages,
+            "khronika_os_settings": khronika_os_settings,
+            "khronika_apt_unresolvable": khronika_apt_unresolvable,
             "invalid_ip_addresses": invalid_ip_addresses,
         }

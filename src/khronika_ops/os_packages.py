@@ -10,6 +10,7 @@ A list is looked up by the profile ("astra-1.7"), then its distribution ("astra"
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -152,3 +153,74 @@ def archive_groups(profile: OsProfile | Mapping[str, Any]) -> list[list[str]]:
         if group:
             groups.append(group)
     return groups
+
+
+# The inventory variables that change what a role installs (each overrides the profile's list).
+SETTINGS = (
+    "common_packages",
+    "common_timesync_implementation",
+    "docker_package_source",
+    "docker_ce_packages",
+    "docker_distribution_packages",
+    "gateway_packages",
+    "monitoring_agent_node_exporter_packages",
+    "monitoring_server_prometheus_packages",
+    "monitoring_server_alertmanager_packages",
+)
+
+
+def host_packages(
+    profile: OsProfile | Mapping[str, Any], roles: Iterable[str], settings: Mapping[str, Any]
+) -> list[str]:
+    """What `roles` install on a host of `profile` with the inventory's `settings` (SETTINGS; absent: the
+    roles' defaults): the set an offline install checks against the archive before changing a host."""
+    names: list[str] = []
+
+    def given(name: str, role: str, part: str) -> list[str]:
+        value = settings.get(name)
+        return [str(item) for item in value] if value else packages(profile, role, part)
+
+    for role in roles:
+        if role == "common":
+            names += packages(profile, "common", "base") + [
+                str(item) for item in settings.get("common_packages") or []
+            ]
+            chosen = str(settings.get("common_timesync_implementation") or "auto")
+            family = profile.family if isinstance(profile, OsProfile) else str(profile.get("family", ""))
+            if chosen == "auto":  # the role keeps an installed chrony; a new host gets the family's default
+                chosen = "chrony" if family == "redhat" else "timesyncd"
+            names += packages(profile, "common", chosen)
+        elif role == "docker":
+            names += packages(profile, "docker", "prerequisites") + packages(profile, "docker", "python")
+            if str(settings.get("docker_package_source") or "docker-ce") == "docker-ce":
+                names += given("docker_ce_packages", "docker", "docker-ce")
+            else:
+                names += given("docker_distribution_packages", "docker", "distribution")
+        elif role == "gateway":
+            names += given("gateway_packages", "gateway", "packages")
+        elif role == "monitoring_agent":
+            names += given("monitoring_agent_node_exporter_packages", "monitoring_agent", "node_exporter")
+        elif role == "monitoring_server":
+            names += given("monitoring_server_prometheus_packages", "monitoring_server", "prometheus")
+            names += given("monitoring_server_alertmanager_packages", "monitoring_server", "alertmanager")
+        else:
+            raise PackageListError(
+                f"no package lists for role {role}; known: common, docker, gateway, monitoring_agent, monitoring_server"
+            )
+    return list(dict.fromkeys(names))
+
+
+_APT_MAX_OUTPUT = 1 << 20
+_UNLOCATABLE = re.compile(r"^E: Unable to locate package ([A-Za-z0-9][A-Za-z0-9+.:~-]*)", re.MULTILINE)
+_NO_CANDIDATE = re.compile(r"^E: Package '([^']+)' has no installation candidate", re.MULTILINE)
+_UNMET = re.compile(
+    r"(?:Depends|PreDepends|Pre-Depends): ([A-Za-z0-9][A-Za-z0-9+.-]*)[^\n]*?but it is not (?:installable|going to be installed)"
+)
+
+
+def apt_unresolvable(output: str) -> list[str]:
+    """The package names an `apt-get -s install` run could not resolve (not found, no candidate, or a
+    dependency not installable), from its output (bounded to 1 MiB), sorted."""
+    text = output[:_APT_MAX_OUTPUT]
+    found = set(_UNLOCATABLE.findall(text)) | set(_NO_CANDIDATE.findall(text)) | set(_UNMET.findall(text))
+    return sorted(found)

@@ -78,7 +78,7 @@ def _options(releases: Path, output: Path, **kwargs: object) -> BuildOptions:
         "releases_dir": releases,
         "output": output,
         "registry": LOCAL,
-        "without": {"wheels"},
+        "without": {"wheels", "os-packages"},
     }
     values.update(kwargs)
     return BuildOptions(**values)  # type: ignore[arg-type]
@@ -240,7 +240,9 @@ def test_a_failed_build_leaves_nothing(releases: Path, tmp_path: Path) -> None:
         build(_options(releases, output, release="9.9.9"))
     with pytest.raises(BuildError, match="names no registry; give --registry"):
         build(_options(releases, output, registry=None))
-    with pytest.raises(BuildError, match="--without takes collection, collections, wheels, docs; not images"):
+    with pytest.raises(
+        BuildError, match="--without takes collection, collections, wheels, docs, os-packages; not images"
+    ):
         build(_options(releases, output, without={"images"}))
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -289,7 +291,7 @@ def test_gpg_signature(releases: Path, tmp_path: Path, monkeypatch: pytest.Monke
             releases,
             tmp_path / "signed.tar",
             signer=Signer.parse("gpg:archive-test@khronika.invalid"),
-            without={"wheels", "collection", "collections", "docs"},
+            without={"wheels", "collection", "collections", "docs", "os-packages"},
         )
     ).path
     verified = verify(signed, key=keyring)
@@ -348,7 +350,7 @@ def test_minisign_signature(releases: Path, tmp_path: Path) -> None:
             releases,
             tmp_path / "signed.tar",
             signer=Signer.parse(f"minisign:{secret}"),
-            without={"wheels", "collection", "collections", "docs"},
+            without={"wheels", "collection", "collections", "docs", "os-packages"},
         )
     ).path
     verified = verify(signed, key=public)
@@ -378,7 +380,11 @@ def test_an_unsigned_archive_needs_a_key_or_an_explicit_allowance(archive: Path,
 
 
 def test_the_wheels_install_with_no_index(releases: Path, tmp_path: Path) -> None:
-    result = build(_options(releases, tmp_path / "wheels.tar", without={"collection", "collections", "docs"}))
+    result = build(
+        _options(
+            releases, tmp_path / "wheels.tar", without={"collection", "collections", "docs", "os-packages"}
+        )
+    )
     assert result.manifest.python and result.manifest.wheels
     subprocess.run(["tar", "-xf", str(result.path), "-C", str(tmp_path)], check=True)
     folder = tmp_path / "khronika-3.0.0" / "wheels"
@@ -430,6 +436,8 @@ def test_cli_build_and_verify(releases: Path, tmp_path: Path, archive: Path) -> 
             "wheels",
             "--without",
             "docs",
+            "--without",
+            "os-packages",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -509,3 +517,88 @@ def test_archive_unpack_action(archive: Path, tmp_path: Path) -> None:
     assert (
         clash.returncode != 0 and "differs from the manifest of release 3.0.0 in the archive" in clash.stdout
     )
+
+
+def test_os_packages_are_a_signed_flat_apt_repository(
+    releases: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--with-os-packages for debian-12: resolved in the local bookworm base image from the machine's mirror,
+    every file in the index with its own sums, InRelease signed with the archive's GPG key; a changed
+    package file is refused by name; a profile with no base image is refused before any work."""
+    require_service(shutil.which("gpg") is not None and shutil.which("gpgv") is not None, "gpg and gpgv")
+    from khronika_ops.archive import os_repo
+
+    require_service(
+        docker_available()
+        and subprocess.run(
+            ["docker", "image", "inspect", os_repo.BASE_IMAGES["debian-12"]], capture_output=True, check=False
+        ).returncode
+        == 0,
+        "the debian-12 base image (scripts/build-base-images.sh)",
+    )
+    monkeypatch.setenv("GNUPGHOME", str(tmp_path / "signer"))
+    keyring = _gpg_key(tmp_path / "signer")
+    result = build(
+        _options(
+            releases,
+            tmp_path / "os.tar",
+            signer=Signer.parse("gpg:archive-test@khronika.invalid"),
+            without={"wheels", "collection", "collections", "docs"},
+            os_profiles=["debian-12"],
+        )
+    )
+    assert "os-packages" in result.manifest.components
+    (repo,) = result.manifest.os_repositories
+    assert repo.profile == "debian-12" and repo.signed
+    assert {"docker.io", "nginx", "prometheus", "systemd-timesyncd", "chrony"} <= set(repo.packages)
+    verified = verify(result.path, key=keyring)
+    out = tmp_path / "out"
+    extract(verified, repo.files, out)
+    suite = out / "os" / "dists" / "debian-12"
+    check = subprocess.run(
+        ["gpgv", "--keyring", keyring, str(suite / "InRelease")], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stderr
+    release = (suite / "Release").read_text()
+    packages = (suite / "Packages").read_bytes()
+    assert f" {hashlib.sha256(packages).hexdigest()} {len(packages)} Packages" in release
+    assert "Origin: khronika-ops" in release and "Codename: bookworm" in release
+    stanzas = {}
+    for stanza in packages.decode().strip().split("\n\n"):
+        fields = dict(re.findall(r"^([A-Za-z0-9-]+): (.*)$", stanza, re.MULTILINE))
+        stanzas[fields["Package"]] = fields
+    # The dependencies came along (containerd and runc for docker.io), each file listed with its sum.
+    assert {"docker.io", "containerd", "runc", "nginx"} <= set(stanzas)
+    pool = {name for name in repo.files if name.endswith(".deb")}
+    assert {f"os/{fields['Filename']}" for fields in stanzas.values()} == pool
+    for fields in stanzas.values():
+        data = (out / "os" / fields["Filename"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == fields["SHA256"] and len(data) == int(fields["Size"])
+    # One tar per profile for the hosts: the index and every package it names.
+    bundle = tmp_path / "os-debian-12.tar"
+    os_repo.host_bundle(out / "os", repo.files, bundle)
+    with tarfile.open(bundle) as tar:
+        assert set(tar.getnames()) == {name[len("os/") :] for name in repo.files}
+    # A package changed inside the archive is refused by name before anything is unpacked.
+    docker_deb = next(name for name in pool if name.startswith("os/pool/docker.io_"))
+    tampered = tmp_path / "tampered.tar"
+    shutil.copy(result.path, tampered)
+    with tarfile.open(result.path) as tar:
+        member = tar.getmember(f"khronika-3.0.0/{docker_deb}")
+    with tampered.open("r+b") as handle:
+        handle.seek(member.offset_data + member.size // 2)
+        byte = handle.read(1)
+        handle.seek(member.offset_data + member.size // 2)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ArchiveError, match=re.escape(f"{docker_deb}: checksum mismatch")):
+        verify(tampered, key=keyring)
+    with pytest.raises(BuildError, match="no base image for astra-1.7"):
+        build(
+            _options(
+                releases,
+                tmp_path / "astra.tar",
+                without={"wheels", "collection", "collections", "docs"},
+                os_profiles=["astra-1.7"],
+            )
+        )
+    assert not (tmp_path / "astra.tar").exists()

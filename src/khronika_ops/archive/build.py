@@ -227,7 +227,11 @@ def _os_packages(options: BuildOptions, staging: Path, report: Progress) -> list
         raise BuildError(f"OS packages: {exc}") from exc
     return [
         layout.ArchiveOsRepository(
-            profile=repo.profile, packages=repo.packages, files=repo.files, bytes=repo.bytes, signed=signer is not None
+            profile=repo.profile,
+            packages=repo.packages,
+            files=repo.files,
+            bytes=repo.bytes,
+            signed=signer is not None,
         )
         for repo in built
     ]

@@ -74,13 +74,13 @@ def build_command(  # noqa: PLR0917 - typer passes options as arguments
     from khronika_ops.archive.build import BuildError, BuildOptions, build
     from khronika_ops.archive.signing import Signer, SigningError
 
-    images = {}
+    images: dict[str, str] = {}
     for item in os_image or []:
-        profile, sep, image = item.partition("=")
-        if not sep or not profile or not image:
+        profile, sep, base_image = item.partition("=")
+        if not sep or not profile or not base_image:
             _stderr.print(f"archive build: --os-image takes PROFILE=IMAGE, not {item!r}", markup=False)
             raise typer.Exit(code=2)
-        images[profile] = image
+        images[profile] = base_image
     try:
         signer = Signer.parse(sign) if sign else None
         options = BuildOptions(

@@ -113,7 +113,7 @@ def read_control(path: Path) -> str:
 
 
 def index_deb(path: Path, pool_name: str) -> Deb:
-    sha256, md5 = hashlib.sha256(), hashlib.md5()  # noqa: S324 - apt's MD5sum field, beside SHA256
+    sha256, md5 = hashlib.sha256(), hashlib.md5()  # apt's MD5sum field, beside SHA256
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
             sha256.update(chunk)
@@ -167,7 +167,9 @@ def _download_script(groups: list[list[str]]) -> str:
     )
 
 
-def download(profile: str, image: str, groups: list[list[str]], dest: Path) -> tuple[list[Path], dict[str, str]]:
+def download(
+    profile: str, image: str, groups: list[list[str]], dest: Path
+) -> tuple[list[Path], dict[str, str]]:
     """The .deb files of each group of packages and their dependencies, as a fresh host of `image` needs
     them, into dest; returns them with the image's os-release values (checked to be `profile`'s)."""
     for name in (name for group in groups for name in group):
@@ -178,7 +180,11 @@ def download(profile: str, image: str, groups: list[list[str]], dest: Path) -> t
         if os.environ.get(variable):
             environment += ["--env", f"{variable}={os.environ[variable]}"]
     dest.mkdir(parents=True, exist_ok=True)
-    _docker(["docker", "image", "inspect", "--format", "{{.Id}}", image], f"the base image {image} of {profile}", 60)
+    _docker(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", image],
+        f"the base image {image} of {profile}",
+        60,
+    )
     command = ["docker", "run", "--rm", "--network", "bridge", *environment, "--volume", f"{dest}:/out"]
     command += ["--entrypoint", "/bin/sh", image, "-c", _download_script(groups)]
     _docker(command, f"resolving the {profile} packages in {image}", 1800)
@@ -199,7 +205,7 @@ class BuiltRepository:
     bytes: int  # the pool files' size
 
 
-def build_repositories(
+def build_repositories(  # noqa: PLR0917 - the build passes them in order
     staging: Path,
     profiles: Iterable[str],
     images: Mapping[str, str] | None = None,
@@ -240,7 +246,9 @@ def build_repositories(
         index = packages_index(debs).encode("utf-8")
         (suite / "Packages").write_bytes(index)
         release = suite / "Release"
-        release.write_text(release_file(profile, values.get("VERSION_CODENAME", profile), index, when), encoding="utf-8")
+        release.write_text(
+            release_file(profile, values.get("VERSION_CODENAME", profile), index, when), encoding="utf-8"
+        )
         if clear_sign is not None:
             clear_sign(release, suite / "InRelease")
         members = [f"{ROOT}/{deb.file}" for deb in debs]

@@ -50,14 +50,13 @@ class Signer:
         _run(command, "signing")
         return target
 
-
     def clear_sign(self, source: Path, target: Path) -> None:
         """An OpenPGP clear-signed copy of `source` at `target` (an apt repository's InRelease); only GPG
         keys can: apt does not read minisign signatures."""
         if self.scheme != "gpg":
             raise SigningError("only a GPG key can sign an apt repository (InRelease)")
         command = [_tool("gpg"), "--batch", "--yes", "--armor", "--clearsign", "--local-user", self.key]
-        _run(command + ["--output", str(target), str(source)], "signing the apt repository")
+        _run([*command, "--output", str(target), str(source)], "signing the apt repository")
 
 
 def verify_signature(scheme: Scheme, checksums: Path, signature: Path, key: Path) -> str:

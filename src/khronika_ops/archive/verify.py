@@ -212,6 +212,12 @@ def verify(
         for needed in (layout.release_member(manifest.release), layout.IMAGES):
             if needed not in actual:
                 problems.append(f"{needed}: missing")
+        for repo in manifest.os_repositories:
+            lost = [name for name in repo.files if name not in actual]
+            if lost:
+                problems.append(
+                    f"OS packages of {repo.profile}: {len(lost)} member(s) missing, e.g. {', '.join(lost[:3])}"
+                )
 
     signature = _check_signature(texts, sums, key, allow_unsigned, problems)
     if problems or manifest is None:
