@@ -1,10 +1,12 @@
-"""Verify playbook install-offline.yml on a host with no route to any registry: the archive of 1.0.0 was
-installed by converge; here a tampered, a truncated and another release's archive are refused before the
-host changes, and the archive of 1.1.0 updates it through the normal update path. The tests run in this
-order and build on each other."""
+"""Verify playbook install-offline.yml on a host that never had a route to any registry or mirror: the OS
+packages and release 1.0.0 were installed by converge from the archive alone; here a tampered (images or a
+package), a truncated, another release's archive and one whose apt repository lacks a package are refused
+before the host changes, and the archive of 1.1.0 updates it through the normal update path. The tests run
+in this order and build on each other."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -21,7 +23,8 @@ ARCHIVES = EPHEMERAL / "archives"
 APP = "kh-offline-app1"
 
 
-KEY = EPHEMERAL / "archive-key.pub"
+KEY = EPHEMERAL / "archive-key.gpg"
+GNUPGHOME = EPHEMERAL / "gnupg"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -111,6 +114,11 @@ def state():
         ),
         "images": sh("docker images --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}' | sort"),
         "archive folder": sh("ls -A /var/lib/khronika/archive 2>/dev/null || true"),
+        "apt sources": sh(
+            "ls -l --time-style=+%s /etc/apt/sources.list.d /etc/apt/preferences.d; cat /etc/apt/sources.list.d/*"
+        ),
+        "apt repositories": sh("ls -A /var/lib/khronika/apt"),
+        "packages": sh("dpkg-query -W -f '${Package} ${Version} ${Status}\\n' | sort"),
     }
 
 
@@ -120,25 +128,41 @@ def member_offset(archive, name):
         return member.offset_data, member.size
 
 
-@pytest.fixture(scope="module")
-def damaged(tmp_path_factory):
-    """Copies of the 1.1.0 archive: one byte flipped inside the images, and one cut short."""
-    folder = tmp_path_factory.mktemp("damaged")
-    source = ARCHIVES / "khronika-1.1.0.tar"
-    tampered, truncated = folder / "tampered.tar", folder / "truncated.tar"
-    shutil.copy(source, tampered)
-    offset, size = member_offset(source, "images/images.tar")
-    with tampered.open("r+b") as handle:
+def flip_a_byte(path, offset, size):
+    with path.open("r+b") as handle:
         handle.seek(offset + size // 2)
         byte = handle.read(1)
         handle.seek(offset + size // 2)
         handle.write(bytes([byte[0] ^ 0xFF]))
+
+
+def docker_package(archive):
+    with tarfile.open(archive) as tar:
+        return next(
+            name.split("/", 1)[1]
+            for name in tar.getnames()
+            if name.split("/", 1)[-1].startswith("os/pool/docker.io_")
+        )
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory):
+    """Copies of the 1.1.0 archive: one byte flipped inside the images, one inside Docker's package, and
+    one cut short."""
+    folder = tmp_path_factory.mktemp("damaged")
+    source = ARCHIVES / "khronika-1.1.0.tar"
+    tampered, package, truncated = folder / "tampered.tar", folder / "package.tar", folder / "truncated.tar"
+    shutil.copy(source, tampered)
+    offset, size = member_offset(source, "images/images.tar")
+    flip_a_byte(tampered, offset, size)
+    shutil.copy(source, package)
+    flip_a_byte(package, *member_offset(source, docker_package(source)))
     with source.open("rb") as src, truncated.open("wb") as dst:
         dst.write(src.read(offset + size // 3))
-    return {"tampered": tampered, "truncated": truncated}
+    return {"tampered": tampered, "tampered package": package, "truncated": truncated}
 
 
-def test_the_host_has_no_route_to_the_registry(host):
+def test_the_host_has_no_route_to_the_registry_nor_the_mirror(host):
     port = os.environ["KHRONIKA_TEST_REGISTRY"].split(":")[1]
     # The registry answers on this machine while the host cannot reach it, by name or by its gateway.
     assert (
@@ -146,6 +170,29 @@ def test_the_host_has_no_route_to_the_registry(host):
     )
     assert host.run(f"timeout 5 bash -c '</dev/tcp/registry.test/{port}'").rc != 0
     assert host.run("ip -4 route show default").stdout.strip() == ""
+    # The mirror the host's own sources name (debootstrap's) answers here, not there.
+    mirror = re.search(r"https?://([^/:\s]+)(?::(\d+))?", host.file("/etc/apt/sources.list").content_string)
+    assert mirror is not None
+    name, mirror_port = mirror.group(1), mirror.group(2) or "80"
+    assert (
+        subprocess.run(["bash", "-c", f"</dev/tcp/{name}/{mirror_port}"], check=False, timeout=10).returncode
+        == 0
+    )
+    assert host.run(f"timeout 5 bash -c '</dev/tcp/{name}/{mirror_port}'").rc != 0
+
+
+def test_the_os_came_from_the_archive(host):
+    """Docker and the base packages were installed from the archive's repository, checked by apt against
+    the site's key, below the host's own sources (which are still there)."""
+    source = host.file("/etc/apt/sources.list.d/khronika-archive.sources").content_string
+    assert "Signed-By: /etc/apt/keyrings/khronika-archive.gpg" in source and "Trusted" not in source
+    assert "Pin-Priority: 100" in host.file("/etc/apt/preferences.d/khronika-archive").content_string
+    assert host.file("/etc/apt/sources.list").contains("^deb ")
+    for package in ("docker.io", "containerd", "python3-requests", "jq", "systemd-timesyncd"):
+        assert host.package(package).is_installed, package
+    policy = host.run("LC_ALL=C apt-cache policy docker.io").stdout
+    assert "file:/var/lib/khronika/apt/" in policy and "100 file:" in policy, policy
+    assert host.service("docker").is_running
 
 
 def test_release_1_0_0_runs_from_the_archive(host):
@@ -161,7 +208,7 @@ def test_release_1_0_0_runs_from_the_archive(host):
     assert http("GET", "/health")[0] == 200
 
 
-@pytest.mark.parametrize("kind", ["tampered", "truncated"])
+@pytest.mark.parametrize("kind", ["tampered", "tampered package", "truncated"])
 def test_a_damaged_archive_is_refused_before_the_host_changes(host, damaged, kind):
     before = state()
     rc, out = playbook(damaged[kind], "-e", "khronika_release_version=1.1.0")
@@ -169,6 +216,8 @@ def test_a_damaged_archive_is_refused_before_the_host_changes(host, damaged, kin
     assert "the archive is refused before any host changes" in out
     if kind == "tampered":
         assert "images/images.tar: checksum mismatch" in out
+    elif kind == "tampered package":
+        assert f"{docker_package(damaged[kind])}: checksum mismatch" in out
     else:
         assert "truncated or not a tar archive" in out
     assert "kh-offline-app1" not in out.split("Verify every member", 1)[1].split("PLAY RECAP", 1)[0]
@@ -182,7 +231,7 @@ def test_an_archive_whose_signature_was_removed_is_refused(host, tmp_path):
     stripped = tmp_path / "stripped.tar"
     with tarfile.open(source) as tar, tarfile.open(stripped, "w") as out:
         for member in tar:
-            if not member.name.endswith("SHA256SUMS.minisig"):
+            if not member.name.endswith("SHA256SUMS.asc"):
                 out.addfile(member, tar.extractfile(member) if member.isfile() else None)
     before = state()
     rc, out = playbook(stripped, "-e", "khronika_release_version=1.1.0")
@@ -190,6 +239,66 @@ def test_an_archive_whose_signature_was_removed_is_refused(host, tmp_path):
     rc, out = playbook(source, "-e", "khronika_release_version=1.1.0", key=None)
     assert rc != 0 and "no key was given to check it with" in out
     assert state() == before
+
+
+def without_a_package(source, package, target, work):
+    """The vendor's mistake: the archive of `source`'s release rebuilt, signed with the vendor's key, with
+    `package` left out of its debian-12 repository (its index, Release, InRelease, manifest and sums
+    written again as the builder writes them)."""
+    from datetime import UTC, datetime
+
+    from khronika_ops.archive import build, layout, os_repo
+    from khronika_ops.archive.signing import Signer
+
+    with tarfile.open(source) as tar:
+        tar.extractall(work, filter="data")
+    (top,) = list(work.iterdir())
+    manifest = json.loads((top / "archive.json").read_text())
+    (repo,) = manifest["os_repositories"]
+    lost = [name for name in repo["files"] if name.startswith(f"os/pool/{package}_")]
+    assert len(lost) == 1
+    (top / lost[0]).unlink()
+    repo["files"].remove(lost[0])
+    debs = [
+        os_repo.index_deb(top / name, name[len("os/") :]) for name in repo["files"] if name.endswith(".deb")
+    ]
+    suite = top / os_repo.suite_dir("debian-12")
+    index = os_repo.packages_index(debs).encode()
+    (suite / "Packages").write_bytes(index)
+    (suite / "Release").write_text(os_repo.release_file("debian-12", "bookworm", index, datetime.now(UTC)))
+    os.environ["GNUPGHOME"] = str(GNUPGHOME)
+    signer = Signer.parse("gpg:archive@khronika.test")
+    signer.clear_sign(suite / "Release", suite / "InRelease")
+    (top / "archive.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    for name in (layout.CHECKSUMS, layout.SIGNATURES["gpg"]):
+        (top / name).unlink()
+    build._write_checksums(top, lambda *_: None)
+    signer.sign(top / layout.CHECKSUMS)
+    build._write_tar(top, target, manifest["release"], datetime.now(UTC), lambda *_: None)
+    return target
+
+
+def test_an_archive_whose_repository_lacks_a_package_is_refused(host, tmp_path):
+    """The gateway's nginx is missing from the archive (its dependency nginx-common is there): the pre-flight
+    names it on the host, and neither the host's sources, its packages nor the platform change."""
+    archive = without_a_package(
+        ARCHIVES / "khronika-1.1.0.tar", "nginx", tmp_path / "no-nginx.tar", tmp_path / "unpacked"
+    )
+    before = state()
+    rc, out = playbook(
+        archive,
+        "-e",
+        "khronika_release_version=1.1.0",
+        "-e",
+        '{"khronika_archive_os_roles": ["common", "docker", "gateway"]}',
+    )
+    assert rc != 0
+    assert (
+        "kh-offline-app1 (debian-12): the archive cannot install nginx (not in its repository nor in the host's own sources)"
+        in out
+    ), out[-4000:]
+    assert state() == before
+    assert not host.package("nginx").is_installed
 
 
 def test_another_releases_archive_is_refused(host):
@@ -246,3 +355,18 @@ def test_a_second_run_loads_nothing(host):
         "TASK [Copy the images' tar to the host]" not in section or "skipping: [kh-offline-app1]" in section
     )
     assert "changed: [kh-offline-app1]" not in section
+
+
+def test_a_package_changed_on_the_host_is_refused_by_apt(host):
+    """The index apt checked against the site's key names each file's SHA256: a package file changed in the
+    host's copy of the repository is not installed."""
+    (path,) = [line for line in sh("ls -d /var/lib/khronika/apt/*/pool/nginx_*.deb").split() if line]
+    size = int(sh(f"stat -c %s {path}"))
+    sh(f"printf KHRONIKA-TAMPERED | dd of={path} bs=1 seek={size // 2} conv=notrunc 2>/dev/null")
+    done = host.run("LC_ALL=C DEBIAN_FRONTEND=noninteractive apt-get install -y nginx")
+    assert done.rc != 0
+    assert (
+        "Hash Sum mismatch" in done.stdout + done.stderr
+        or "hash sum mismatch" in (done.stdout + done.stderr).lower()
+    )
+    assert not host.package("nginx").is_installed
