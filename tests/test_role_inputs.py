@@ -110,3 +110,42 @@ def test_unsupported_os_is_refused(target_host, tmp_path):
 def test_docker_user_that_does_not_exist(target_host, tmp_path):
     run = run_role(target_host, "docker", tmp_path, {"docker_users": ["root", "no-such-operator"]})
     assert_refused(run, "docker_users: no-such-operator do(es) not exist")
+
+
+ASTRA_1_7 = (
+    'PRETTY_NAME="Astra Linux"\nNAME="Astra Linux"\nID=astra\nID_LIKE=debian\nVERSION_ID=1.7_x86-64\n'
+    "VERSION_CODENAME=1.7_x86-64\n"
+)
+
+
+def test_a_host_whose_os_release_says_astra_linux(target_host, tmp_path):
+    """Astra Linux SE 1.7 as a Debian host reports it (ansible-core calls its family "Astra Linux"): the
+    roles take the profile from /etc/os-release, Debian's lists with Astra's own docker.io, and the
+    pre-flight reports the closed software environment set for the next boot."""
+    target_host.exec(
+        "sh",
+        "-c",
+        "cp /etc/os-release /etc/os-release.orig && mv /etc/debian_version /etc/debian_version.orig && "
+        f"printf '{ASTRA_1_7}' > /etc/os-release && mkdir -p /etc/digsig && "
+        "printf 'DIGSIG_ELF_MODE=1\\nDIGSIG_XATTR_MODE=1\\n' > /etc/digsig/digsig_initramfs.conf",
+    )
+    try:
+        run = run_playbook(REPO / "tests" / "playbooks" / "os_profile.yml", target_host.inventory, "--check")
+    finally:
+        target_host.exec(
+            "sh",
+            "-c",
+            "mv /etc/os-release.orig /etc/os-release && mv /etc/debian_version.orig /etc/debian_version && "
+            "rm -rf /etc/digsig",
+        )
+    assert run.rc == 0, run.output
+    flat = " ".join(run.output.split())
+    assert (
+        "Astra Linux SE 1.7 is supported (coded, not tested in CI): profile=astra-1.7 engine=docker.io base=14"
+        in flat
+    )
+    assert (
+        "closed software environment (ZPS) unknown (at the next boot on), mandatory integrity control unknown"
+        in flat
+    )
+    assert "The closed software environment (ZPS) is on from the next boot" in flat

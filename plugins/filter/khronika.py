@@ -46,7 +46,11 @@ def os_support(facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def khronika_os_packages(profile: dict[str, Any], role: str, part: str) -> list[str]:
-    """The packages `role` installs for `part` on a host of `profile` (the fact khronika_os)."""
+    """The packages `role` installs for `part` on a host of `profile` (the fact khronika_os). An empty
+    profile gives []: a role's argument validation templates its defaults before its pre-flight reads
+    the host's profile; every install comes after it."""
+    if profile == {}:
+        return []
     if not isinstance(profile, dict):
         raise AnsibleFilterError(
             "khronika_os_packages: give it the fact khronika_os (khronika.platform.os_facts)"

@@ -232,21 +232,21 @@ def astra_protection(files: Mapping[str, str | None]) -> dict[str, Any]:
     messages: list[str] = []
     if "on" in (closed, at_boot):
         messages.append(
-            "the closed software environment (ZPS) is on"
+            "The closed software environment (ZPS) is on"
             + (" from the next boot" if closed != "on" else "")
             + ": the kernel refuses ELF files without a signature trusted in /etc/digsig/keys. The Docker "
-            "engine from Astra's repository is signed; binaries of our archive's OS packages taken from "
-            "Debian are not, nor are the programs inside the module images. Keep the engine from Astra's "
+            "engine from Astra's repository is signed; the installation archive's OS packages (Debian's) are "
+            "not, nor are the programs inside the module images. Keep the engine from Astra's "
             "repository (docker_package_source: distribution with Astra's own sources), and have the images' "
             "compatibility with ZPS confirmed by the platform's vendor and Astra's support before enabling it"
         )
     if integrity == "on":
         messages.append(
-            f"mandatory integrity control is on (max integrity level {level}): the Docker engine and the "
+            f"Mandatory integrity control is on (maximum integrity level {level}): the Docker engine and the "
             "module containers run at the level the engine is given; khronika-ops does not change it"
         )
     if closed == at_boot == integrity == "unknown":
-        messages.append("neither ZPS nor integrity control could be read (no /sys/digsig, no parsec module)")
+        messages.append("Neither ZPS nor integrity control could be read (no /sys/digsig, no parsec module)")
     return {
         "closed_environment": closed,
         "closed_environment_at_boot": at_boot,

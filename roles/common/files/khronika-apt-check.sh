@@ -1,16 +1,19 @@
 #!/bin/bash
-# Pre-flight of an offline install: can apt install PACKAGES from the host's own sources plus the
-# archive's repository (unpacked in SCRATCH/repo)? Works only inside SCRATCH (its own sources, lists,
-# cache and preferences): the host's apt configuration and state are read, never written.
-#   khronika-apt-check.sh SCRATCH SUITE SIGNED_BY|trusted PACKAGE...
+# Pre-flight of an offline install: can apt install PACKAGES from the archive's repository (unpacked in
+# SCRATCH/repo), alone or with the host's own sources (SOURCES: archive | archive+host), as the install
+# will? Works only inside SCRATCH (its own sources, lists, cache and preferences): the host's apt
+# configuration and state are read, never written.
+#   khronika-apt-check.sh SCRATCH SUITE SIGNED_BY|trusted SOURCES PACKAGE...
 # Exit 0: resolvable; 3: the archive's repository was not accepted by apt (signature); else apt's status.
 set -u
-scratch=$1 suite=$2 trust=$3
-shift 3
+scratch=$1 suite=$2 trust=$3 sources=$4
+shift 4
 mkdir -p "$scratch/parts" "$scratch/lists/partial" "$scratch/cache/archives/partial" "$scratch/prefs.d"
-cp -a /etc/apt/sources.list.d/. "$scratch/parts/" 2>/dev/null || true
-rm -f "$scratch/parts/khronika-archive.sources"
-[ -f /etc/apt/sources.list ] && cp /etc/apt/sources.list "$scratch/parts/zz-host.list"
+if [ "$sources" = archive+host ]; then
+  cp -a /etc/apt/sources.list.d/. "$scratch/parts/" 2>/dev/null || true
+  rm -f "$scratch/parts/khronika-archive.sources"
+  if [ -f /etc/apt/sources.list ]; then cp /etc/apt/sources.list "$scratch/parts/zz-host.list"; fi
+fi
 cp -a /etc/apt/preferences.d/. "$scratch/prefs.d/" 2>/dev/null || true
 cp -a /var/lib/apt/lists/. "$scratch/lists/" 2>/dev/null || true
 rm -f "$scratch/lists/lock"
