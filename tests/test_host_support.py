@@ -40,7 +40,7 @@ def facts(distribution: str, version: str) -> dict[str, str]:
         ("Alpine", "3.20.3", False, False, "Alpine 3.20.3", ""),
     ],
 )
-def test_support_matrix(distribution, version, supported, tested, name, profile):
+def test_support_matrix(distribution, version, supported, tested, name, profile):  # noqa: PLR0917 - parametrized
     result = os_support(facts(distribution, version))
     assert (result["supported"], result["tested"]) == (supported, tested)
     assert (result["name"], result["profile"]) == (name, profile)

@@ -61,7 +61,9 @@ def khronika_os_packages(profile: dict[str, Any], role: str, part: str) -> list[
         raise AnsibleFilterError(str(exc)) from exc
 
 
-def khronika_os_host_packages(profile: dict[str, Any], roles: list[str], settings: dict[str, Any]) -> list[str]:
+def khronika_os_host_packages(
+    profile: dict[str, Any], roles: list[str], settings: dict[str, Any]
+) -> list[str]:
     """What `roles` install on a host of `profile` with the inventory's settings (os_packages.SETTINGS)."""
     try:
         return os_packages.host_packages(profile, roles, settings or {})

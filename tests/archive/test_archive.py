@@ -592,7 +592,7 @@ def test_os_packages_are_a_signed_flat_apt_repository(
         handle.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(ArchiveError, match=re.escape(f"{docker_deb}: checksum mismatch")):
         verify(tampered, key=keyring)
-    with pytest.raises(BuildError, match="no base image for astra-1.7"):
+    with pytest.raises(BuildError, match=r"no base image for astra-1\.7"):
         build(
             _options(
                 releases,
