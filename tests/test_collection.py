@@ -99,9 +99,16 @@ def test_argument_specs_match_defaults(role):
         yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text(encoding="utf-8")) or {}
     )
     options = specs["argument_specs"]["main"]["options"]
-    assert set(options) == set(defaults), set(options) ^ set(defaults)
+    # A default of a tasks_from entry point (common's archive_packages) is documented under that entry point.
+    anywhere = {
+        name: spec
+        for entry in specs["argument_specs"].values()
+        for name, spec in (entry.get("options") or {}).items()
+    }
+    assert set(options) <= set(defaults), set(options) - set(defaults)
+    assert set(defaults) <= set(anywhere), set(defaults) - set(anywhere)
     for name, value in defaults.items():
-        documented = options[name].get("default")
+        documented = anywhere[name].get("default")
         if isinstance(value, str) and "{{" in value:
             continue  # computed defaults are described in words
         assert documented == value, (

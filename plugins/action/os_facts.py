@@ -17,13 +17,13 @@ DOCUMENTATION = r"""
 module: os_facts
 short_description: Set the fact khronika_os, the host's OS profile read from /etc/os-release
 description:
-  - Reads C(/etc/os-release) (else C(/usr/lib/os-release)) on the host and sets the fact C(khronika_os) from
-    C(ID), C(ID_LIKE) and C(VERSION_ID), in one place for every role (C(khronika_ops.host_support)):
+  - "Reads C(/etc/os-release) (else C(/usr/lib/os-release)) on the host and sets the fact C(khronika_os) from
+    C(ID), C(ID_LIKE) and C(VERSION_ID), in one place for every role (C(khronika_ops.host_support)) - the
     C(profile) (C(debian-12), C(astra-1.7), ...), C(family), C(os_family) (the roles' vars file), C(supported),
-    C(tested) and a C(message).
-  - On Astra Linux it also reads whether the closed software environment (ZPS, signature checking of ELF
+    C(tested) and a C(message)."
+  - "On Astra Linux it also reads whether the closed software environment (ZPS, signature checking of ELF
     files) and mandatory integrity control are on, into C(khronika_os.astra), with what that means for the
-    platform. It only reads; nothing on the host changes.
+    platform. It only reads; nothing on the host changes."
 options: {}
 author: khronika-ops maintainers
 """
