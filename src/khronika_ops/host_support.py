@@ -38,9 +38,6 @@ _ANSIBLE_NAMES = {
 }
 # The families as the roles name their vars files (Ansible's os_family for the two we support).
 _ROLE_FAMILY = {"debian": "Debian", "redhat": "RedHat"}
-SUPPORTED: dict[str, tuple[str, ...]] = {
-    _DISTRIBUTIONS[ident][0]: _DISTRIBUTIONS[ident][2] for ident in _DISTRIBUTIONS
-}
 OS_RELEASE_MAX_BYTES = 16 * 1024
 _OS_RELEASE_LINE = re.compile(r"^([A-Z][A-Z0-9_]{0,63})=(.*)$")
 
@@ -127,35 +124,23 @@ def profile_from_os_release(values: Mapping[str, str]) -> OsProfile:
         label = str(values.get("NAME", ident)) or ident
         name = f"{label} {version_id}".strip()
         like = f" (like {' '.join(id_like)})" if id_like else ""
+        supported = tested = False
         message = (
             f"{name}{like} is not supported. khronika.platform supports {describe_supported()}. Use one of "
             "those, or set common_allow_unsupported_os: true to proceed at your own risk"
         )
-        return OsProfile(
-            "",
-            ident,
-            id_like,
-            name,
-            release,
-            version_id,
-            codename,
-            family,
-            _ROLE_FAMILY.get(family, ""),
-            False,
-            False,
-            message,
-        )
-    label, family, supported_releases, tested_releases = known
-    name = f"{label} {release}".strip()
-    supported = release in supported_releases
-    tested = release in tested_releases
-    if supported:
-        message = f"{name} is supported" + ("" if tested else " (coded, not tested in CI)")
     else:
-        message = (
-            f"{name} is not a supported release of {label}; supported: {', '.join(supported_releases)}. Upgrade "
-            "the host, or set common_allow_unsupported_os: true to proceed at your own risk"
-        )
+        label, family, supported_releases, tested_releases = known
+        name = f"{label} {release}".strip()
+        supported = release in supported_releases
+        tested = release in tested_releases
+        if supported:
+            message = f"{name} is supported" + ("" if tested else " (coded, not tested in CI)")
+        else:
+            message = (
+                f"{name} is not a supported release of {label}; supported: {', '.join(supported_releases)}. "
+                "Upgrade the host, or set common_allow_unsupported_os: true to proceed at your own risk"
+            )
     return OsProfile(
         f"{ident}-{release}" if supported else "",
         ident,
@@ -165,7 +150,7 @@ def profile_from_os_release(values: Mapping[str, str]) -> OsProfile:
         version_id,
         codename,
         family,
-        _ROLE_FAMILY[family],
+        _ROLE_FAMILY.get(family, ""),
         supported,
         tested,
         message,

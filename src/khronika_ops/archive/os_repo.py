@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
-from khronika_ops.host_support import profile_from_os_release
+from khronika_ops.host_support import parse_os_release, profile_from_os_release
 from khronika_ops.os_packages import archive_groups
 
 ROOT = "os"
@@ -188,8 +188,6 @@ def download(
     command = ["docker", "run", "--rm", "--network", "bridge", *environment, "--volume", f"{dest}:/out"]
     command += ["--entrypoint", "/bin/sh", image, "-c", _download_script(groups)]
     _docker(command, f"resolving the {profile} packages in {image}", 1800)
-    from khronika_ops.host_support import parse_os_release
-
     values = parse_os_release((dest / "os-release").read_text(encoding="utf-8"))
     seen = profile_from_os_release(values).profile
     if seen != profile:
