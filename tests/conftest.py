@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
+import ssl
 import subprocess
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,3 +122,60 @@ def start_target(tmp_path: Path, image: str = BASE_IMAGE) -> Iterator[TargetHost
 @pytest.fixture(scope="module")
 def target_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TargetHost]:
     yield from start_target(tmp_path_factory.mktemp("target"))
+
+
+TEST_REGISTRY_LOCAL = "127.0.0.1:5000"  # the test registry as this machine reaches it
+
+
+def pinned_test_image() -> str:
+    """khronika-test/busybox@<the digest the running registry holds for the test tag>."""
+    state = os.environ.get("KHRONIKA_TEST_REGISTRY_DIR")
+    require_service(bool(state) and Path(state or "").is_dir() and docker_available(), "the test registry")
+    assert state is not None
+    password = (Path(state) / "password").read_text(encoding="utf-8").strip()
+    user = os.environ["KHRONIKA_TEST_REGISTRY_USER"]
+    repository, tag = (
+        os.environ["KHRONIKA_TEST_IMAGE"].replace("registry.test:5000", TEST_REGISTRY_LOCAL).rsplit(":", 1)
+    )
+    path = repository.split("/", 1)[1]
+
+    request = urllib.request.Request(
+        f"https://{TEST_REGISTRY_LOCAL}/v2/{path}/manifests/{tag}",
+        headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json",
+            "Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode(),
+        },
+        method="HEAD",
+    )
+    context = ssl.create_default_context(cafile=os.environ["KHRONIKA_TEST_REGISTRY_CA"])
+    with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+        return f"{path}@{answer.headers['Docker-Content-Digest']}"
+
+
+def gpg_keyring(home: Path) -> str:
+    """A new signing key in GNUPGHOME `home`; the keyring file holding its public half."""
+    home.mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    subprocess.run(
+        [
+            "gpg",
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "archive-test@khronika.invalid",
+            "ed25519",
+            "sign",
+            "1d",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    keyring = home / "trusted.gpg"
+    keyring.write_bytes(
+        subprocess.run(
+            ["gpg", "--export", "archive-test@khronika.invalid"], env=env, check=True, capture_output=True
+        ).stdout
+    )
+    return str(keyring)

@@ -10,53 +10,34 @@ import json
 import os
 import re
 import shutil
-import ssl
 import subprocess
 import tarfile
-import urllib.request
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from conftest import REPO, ansible_env, docker_available, require_service, tool
+from conftest import (
+    REPO,
+    ansible_env,
+    docker_available,
+    gpg_keyring,
+    pinned_test_image,
+    require_service,
+    tool,
+)
+from conftest import TEST_REGISTRY_LOCAL as LOCAL
 from khronika_ops.archive import layout
 from khronika_ops.archive.build import BuildError, BuildOptions, build
 from khronika_ops.archive.signing import Signer, SigningError
 from khronika_ops.archive.verify import ArchiveError, extract, verify
 from khronika_ops.cli import app
 
-LOCAL = "127.0.0.1:5000"
-
-
-def _pinned_test_image() -> str:
-    """khronika-test/busybox@<the digest the running registry holds for the test tag>."""
-    state = os.environ.get("KHRONIKA_TEST_REGISTRY_DIR")
-    require_service(bool(state) and Path(state or "").is_dir() and docker_available(), "the test registry")
-    assert state is not None
-    password = (Path(state) / "password").read_text(encoding="utf-8").strip()
-    user = os.environ["KHRONIKA_TEST_REGISTRY_USER"]
-    repository, tag = os.environ["KHRONIKA_TEST_IMAGE"].replace("registry.test:5000", LOCAL).rsplit(":", 1)
-    path = repository.split("/", 1)[1]
-    import base64
-
-    request = urllib.request.Request(
-        f"https://{LOCAL}/v2/{path}/manifests/{tag}",
-        headers={
-            "Accept": "application/vnd.docker.distribution.manifest.v2+json",
-            "Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode(),
-        },
-        method="HEAD",
-    )
-    context = ssl.create_default_context(cafile=os.environ["KHRONIKA_TEST_REGISTRY_CA"])
-    with urllib.request.urlopen(request, context=context, timeout=10) as answer:
-        return f"{path}@{answer.headers['Docker-Content-Digest']}"
-
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("releases")
-    image = _pinned_test_image()
+    image = pinned_test_image()
     (folder / "3.0.0.yml").write_text(
         f"version: '3.0.0'\nkind: new-version\ndate: 2026-11-30\nmodules:\n  - name: probe\n    image: {image}\n",
         encoding="utf-8",
@@ -254,38 +235,10 @@ def test_a_failed_build_leaves_nothing(releases: Path, tmp_path: Path) -> None:
     assert not output.parent.exists() or list(output.parent.iterdir()) == []
 
 
-def _gpg_key(home: Path) -> str:
-    home.mkdir(mode=0o700)
-    env = {**os.environ, "GNUPGHOME": str(home)}
-    subprocess.run(
-        [
-            "gpg",
-            "--batch",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "archive-test@khronika.invalid",
-            "ed25519",
-            "sign",
-            "1d",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    keyring = home / "trusted.gpg"
-    keyring.write_bytes(
-        subprocess.run(
-            ["gpg", "--export", "archive-test@khronika.invalid"], env=env, check=True, capture_output=True
-        ).stdout
-    )
-    return str(keyring)
-
-
 def test_gpg_signature(releases: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     require_service(shutil.which("gpg") is not None and shutil.which("gpgv") is not None, "gpg and gpgv")
     monkeypatch.setenv("GNUPGHOME", str(tmp_path / "signer"))
-    keyring = _gpg_key(tmp_path / "signer")
+    keyring = gpg_keyring(tmp_path / "signer")
     signed = build(
         _options(
             releases,
@@ -305,7 +258,7 @@ def test_gpg_signature(releases: Path, tmp_path: Path, monkeypatch: pytest.Monke
         == "NOT CHECKED: signed (gpg), no key given (--allow-unsigned)"
     )
     # Another key, or sums rewritten to match a changed member: the signature check fails.
-    other = _gpg_key(tmp_path / "other")
+    other = gpg_keyring(tmp_path / "other")
     with pytest.raises(ArchiveError, match=r"SHA256SUMS\.asc: the signature check failed"):
         verify(signed, key=other)
     forged = tmp_path / "forged.tar"
@@ -537,7 +490,7 @@ def test_os_packages_are_a_signed_flat_apt_repository(
         "the debian-12 base image (scripts/build-base-images.sh)",
     )
     monkeypatch.setenv("GNUPGHOME", str(tmp_path / "signer"))
-    keyring = _gpg_key(tmp_path / "signer")
+    keyring = gpg_keyring(tmp_path / "signer")
     result = build(
         _options(
             releases,

@@ -437,3 +437,15 @@ def update_lease_command(
         _stderr.print(error_text(exc))
         raise typer.Exit(code=2) from None
     typer.echo(f"lease of silence {silence_id} ended: {reason}")
+
+
+def _channel_commands() -> None:
+    from khronika_ops.platform import channel_cli
+
+    update_app.add_typer(channel_cli.channel_app, name="channel")
+    update_app.command("approve")(channel_cli.approve_command)
+    update_app.command("resume")(channel_cli.resume_command)
+    release_app.command("publish")(channel_cli.publish_command)
+
+
+_channel_commands()

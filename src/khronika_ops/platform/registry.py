@@ -29,6 +29,7 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     )
 )
+MAX_ANSWER = 4 * 1024 * 1024  # a manifest, a tag list, an error document
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -39,6 +40,17 @@ class Credentials:
 
     def basic(self) -> str:
         return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+
+
+class RegistryAnswerError(OSError):
+    """The registry answered more than the caller bounded the answer to."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]  # names in Title-Case
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -92,28 +104,64 @@ class RegistryClient:
         return [self.check(image) for image in sorted(set(images))]
 
     def _head(self, registry: str, path: str, url: str) -> int:
-        headers = {"Accept": MANIFEST_TYPES}
+        return self.send("HEAD", registry, path, url, headers={"Accept": MANIFEST_TYPES}).status
+
+    def send(
+        self,
+        method: str,
+        registry: str,
+        path: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        limit: int = MAX_ANSWER,
+    ) -> Answer:
+        """One request to `registry` about repository `path`, authenticated as the registry asks (basic,
+        or the bearer token its challenge names, fetched once per repository); at most `limit` bytes of
+        the answer are read (a longer answer is an error: RegistryAnswerError)."""
+        headers = dict(headers or {})
         token = self._tokens.get((registry, path))
         credentials = self.credentials.get(registry)
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         elif credentials is not None:
             headers["Authorization"] = credentials.basic()
-        status, challenge = self._request(url, headers)
-        if status == 401 and challenge.lower().startswith("bearer") and token is None:
+        answer = self._request(url, headers, method=method, data=data, limit=limit)
+        challenge = answer.headers.get("WWW-Authenticate", "")
+        if answer.status == 401 and challenge.lower().startswith("bearer") and token is None:
             token = self._token(challenge, credentials)
             if token is not None:
                 self._tokens[registry, path] = token
-                status, _ = self._request(url, {**headers, "Authorization": f"Bearer {token}"})
-        return status
+                answer = self._request(
+                    url,
+                    {**headers, "Authorization": f"Bearer {token}"},
+                    method=method,
+                    data=data,
+                    limit=limit,
+                )
+        return answer
 
-    def _request(self, url: str, headers: dict[str, str]) -> tuple[int, str]:
-        request = urllib.request.Request(url, headers=headers, method="HEAD")
+    def _request(
+        self,
+        url: str,
+        headers: dict[str, str],
+        *,
+        method: str = "HEAD",
+        data: bytes | None = None,
+        limit: int = MAX_ANSWER,
+    ) -> Answer:
+        request = urllib.request.Request(url, headers=headers, method=method, data=data)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as response:
-                return response.status, ""
+                body = response.read(limit + 1) if method != "HEAD" else b""
+                status, answered = response.status, dict(response.headers.items())
         except urllib.error.HTTPError as error:
-            return error.code, error.headers.get("WWW-Authenticate", "")
+            body = error.read(limit + 1) if method != "HEAD" else b""
+            status, answered = error.code, dict(error.headers.items())
+        if len(body) > limit:
+            raise RegistryAnswerError(f"{method} {url}: the answer is larger than {limit} bytes")
+        return Answer(status, {key.title(): value for key, value in answered.items()}, body)
 
     def _token(self, challenge: str, credentials: Credentials | None) -> str | None:
         fields = dict(_CHALLENGE.findall(challenge))
@@ -125,7 +173,7 @@ class RegistryClient:
         request = urllib.request.Request(url, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as response:
-                document = json.loads(response.read())
+                document = json.loads(response.read(MAX_ANSWER))
         except (urllib.error.URLError, OSError, ValueError):
             return None
         token = document.get("token") or document.get("access_token")

@@ -1,0 +1,102 @@
+"""The site as the release channel sees it, read from the inventory through Ansible itself.
+
+The channel's policy, the site state, the release and the hosts are inventory variables (templated,
+vault values decrypted as every playbook sees them). They are read with one ad-hoc `debug` on the first
+platform host: debug is an action that runs on the controller, so nothing connects to a host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from khronika_ops.platform import site_state
+from khronika_ops.platform.channel import POLICY_VARIABLE, ChannelError, ChannelPolicy, parse_policy
+from khronika_ops.platform.status import StatusError, _adhoc, check_inventory, parse_stdout
+from khronika_ops.validation import Problem
+
+PLATFORM_PATTERN = "khronika_platform:khronika_gpu"
+# Our own template, not a person's text: the variables the channel needs, defaults where a site has none.
+_SITE_VARIABLES = (
+    "{{ {"
+    f"'channel': {POLICY_VARIABLE} | default(None), "
+    "'registry': khronika_registry | default(None), "
+    "'state': khronika_site_state | default(None), "
+    "'release': khronika_release_version | default(None), "
+    "'alertmanager': khronika_update_alertmanager_url | default(None), "
+    "'groups': groups"
+    "} | to_json }}"
+)
+
+
+@dataclass(frozen=True)
+class Site:
+    inventory: str
+    policy: ChannelPolicy
+    release: str | None  # what the site should run: the site state's release, else the inventory's
+    hosts: list[str]  # platform and GPU hosts, inventory order
+    groups: dict[str, list[str]]
+    alertmanager: str | None
+
+
+def read_site(inventory: str, vault_password_file: Path | None = None, timeout: int = 120) -> Site:
+    from khronika_ops.runner import ansible_errors
+
+    check_inventory(inventory)
+    first = f"{PLATFORM_PATTERN}[0]"
+    proc = _adhoc(
+        inventory,
+        first,
+        ["-m", "ansible.builtin.debug", "-a", f"msg={_SITE_VARIABLES}"],
+        timeout,
+        vault_password_file,
+    )
+    said = ansible_errors(proc.stderr + "\n" + proc.stdout)
+    if said:
+        raise StatusError(f"ansible could not read {inventory}:\n  " + "\n  ".join(said))
+    try:
+        document = parse_stdout(proc.stdout)
+    except ValueError as exc:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise StatusError(f"ansible could not read {inventory} (rc {proc.returncode}): {detail[0]}") from exc
+    results = [
+        result
+        for play in document.get("plays", [])
+        for task in play.get("tasks", [])
+        for result in task.get("hosts", {}).values()
+    ]
+    if not results:
+        raise StatusError(f"{inventory} has no host in {PLATFORM_PATTERN}")
+    result = results[0]
+    if result.get("failed"):
+        raise StatusError(f"ansible could not template the channel's variables: {result.get('msg', '')}")
+    import json
+
+    values: dict[str, Any] = (
+        json.loads(result["msg"]) if isinstance(result.get("msg"), str) else result["msg"]
+    )
+    raw = values.get("channel")
+    if raw is None:
+        raise ChannelError(
+            [
+                Problem(
+                    None,
+                    "",
+                    f"the inventory sets no {POLICY_VARIABLE} (docs/updates.md, 'The release channel')",
+                )
+            ],
+            inventory,
+        )
+    if isinstance(raw, dict) and raw.get("source") == "registry" and not raw.get("registry"):
+        raw = {**raw, "registry": values.get("registry")}
+    policy = parse_policy(raw, f"{inventory}: {POLICY_VARIABLE}")
+    state = site_state.parse(values.get("state"))
+    groups = {
+        str(name): [str(host) for host in members] for name, members in (values.get("groups") or {}).items()
+    }
+    hosts: list[str] = []
+    for group in ("khronika_platform", "khronika_gpu"):
+        hosts += [host for host in groups.get(group, []) if host not in hosts]
+    release = site_state.release(values.get("release"), state) or None
+    return Site(inventory, policy, release, hosts, groups, values.get("alertmanager"))
