@@ -141,6 +141,9 @@ _METRICS: tuple[MetricInfo, ...] = (
         "khronika_module_requests_total", Resource.REQUESTS, "requests", True, "module", "Requests served"
     ),
     MetricInfo(
+        "khronika_module_errors_total", Resource.REQUESTS, "requests", True, "module", "Requests answered 5xx"
+    ),
+    MetricInfo(
         "khronika_module_requests_per_second",
         Resource.REQUESTS,
         "requests",

@@ -6,6 +6,9 @@ they run on Debian's python3 in the base image without installing anything.
 Environment:
   KHRONIKA_SAMPLE_VERSION   the version to report (default: the VERSION file baked beside this file)
   KHRONIKA_SAMPLE_BROKEN=1  /health answers 503: the deliberately broken release
+  KHRONIKA_SAMPLE_BROKEN=flaky  healthy, but once it has served for KHRONIKA_SAMPLE_FLAKY_AFTER seconds
+                            (default 30) every third request to the module's own routes answers 500: a
+                            release that passes every gate at its switch and fails under traffic
   KHRONIKA_SAMPLE_PORT      port to listen on (the module's default otherwise)
 """
 
@@ -46,6 +49,20 @@ def is_broken() -> bool:
     return os.environ.get("KHRONIKA_SAMPLE_BROKEN", "0").lower() in {"1", "true", "yes"}
 
 
+STARTED = time.monotonic()
+
+
+def is_flaky() -> bool:
+    return os.environ.get("KHRONIKA_SAMPLE_BROKEN", "0").lower() == "flaky"
+
+
+def flaky_after() -> float:
+    try:
+        return float(os.environ.get("KHRONIKA_SAMPLE_FLAKY_AFTER", "30"))
+    except ValueError:
+        return 30.0
+
+
 class Metrics:
     """A request counter and a latency histogram, rendered in the Prometheus text format (0.0.4)."""
 
@@ -58,11 +75,15 @@ class Metrics:
         self._counts: dict[str, int] = {}
         self._served = 0
         self._recent: list[tuple[float, float]] = []  # (monotonic time, seconds) of served requests
+        self._errors = 0  # served requests answered 5xx
+        self._seen = 0  # the module's own requests, for the flaky release's every third
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
             if route not in PLUMBING_ROUTES:
                 self._served += 1
+                if status >= 500:
+                    self._errors += 1
                 now = time.monotonic()
                 self._recent.append((now, seconds))
                 if len(self._recent) > 4096 or self._recent[0][0] < now - LATENCY_WINDOW_SECONDS:
@@ -75,6 +96,14 @@ class Metrics:
                     buckets[index] += 1
             self._sums[route] = self._sums.get(route, 0.0) + seconds
             self._counts[route] = self._counts.get(route, 0) + 1
+
+    def fails_now(self, route: str) -> bool:
+        """The flaky release: every third of the module's own requests, once it has served a while."""
+        if route in PLUMBING_ROUTES or not is_flaky() or time.monotonic() - STARTED < flaky_after():
+            return False
+        with self._lock:
+            self._seen += 1
+            return self._seen % 3 == 0
 
     def render(self) -> str:
         module = self.module
@@ -108,12 +137,16 @@ class Metrics:
                 seconds for at, seconds in self._recent if at >= time.monotonic() - LATENCY_WINDOW_SECONDS
             ]
             served = self._served
+            errors = self._errors
         # The platform's module interface (docs/metrics.md): requests served (plumbing routes left out)
         # and the recent mean latency; the planner reads these.
         lines += [
             "# HELP khronika_module_requests_total Requests the module served (health, version, metrics left out).",
             "# TYPE khronika_module_requests_total counter",
             f'khronika_module_requests_total{{module="{module}"}} {served}',
+            "# HELP khronika_module_errors_total Requests the module served with a 5xx answer.",
+            "# TYPE khronika_module_errors_total counter",
+            f'khronika_module_errors_total{{module="{module}"}} {errors}',
             f"# HELP khronika_module_request_duration_seconds Mean time to serve a request, last {LATENCY_WINDOW_SECONDS:g} s.",
             "# TYPE khronika_module_request_duration_seconds gauge",
             f'khronika_module_request_duration_seconds{{module="{module}"}} '
@@ -164,6 +197,8 @@ class SampleHandler(BaseHTTPRequestHandler):
         try:
             route, match = self._find_route(method, path)
             route_label = route[2]
+            if self.metrics.fails_now(route_label):
+                raise HttpError(HTTPStatus.INTERNAL_SERVER_ERROR, "flaky sample release: failed on purpose")
             status, body = route[3](match, self)
         except HttpError as exc:
             status, body = exc.status, {"error": exc.message}
@@ -235,7 +270,13 @@ def serve(module: str, routes: list[Route], default_port: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    state = "BROKEN (health fails)" if is_broken() else "ok"
+    state = (
+        "BROKEN (health fails)"
+        if is_broken()
+        else f"BROKEN (every third request fails after {flaky_after():g} s)"
+        if is_flaky()
+        else "ok"
+    )
     print(f"{module} {sample_version()} listening on :{port} ({state})", flush=True)
     server.serve_forever()
     server.server_close()

@@ -69,7 +69,7 @@ class ChannelError(ProblemsError):
     what = "release channel"
 
 
-def _problem(message: str, field: str = "") -> ChannelError:
+def problem(message: str, field: str = "") -> ChannelError:
     return ChannelError([Problem(None, field, message)])
 
 
@@ -220,7 +220,7 @@ def _json(answer_body: bytes, what: str) -> Any:
     try:
         return json.loads(answer_body)
     except ValueError:
-        raise _problem(f"{what}: the registry answered something that is not JSON") from None
+        raise problem(f"{what}: the registry answered something that is not JSON") from None
 
 
 def _digest(data: bytes) -> str:
@@ -245,7 +245,7 @@ class RegistryChannel:
             return self.client.send(method, self.registry, self.repository, url, **options)
         except OSError as exc:
             reason = getattr(exc, "reason", exc)
-            raise _problem(f"{self.name} does not answer: {reason}") from None
+            raise problem(f"{self.name} does not answer: {reason}") from None
 
     def tags(self) -> list[str]:
         """The repository's release tags (semantic versions; other tags are not releases)."""
@@ -256,7 +256,7 @@ class RegistryChannel:
             if answer.status == 404:
                 return []  # nothing published yet
             if answer.status != 200:
-                raise _problem(f"{self.name}: listing the tags answered HTTP {answer.status}")
+                raise problem(f"{self.name}: listing the tags answered HTTP {answer.status}")
             document = _json(answer.body, "the tag list")
             tags += [str(tag) for tag in (document.get("tags") or []) if isinstance(tag, str)]
             link = re.match(r'^<([^>]+)>;\s*rel="next"', answer.headers.get("Link", ""))
@@ -271,7 +271,7 @@ class RegistryChannel:
         answer = self._send("GET", f"{self.base}/manifests/{tag}", headers={"Accept": OCI_MANIFEST})
         origin = f"registry://{self.registry}/{self.repository}:{tag}"
         if answer.status != 200:
-            raise _problem(f"{origin}: the registry answered HTTP {answer.status}")
+            raise problem(f"{origin}: the registry answered HTTP {answer.status}")
         manifest = _json(answer.body, origin)
         layers = manifest.get("layers") if isinstance(manifest, dict) else None
         if (
@@ -280,22 +280,22 @@ class RegistryChannel:
             or not isinstance(layers[0], dict)
             or layers[0].get("mediaType") != RELEASE_ARTIFACT
         ):
-            raise _problem(f"{origin}: not a release manifest artifact ({RELEASE_ARTIFACT}, one layer)")
+            raise problem(f"{origin}: not a release manifest artifact ({RELEASE_ARTIFACT}, one layer)")
         layer = layers[0]
         digest, size = str(layer.get("digest", "")), layer.get("size")
         if not isinstance(size, int) or not 0 < size <= MAX_MANIFEST_BYTES:
-            raise _problem(
+            raise problem(
                 f"{origin}: its release manifest's size {size!r} is not 1 to {MAX_MANIFEST_BYTES} bytes"
             )
         blob = self._send("GET", f"{self.base}/blobs/{digest}", limit=MAX_MANIFEST_BYTES)
         if blob.status != 200:
-            raise _problem(f"{origin}: its release manifest {digest} answered HTTP {blob.status}")
+            raise problem(f"{origin}: its release manifest {digest} answered HTTP {blob.status}")
         if _digest(blob.body) != digest:
-            raise _problem(f"{origin}: the bytes the registry gave are not {digest} (refused)")
+            raise problem(f"{origin}: the bytes the registry gave are not {digest} (refused)")
         text = blob.body.decode("utf-8", errors="replace")
         release = load_release_text(text, origin)
         if release.version != tag:
-            raise _problem(f"{origin}: the manifest inside says release {release.version}, not {tag}")
+            raise problem(f"{origin}: the manifest inside says release {release.version}, not {tag}")
         manifest_digest = answer.headers.get("Docker-Content-Digest") or _digest(answer.body)
         return ChannelRelease(release, f"{origin}@{manifest_digest}", text)
 
@@ -319,7 +319,7 @@ class RegistryChannel:
         started = self._send("POST", f"{self.base}/blobs/uploads/", data=b"")
         location = started.headers.get("Location", "")
         if started.status != 202 or not location:
-            raise _problem(f"{self.name}: starting an upload answered HTTP {started.status}")
+            raise problem(f"{self.name}: starting an upload answered HTTP {started.status}")
         if location.startswith("/"):
             location = f"https://{self.registry}{location}"
         joined = "&" if "?" in location else "?"
@@ -330,7 +330,7 @@ class RegistryChannel:
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data))},
         )
         if done.status != 201:
-            raise _problem(f"{self.name}: uploading {media_type} answered HTTP {done.status}")
+            raise problem(f"{self.name}: uploading {media_type} answered HTTP {done.status}")
         return digest
 
     def publish(self, text: str, source: str = "<manifest>") -> tuple[str, bool]:
@@ -342,7 +342,7 @@ class RegistryChannel:
             existing = self.fetch(release.version)
             if existing.text.encode() == data:
                 return existing.origin, False
-            raise _problem(
+            raise problem(
                 f"{self.name}: release {release.version} is already published with other contents; "
                 "a release number is never reused (publish a new number)"
             )
@@ -376,18 +376,18 @@ class RegistryChannel:
         )
         if answer.status != 201:
             detail = answer.body[:300].decode("utf-8", errors="replace")
-            raise _problem(f"{self.name}: the manifest was refused (HTTP {answer.status}): {detail}")
+            raise problem(f"{self.name}: the manifest was refused (HTTP {answer.status}): {detail}")
         digest = answer.headers.get("Docker-Content-Digest") or _digest(body)
         return f"registry://{self.registry}/{self.repository}:{release.version}@{digest}", True
 
 
 def load_release_text(text: str, source: str) -> Release:
     if len(text.encode()) > MAX_MANIFEST_BYTES:
-        raise _problem(f"{source}: a release manifest is at most {MAX_MANIFEST_BYTES} bytes")
+        raise problem(f"{source}: a release manifest is at most {MAX_MANIFEST_BYTES} bytes")
     try:
         data = safe_yaml.load_text(text, source)
     except safe_yaml.YamlError as exc:
-        raise _problem(f"{source}: {exc}") from None
+        raise problem(f"{source}: {exc}") from None
     try:
         return parse_release(data, source)
     except ReleaseError as exc:
@@ -410,12 +410,12 @@ class FolderChannel:
         from khronika_ops.archive.verify import ArchiveError, verify
 
         if not self.folder.is_dir():
-            raise _problem(f"{self.name}: no such folder")
+            raise problem(f"{self.name}: no such folder")
         if not self.key.is_file():
-            raise _problem(f"{self.name}: the key {self.key} is not a file (archives are refused unsigned)")
+            raise problem(f"{self.name}: the key {self.key} is not a file (archives are refused unsigned)")
         archives = sorted(path for path in self.folder.iterdir() if path.suffix == ".tar")
         if len(archives) > MAX_ARCHIVES:
-            raise _problem(f"{self.name}: more than {MAX_ARCHIVES} archives; move the old ones away")
+            raise problem(f"{self.name}: more than {MAX_ARCHIVES} archives; move the old ones away")
         found: dict[str, ChannelRelease] = {}
         refused: list[Refused] = []
         for path in archives:
@@ -463,11 +463,11 @@ def _archive_member(path: Path, name: str, expected: str | None) -> str:
     with tarfile.open(path, mode="r:") as archive:
         member = archive.getmember(name)
         if member.size > MAX_MANIFEST_BYTES:
-            raise _problem(f"{path}: {name} is larger than {MAX_MANIFEST_BYTES} bytes")
+            raise problem(f"{path}: {name} is larger than {MAX_MANIFEST_BYTES} bytes")
         handle = archive.extractfile(member)
         data = handle.read(MAX_MANIFEST_BYTES + 1) if handle is not None else b""
     if expected is None or hashlib.sha256(data).hexdigest() != expected:
-        raise _problem(f"{path}: {name} changed since it was verified (refused)")
+        raise problem(f"{path}: {name} changed since it was verified (refused)")
     return data.decode("utf-8", errors="replace")
 
 
@@ -503,8 +503,10 @@ class Stage(StrictModel):
     hosts: list[str]
     state: Literal["pending", "switched", "soaked", "rolled-back", "failed"] = "pending"
     run: str = ""  # the update run's report folder
+    started_at: str | None = None  # the stage's update began: "before" is measured up to here
     switched_at: str | None = None
     soaked_at: str | None = None
+    alerts_before: list[str] | None = None  # alerts firing when the stage began (not bad signs of it)
     note: str = ""
 
 
@@ -513,6 +515,8 @@ class Rollout(StrictModel):
     from_release: str
     started_at: str
     stages: list[Stage]
+    origin: str = ""  # where the release came from (registry artifact or archive)
+    archive: str | None = None  # a folder channel's verified archive: install-offline.yml installs it
     failed_hosts: list[str] = Field(default_factory=list)
 
     def next_stage(self) -> Stage | None:
@@ -533,6 +537,7 @@ class ChannelState(StrictModel):
     failed: dict[str, str] = Field(default_factory=dict)  # release -> why, never retried automatically
     halted: Halt | None = None
     rollout: Rollout | None = None
+    last_rollout: Rollout | None = None  # the one that ended (applied, failed, rolled back)
     runs: list[RunLine] = Field(default_factory=list)
 
     def with_run(self, line: RunLine) -> ChannelState:
@@ -556,7 +561,7 @@ class StateStore:
         if not self.file.exists():
             return ChannelState()
         if self.file.stat().st_size > MAX_STATE_BYTES:
-            raise _problem(f"{self.file}: larger than {MAX_STATE_BYTES} bytes")
+            raise problem(f"{self.file}: larger than {MAX_STATE_BYTES} bytes")
         try:
             return ChannelState.model_validate_json(self.file.read_bytes())
         except ValidationError as exc:
@@ -583,7 +588,7 @@ class StateStore:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise _problem(
+                raise problem(
                     f"another channel run holds {self.folder / 'lock'}; this one does nothing"
                 ) from None
             try:
@@ -594,9 +599,9 @@ class StateStore:
 
 def approve(state: ChannelState, version: str, known: Sequence[str] = ()) -> ChannelState:
     if not SEMVER_RE.match(version):
-        raise _problem(f"{version!r} is not a release version such as 2.0.0")
+        raise problem(f"{version!r} is not a release version such as 2.0.0")
     if version in state.failed:
-        raise _problem(
+        raise problem(
             f"release {version} failed ({state.failed[version]}): a failed release is never applied by the "
             "channel again; publish a fixed release, or run update.yml for it by hand"
         )
@@ -763,11 +768,11 @@ def plan_stages(
     """The canary first (its group's hosts among `hosts`, or the first `count`), then batches of the rest
     in inventory order. A canary group with no host of the site is an error, not an empty stage."""
     if not hosts:
-        raise _problem("the site has no platform host to update")
+        raise problem("the site has no platform host to update")
     if canary.group is not None:
         first = [host for host in hosts if host in set(canary_hosts)]
         if not first:
-            raise _problem(f"the canary group {canary.group!r} has no platform host", "canary.group")
+            raise problem(f"the canary group {canary.group!r} has no platform host", "canary.group")
     else:
         assert canary.count is not None
         first = list(hosts[: canary.count])

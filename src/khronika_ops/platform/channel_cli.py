@@ -155,10 +155,11 @@ def approve_command(
 
 
 def resume_command(inventory: Inventory, vault_password_file: VaultFile = None) -> None:
-    """Lift the channel's halt after a look at why it halted (the release that failed stays failed)."""
+    """Lift the channel's halt after a look at why it halted (the release that failed stays failed); its
+    Alertmanager alert is resolved."""
     from khronika_ops.platform.channel import ChannelError, RunLine, now_iso, resume
 
-    _, store = _site(inventory, vault_password_file)
+    site, store = _site(inventory, vault_password_file)
     try:
         with store.lock():
             state = _load(store)
@@ -180,6 +181,16 @@ def resume_command(inventory: Inventory, vault_password_file: VaultFile = None) 
     except ChannelError as exc:
         _stderr.print(error_text(exc))
         raise typer.Exit(code=1) from None
+    from datetime import UTC, datetime
+
+    from khronika_ops.platform.channel_run import Alerts
+
+    manager = site.alertmanager
+    Alerts(
+        manager.get("url"), manager.get("user", ""), manager.get("password", ""), manager.get("ca")
+    ).resolve(
+        site.name, halt, datetime.now(UTC), lambda line: _stderr.print(line, markup=False, highlight=False)
+    )
     _stdout.print(
         f"resumed: the halt on {halt.release} is lifted; {halt.release} itself is never retried by the channel",
         markup=False,
@@ -217,3 +228,43 @@ def publish_command(
         raise typer.Exit(code=1) from None
     said = "published" if written else "already published (the same manifest)"
     _stdout.print(f"{said}: {origin}", markup=False, highlight=False)
+
+
+def auto_command(inventory: Inventory, vault_password_file: VaultFile = None) -> None:
+    """One run of the release channel (a systemd timer or an AWX schedule runs it): nothing to do or
+    outside the window -> it says so and exits; a release the policy allows -> the canary, its soak
+    watching Prometheus, then the batches; a bad sign -> rolled back, halted, alert firing.
+    Exit 1 when this run halted the channel."""
+    from datetime import UTC, datetime
+
+    from khronika_ops.platform.channel import ChannelError
+    from khronika_ops.platform.channel_run import Alerts, ChannelRun, Prometheus, playbook_executor
+
+    site, store = _site(inventory, vault_password_file)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def say(line: str) -> None:
+        _stdout.print(f"{stamp} {line}" if not line.startswith("  ") else line, markup=False, highlight=False)
+
+    policy = site.policy
+    run = ChannelRun(
+        site,
+        store,
+        playbook_executor(
+            inventory, vault_password_file=vault_password_file, artifacts_root=store.folder / "runs", say=say
+        ),
+        alerts=Alerts(
+            site.alertmanager.get("url"),
+            site.alertmanager.get("user", ""),
+            site.alertmanager.get("password", ""),
+            site.alertmanager.get("ca"),
+        ),
+        say=say,
+        prometheus=Prometheus(policy.watch) if policy.watch.prometheus else None,
+    )
+    try:
+        code = run.run()
+    except ChannelError as exc:
+        _stderr.print(error_text(exc))
+        raise typer.Exit(code=2) from None
+    raise typer.Exit(code=code)

@@ -7,7 +7,7 @@ platform host: debug is an action that runs on the controller, so nothing connec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,12 @@ _SITE_VARIABLES = (
     "'state': khronika_site_state | default(None), "
     "'release': khronika_release_version | default(None), "
     "'alertmanager': khronika_update_alertmanager_url | default(None), "
+    "'alertmanager_user': khronika_update_alertmanager_user | default(''), "
+    "'alertmanager_password': khronika_update_alertmanager_password | default(''), "
+    "'alertmanager_ca': khronika_update_alertmanager_ca | default(''), "
+    "'releases_dir': khronika_releases_dir | default(None), "
+    "'modules': khronika_modules | default([]), "
+    "'site': khronika_site_name | default(inventory_dir | basename), "
     "'groups': groups"
     "} | to_json }}"
 )
@@ -37,7 +43,10 @@ class Site:
     release: str | None  # what the site should run: the site state's release, else the inventory's
     hosts: list[str]  # platform and GPU hosts, inventory order
     groups: dict[str, list[str]]
-    alertmanager: str | None
+    alertmanager: dict[str, str] = field(default_factory=dict)  # url, user, password, ca
+    releases_dir: str | None = None
+    modules: list[dict[str, Any]] = field(default_factory=list)
+    name: str = "site"
 
 
 def read_site(inventory: str, vault_password_file: Path | None = None, timeout: int = 120) -> Site:
@@ -99,4 +108,19 @@ def read_site(inventory: str, vault_password_file: Path | None = None, timeout: 
     for group in ("khronika_platform", "khronika_gpu"):
         hosts += [host for host in groups.get(group, []) if host not in hosts]
     release = site_state.release(values.get("release"), state) or None
-    return Site(inventory, policy, release, hosts, groups, values.get("alertmanager"))
+    alertmanager = {
+        key: str(values.get(f"alertmanager{suffix}") or "")
+        for key, suffix in (("url", ""), ("user", "_user"), ("password", "_password"), ("ca", "_ca"))
+    }
+    modules = [dict(module) for module in values.get("modules") or [] if isinstance(module, dict)]
+    return Site(
+        inventory,
+        policy,
+        release,
+        hosts,
+        groups,
+        alertmanager=alertmanager,
+        releases_dir=values.get("releases_dir") or None,
+        modules=modules,
+        name=str(values.get("site") or "site"),
+    )

@@ -445,6 +445,7 @@ def _channel_commands() -> None:
     update_app.add_typer(channel_cli.channel_app, name="channel")
     update_app.command("approve")(channel_cli.approve_command)
     update_app.command("resume")(channel_cli.resume_command)
+    update_app.command("auto")(channel_cli.auto_command)
     release_app.command("publish")(channel_cli.publish_command)
 
 

@@ -52,7 +52,7 @@ class Alertmanager:
     ca_file: str | None = None
     timeout: float = 10.0
 
-    def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+    def _request(self, method: str, path: str, body: Mapping[str, Any] | list[Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
             self.url.rstrip("/") + path,
@@ -82,6 +82,17 @@ class Alertmanager:
     def post(self, body: Mapping[str, Any]) -> str:
         answer = self._request("POST", "/api/v2/silences", body)
         return str((answer or {}).get("silenceID", ""))
+
+    def post_alerts(self, alerts: list[Mapping[str, Any]]) -> None:
+        """Alerts as a client sends them (`/api/v2/alerts`): firing until their `endsAt`, resolved by one
+        sent again with `endsAt` now."""
+        self._request("POST", "/api/v2/alerts", alerts)
+
+    def alerts(self, active: bool = True) -> list[dict[str, Any]]:
+        answer = self._request(
+            "GET", "/api/v2/alerts" + ("?active=true&silenced=false&inhibited=false" if active else "")
+        )
+        return [alert for alert in answer or [] if isinstance(alert, dict)]
 
 
 def iso(moment: datetime) -> str:

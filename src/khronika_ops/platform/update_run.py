@@ -402,6 +402,7 @@ class BackupRecord(StrictModel):
     path: str
     sha256: str
     bytes: int
+    set_aside: bool = False  # a late rollback's copy of the newer release's data, never pruned
 
 
 class ModuleSwitch(StrictModel):

@@ -191,6 +191,11 @@ class CatalogModule(StrictModel):
     stop_timeout: Seconds = Field(10.0, ge=0, le=3600)
     http: HttpRoute | None = None
     data_check: DataCheck | None = None
+    # A late rollback (the release channel, after the new release served traffic): `keep` when the
+    # previous release reads the data the newer one wrote (it switches back on it, nothing restored);
+    # `restore` when it may not (the newer data is copied aside, the pre-update copy restored when the
+    # channel's policy allows, else the channel halts with the module left on the newer release).
+    rollback_data: Literal["restore", "keep"] = "restore"
     min_host: HostMinimum = HostMinimum()
 
     @property
