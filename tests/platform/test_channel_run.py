@@ -402,15 +402,28 @@ def test_a_failed_canary_halts_the_channel_and_fires_an_alert_until_resumed(
 
 def test_the_failure_budget_spans_batches(tmp_path: Path) -> None:
     within = Recorder(tmp_path / "within", fail={"app2", "app4"})
-    run, store, _ = channel_run(tmp_path / "within", within, FakeClock(START), failure_budget=2, batch={"hosts": 1})
+    run, store, _ = channel_run(
+        tmp_path / "within", within, FakeClock(START), failure_budget=2, batch={"hosts": 1}
+    )
     assert run.run() == 0
     assert store.load().runs[-1].message.endswith("failed within the budget: app2, app4")
     past = Recorder(tmp_path / "past", fail={"app2", "app4", "app5"})
-    run, store, _ = channel_run(tmp_path / "past", past, FakeClock(START), failure_budget=2, batch={"hosts": 1})
+    run, store, _ = channel_run(
+        tmp_path / "past", past, FakeClock(START), failure_budget=2, batch={"hosts": 1}
+    )
     assert run.run() == 1
-    assert [values["khronika_update_hosts"] for _, values in past.calls] == ["app1", "app2", "app3", "app4", "app5"]
+    assert [values["khronika_update_hosts"] for _, values in past.calls] == [
+        "app1",
+        "app2",
+        "app3",
+        "app4",
+        "app5",
+    ]
     halted = store.load().halted
-    assert halted is not None and "batch 4, past the failure budget (2) (app5) failed its update" in halted.reason
+    assert (
+        halted is not None
+        and "batch 4, past the failure budget (2) (app5) failed its update" in halted.reason
+    )
 
 
 def test_outside_the_window_nothing_happens_and_a_closing_window_stops_between_stages(tmp_path: Path) -> None:
