@@ -40,8 +40,7 @@ from khronika_ops import safe_yaml
 from khronika_ops.platform.common import Seconds
 from khronika_ops.platform.registry import RegistryClient
 from khronika_ops.platform.release import SEMVER_RE, Release, ReleaseError, parse_release, semver_key
-from khronika_ops.platform.update import MaintenanceWindow, iso
-from khronika_ops.quantities import format_duration
+from khronika_ops.platform.update import MaintenanceWindow, human, iso
 from khronika_ops.validation import Problem, ProblemsError, StrictModel, problems_from_validation
 
 POLICY_VARIABLE = "khronika_update_channel"
@@ -808,15 +807,19 @@ def now_iso(now: datetime | None = None) -> str:
     return iso(now or datetime.now(UTC))
 
 
+def _span(seconds: float) -> str:
+    return f"{seconds:g}s" if seconds < 60 else human(seconds)
+
+
 def describe_policy(policy: ChannelPolicy) -> list[str]:
     canary = f"group {policy.canary.group}" if policy.canary.group else f"first {policy.canary.count} host(s)"
     batch = f"{policy.batch.hosts} host(s)" if policy.batch.hosts else f"{policy.batch.percent} % of the rest"
     window = policy.window
-    every = f", every {format_duration(window.every)}" if window.every else ""
+    every = f", every {_span(window.every)}" if window.every else ""
     lines = [
         f"applies:  change-release {policy.apply['change-release']}, new-version {policy.apply['new-version']}",
-        f"window:   from {iso(window.start)} for {format_duration(window.duration)}{every}",
-        f"stages:   canary {canary}, soak {format_duration(policy.soak)}, then batches of {batch};"
+        f"window:   from {iso(window.start)} for {_span(window.duration)}{every}",
+        f"stages:   canary {canary}, soak {_span(policy.soak)}, then batches of {batch};"
         f" failure budget {policy.failure_budget} host(s)",
         f"watch:    {policy.watch.prometheus or 'no Prometheus (the soak only waits)'}",
         f"late rollback: {'restores the backup (the newer data kept aside)' if policy.late_rollback_restore else 'never restores by itself (the newer data stays; the channel halts)'}",

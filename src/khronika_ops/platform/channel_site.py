@@ -1,8 +1,8 @@
 """The site as the release channel sees it, read from the inventory through Ansible itself.
 
 The channel's policy, the site state, the release and the hosts are inventory variables (templated,
-vault values decrypted as every playbook sees them). They are read with one ad-hoc `debug` on the first
-platform host: debug is an action that runs on the controller, so nothing connects to a host.
+vault values decrypted as every playbook sees them). They are read with one ad-hoc `debug` on the
+platform hosts: debug is an action that runs on the controller, so nothing connects to a host.
 """
 
 from __future__ import annotations
@@ -53,10 +53,10 @@ def read_site(inventory: str, vault_password_file: Path | None = None, timeout: 
     from khronika_ops.runner import ansible_errors
 
     check_inventory(inventory)
-    first = f"{PLATFORM_PATTERN}[0]"
+    # Every host of the pattern answers (debug is local and quick); the first one's values are taken.
     proc = _adhoc(
         inventory,
-        first,
+        PLATFORM_PATTERN,
         ["-m", "ansible.builtin.debug", "-a", f"msg={_SITE_VARIABLES}"],
         timeout,
         vault_password_file,

@@ -55,12 +55,21 @@ def _adhoc(
     inventory: str, pattern: str, module: list[str], timeout: int, vault_password_file: Path | None
 ) -> subprocess.CompletedProcess[str]:
     """`ansible PATTERN -i INVENTORY <module>` with its results as one JSON document on stdout."""
+    from khronika_ops.runner import REPO_ROOT
+
+    # The checkout's ansible.cfg (its collections, the json callback) unless the caller chose one: a
+    # systemd timer or AWX runs us from anywhere.
+    config = os.environ.get("ANSIBLE_CONFIG") or (
+        str(REPO_ROOT / "ansible.cfg") if (REPO_ROOT / "ansible.cfg").is_file() else ""
+    )
     env = dict(
         os.environ,
         ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
         ANSIBLE_STDOUT_CALLBACK=JSON_CALLBACK,
         ANSIBLE_INVENTORY_UNPARSED_FAILED="1",
     )
+    if config:
+        env["ANSIBLE_CONFIG"] = config
     cmd = [ansible_tool("ansible"), pattern, "-i", inventory, *module]
     if vault_password_file is not None:
         cmd += ["--vault-password-file", str(Path(vault_password_file).resolve())]

@@ -50,7 +50,8 @@ def iso(moment: datetime) -> str:
     return _utc(moment).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _human(seconds: float) -> str:
+def human(seconds: float) -> str:
+    """90 -> '2m', 14400 -> '4h', 604800 -> '7d' (minutes at best: a window's grain)."""
     minutes = round(seconds / 60)
     days, rest = divmod(minutes, 1440)
     hours, minutes = divmod(rest, 60)
@@ -109,8 +110,8 @@ class MaintenanceWindow(StrictModel):
         if start <= moment < end:
             return None
         return (
-            f"outside the maintenance window: it opens at {iso(start)} (in {_human((start - moment).total_seconds())})"
-            f" and lasts {_human(self.duration)}"
+            f"outside the maintenance window: it opens at {iso(start)} (in {human((start - moment).total_seconds())})"
+            f" and lasts {human(self.duration)}"
         )
 
 
