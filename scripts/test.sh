@@ -87,10 +87,10 @@ for name in "${STAGES[@]}"; do
     ansible-lint) stage ansible-lint ansible-lint --profile production --strict ;;
     ruff) stage ruff sh -c 'ruff check . && ruff format --check .' ;;
     mypy) stage mypy mypy src ;;
-    pytest) stage pytest pytest -q ;;
+    pytest) stage pytest pytest -q --durations=15 ;;
     molecule) run_molecule ;;
     # The README's first command, shortened (2 hosts, a minute of traffic): tests/e2e/test_lab.py.
-    lab) LAB_RAN=1; stage lab env KHRONIKA_LAB_E2E=1 pytest -q -p no:cacheprovider tests/e2e ;;
+    lab) LAB_RAN=1; stage lab env KHRONIKA_LAB_E2E=1 pytest -q -p no:cacheprovider --durations=0 tests/e2e ;;
     *) echo "unknown stage $name (stages: ${ALL_STAGES[*]})" >&2; FAILED=1 ;;
   esac
 done

@@ -290,12 +290,189 @@ def test_a_second_run_changes_nothing(first_run, tmp_path):
     assert "running" in next(s["detail"] for s in summary["stages"] if s["name"] == "hosts")
 
 
+class Appeals:
+    """Appeals sent through the lab's gateway in the background, each answer kept with its time."""
+
+    def __init__(self, summary: dict) -> None:
+        import threading
+
+        self.url = summary["endpoints"]["gateway"].split()[0].rstrip("/") + "/api/appeals/appeals"
+        self.context = ssl.create_default_context()
+        self.context.check_hostname = False
+        self.context.verify_mode = ssl.CERT_NONE  # the gateway's own certificate; its content is not the test
+        self.answers: list[tuple[float, int, str]] = []  # (time, status, appeal id)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._send, daemon=True)
+        self.thread.start()
+
+    def _send(self) -> None:
+        import time
+
+        while not self.stop.is_set():
+            request = urllib.request.Request(
+                self.url,
+                data=json.dumps({"text": "appeal sent during the channel's run"}).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            try:
+                with urllib.request.urlopen(request, context=self.context, timeout=10) as answer:
+                    status, body = answer.status, json.loads(answer.read() or b"{}")
+            except urllib.error.HTTPError as error:
+                status, body = error.code, {}
+            except (OSError, ValueError):
+                status, body = 0, {}
+            self.answers.append((time.time(), status, str(body.get("id", ""))))
+            time.sleep(0.15)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(15)
+
+
+def _channel(*argv: str, log: Path, timeout: int = 1200) -> subprocess.CompletedProcess[str]:
+    return _run(
+        [
+            KHRONIKA,
+            *argv,
+            "-i",
+            str(REPO / "inventories" / "lab"),
+            "--vault-password-file",
+            str(REPO / "lab" / "state" / "vault-pass"),
+        ],
+        log,
+        timeout=timeout,
+    )
+
+
+def _publish(version: str, log: Path) -> float:
+    import time
+
+    done = subprocess.run(
+        [
+            KHRONIKA,
+            "release",
+            "publish",
+            str(REPO / "inventories" / "lab" / "files" / "releases" / f"{version}.yml"),
+            "--registry",
+            "127.0.0.1:5050",
+            "--registry-user",
+            "khronika-lab",
+            "--registry-ca",
+            str(REPO / "inventories" / "lab" / "files" / "registry-ca.crt"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            **os.environ,
+            "KHRONIKA_REGISTRY_PASSWORD": (REPO / "lab" / "state" / "registry" / "password")
+            .read_text()
+            .strip(),
+        },
+    )
+    log.write_text(done.stdout + done.stderr)
+    assert done.returncode == 0 and "published: registry://" in done.stdout, done.stdout + done.stderr
+    return time.time()
+
+
+def _halt_alerts(summary: dict) -> list[dict]:
+    alerts = _api(summary, "alertmanager", "/api/v2/alerts?active=true")
+    return [a for a in alerts if a["labels"].get("alertname") == "KhronikaUpdateChannelHalted"]
+
+
+def test_the_release_channel_rolls_a_flaky_release_back_late_and_applies_the_fix(first_run, tmp_path):
+    """The channel on the lab (issue: mass automatic update): 1.5.0 passes every gate at its switch, then
+    answers 500 to every third appeal; the canary's soak sees it in the lab's Prometheus and rolls it back
+    with the pre-update copy restored, the appeals accepted meanwhile kept aside; halted, the alert fires
+    until resume; the fixed 1.5.1 is then applied."""
+    import time
+
+    _stdout, summary = first_run
+    nothing = _channel("update", "channel", "check", log=tmp_path / "check.log")
+    assert nothing.returncode == 0 and "decision: nothing" in nothing.stdout, nothing.stdout
+    appeals = Appeals(summary)
+    try:
+        time.sleep(20)  # "before": the module serving well, in Prometheus
+        published = _publish("1.5.0", tmp_path / "publish-1.5.0.log")
+        flaky = _channel("update", "auto", log=tmp_path / "auto-1.5.0.log")
+        halted_at = time.time()
+        assert flaky.returncode == 1, flaky.stdout[-4000:] + flaky.stderr[-2000:]
+        state = json.loads(
+            (REPO / "inventories" / "lab" / ".khronika" / "channel" / "state.json").read_text()
+        )
+        assert state["halted"]["release"] == "1.5.0"
+        reason = state["halted"]["reason"]
+        assert "appeals-api: " in reason and "answered 5xx since the switch" in reason, reason
+        assert "Rolled back to 1.1.0" in reason and "set-aside" in reason, reason
+        stage = state["last_rollout"]["stages"][0]
+        assert stage["state"] == "rolled-back" and stage["hosts"] == ["lab-app1"]
+        assert json.loads(_ssh("lab-app1", "cat", "/etc/khronika/release.json"))["version"] == "1.1.0"
+        # The appeals accepted while 1.5.0 served: not in the restored volume, every one in the copy set aside.
+        switched = dt_seconds(stage["switched_at"])
+        during = [
+            i for t, status, i in appeals.answers if status == 201 and i and switched + 2 < t < halted_at - 30
+        ]
+        assert during, appeals.answers[-20:]
+        aside = stage["note"].split("set aside: ", 1)[1].split(";")[0].split(":", 1)[1].strip()
+        listing = _ssh("lab-app1", "sudo", "tar", "-tzf", aside)
+        assert all(f"{appeal}.json" in listing for appeal in during), (during[:5], listing[:500])
+        before = [i for t, status, i in appeals.answers if status == 201 and i and t < published]
+        assert before
+        status, _ = _gateway_get(summary, before[-1])
+        assert status == 200
+        assert _gateway_get(summary, during[-1])[0] == 404  # restored: kept aside, not served
+        firing = _halt_alerts(summary)
+        assert len(firing) == 1 and firing[0]["labels"]["release"] == "1.5.0", firing
+        status_text = _channel("update", "channel", "status", log=tmp_path / "status.log").stdout
+        assert "HALTED:" in status_text and "lab-app1" in status_text and "1.5.0: " in status_text
+        # Halted: the next run does nothing; resume lifts it and resolves the alert.
+        assert _channel("update", "auto", log=tmp_path / "auto-halted.log").returncode == 0
+        assert _channel("update", "resume", log=tmp_path / "resume.log").returncode == 0
+        assert _halt_alerts(summary) == []
+        published = _publish("1.5.1", tmp_path / "publish-1.5.1.log")
+        fixed = _channel("update", "auto", log=tmp_path / "auto-1.5.1.log")
+        applied = time.time()
+        assert fixed.returncode == 0, fixed.stdout[-4000:] + fixed.stderr[-2000:]
+        assert json.loads(_ssh("lab-app1", "cat", "/etc/khronika/release.json"))["version"] == "1.5.1"
+        state = json.loads(
+            (REPO / "inventories" / "lab" / ".khronika" / "channel" / "state.json").read_text()
+        )
+        assert state["runs"][-1]["result"] == "applied" and state["halted"] is None
+        print(
+            f"1.5.0 on the canary until rolled back: {halted_at - switched:.0f} s; "
+            f"1.5.1 from publication to the whole site: {applied - published:.0f} s"
+        )
+    finally:
+        appeals.close()
+
+
+def dt_seconds(text: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _gateway_get(summary: dict, appeal: str) -> tuple[int, str]:
+    url = summary["endpoints"]["gateway"].split()[0].rstrip("/") + f"/api/appeals/appeals/{appeal}"
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+
+
 def test_status_then_down_leaves_nothing_but_what_was_not_the_labs(first_run, bystander):
     status = subprocess.run(
         [KHRONIKA, "lab", "status"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
-    assert "lab-mon1" in status and "release in the lab's inventory: 1.1.0" in status
-    assert "lab-app1" in status and status.count("1.1.0") >= 2  # the host's own record too
+    # The release channel's test applied 1.5.1 last: the site state and the host's own record say so.
+    assert "lab-mon1" in status and "release in the lab's inventory: 1.5.1" in status
+    assert "lab-app1" in status and status.count("1.5.1") >= 2
     down = subprocess.run([KHRONIKA, "lab", "down"], cwd=REPO, capture_output=True, text=True, check=False)
     assert down.returncode == 0, down.stdout + down.stderr
     for kind in ("ps -a", "volume ls", "network ls"):

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from khronika_ops import safe_yaml
-from khronika_ops.lab import INVENTORY_DIR, REGISTRY_NAME, REGISTRY_PORT, REPORTS_DIR, STATE_DIR
+from khronika_ops.lab import INVENTORY_DIR, REGISTRY_NAME, REGISTRY_PORT, REPO_ROOT, REPORTS_DIR, STATE_DIR
 from khronika_ops.lab.hosts import SSH_USER, LabHost
 
 FIRST_RELEASE = "1.0.0"
@@ -119,6 +119,44 @@ def module_targets(modules: Sequence[dict[str, Any]], platform_hosts: Sequence[s
     return targets
 
 
+def channel_policy(monitoring: str | None) -> dict[str, Any]:
+    """The lab's release channel: the lab registry's khronika/releases as this machine reaches it, a
+    window that is open but for a moment each month (a lab has no maintenance window), the first platform
+    host as the canary, a one-minute soak watching the lab's Prometheus, late rollbacks restoring."""
+    tls = "{{ inventory_dir }}/files/monitoring-tls/ca.crt"
+    policy: dict[str, Any] = {
+        "source": "registry",
+        "registry": f"127.0.0.1:{REGISTRY_PORT}",
+        "registry_user": "khronika-lab",
+        "registry_password": "{{ vault_khronika_registry_password }}",
+        "registry_ca": "{{ inventory_dir }}/files/registry-ca.crt",
+        "window": {"start": "2026-01-01T00:00:00Z", "duration": "31d", "every": "31d"},
+        "canary": {"count": 1},
+        "soak": "60s",
+        "batch": {"percent": 100},
+        "late_rollback_restore": True,
+    }
+    if monitoring:
+        access = {"user": "admin", "password": "{{ vault_monitoring_admin_password }}", "ca_file": tls}
+        policy["watch"] = {
+            "prometheus": f"https://{monitoring}:{role_default('monitoring_server', 'monitoring_server_prometheus_port')}",
+            **access,
+            "interval": "5s",
+            "baseline": "5m",
+            "min_requests": 10,
+        }
+        policy["alertmanager"] = {
+            "url": f"https://{monitoring}:{role_default('monitoring_server', 'monitoring_server_alertmanager_port')}",
+            **access,
+        }
+    return policy
+
+
+def role_default(role: str, name: str) -> Any:
+    """A role's default, read from the role itself, so the lab's URLs follow the roles."""
+    return safe_yaml.load_file(REPO_ROOT / "roles" / role / "defaults" / "main.yml")[name]
+
+
 def write(hosts: Sequence[LabHost], *, gateway: str, ssh_dir: Path, release: str) -> Path:
     """Write (or rewrite, with the same content) the inventory; returns hosts.yml's path."""
     files = INVENTORY_DIR / "files"
@@ -158,6 +196,7 @@ def write(hosts: Sequence[LabHost], *, gateway: str, ssh_dir: Path, release: str
 
     modules = catalog(platform)
     registry = f"{REGISTRY_NAME}:{REGISTRY_PORT}"
+    monitoring = next((host.address for host in hosts if "khronika_monitoring" in host.groups), None)
     main: dict[str, Any] = {
         # --- connection: real SSH with the lab's key, host keys pinned ------------------------------
         "ansible_user": SSH_USER,
@@ -216,6 +255,8 @@ def write(hosts: Sequence[LabHost], *, gateway: str, ssh_dir: Path, release: str
         "khronika_modules": modules,
         # Where the update reports go (the lab's update stage writes there; the support bundle reads them).
         "khronika_update_report_dir": str(REPORTS_DIR),
+        # --- the release channel (docs/updates.md): `khronika update channel check -i inventories/lab` -----
+        "khronika_update_channel": channel_policy(monitoring),
         # --- support ----------------------------------------------------------------------------------
         "khronika_support_organisation": {
             "name": "khronika-ops lab",

@@ -88,14 +88,20 @@ class StageFailed(RuntimeError):
 
 
 def release_state() -> str:
+    """What the lab runs: the site state's release (update.yml and the release channel write it), else
+    the release the lab's update stage reached, else the first one."""
+    from khronika_ops.platform import site_state
+
+    recorded = INVENTORY_DIR / site_state.STATE_FILE
+    if recorded.is_file():
+        try:
+            state = site_state.parse((safe_yaml.load_file(recorded) or {}).get(site_state.STATE_VARIABLE))
+        except (OSError, safe_yaml.YamlError, site_state.SiteStateError):
+            state = None
+        if state is not None:
+            return state.release
     path = STATE_DIR / "release"
     return path.read_text().strip() if path.is_file() else inventory.FIRST_RELEASE
-
-
-def role_default(role: str, name: str) -> Any:
-    """A role's default, read from the role itself, so the summary's URLs follow the roles."""
-    defaults = safe_yaml.load_file(REPO_ROOT / "roles" / role / "defaults" / "main.yml")
-    return defaults[name]
 
 
 def up(options: Options, say: Callable[[str], None] = print) -> LabRun:
@@ -209,7 +215,7 @@ def up(options: Options, say: Callable[[str], None] = print) -> LabRun:
         )
         traffic = Traffic(
             gateway.address,
-            port=int(role_default("gateway", "gateway_https_port")),
+            port=int(inventory.role_default("gateway", "gateway_https_port")),
             ca_file=str(cert),
             peak_rate=options.peak_rate,
             seconds=options.traffic_seconds,
@@ -231,9 +237,13 @@ def up(options: Options, say: Callable[[str], None] = print) -> LabRun:
         return report.line()
 
     def update_stage() -> str:
+        from khronika_ops.platform.release import semver_key
+
         current = release_state()
         if current == UPDATE_TO:
             return f"already on {UPDATE_TO}: nothing to update"
+        if semver_key(current) > semver_key(UPDATE_TO):
+            return f"already on {current}, newer than {UPDATE_TO} (the release channel applied it): nothing to update"
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         playbook(
             "update.yml",
@@ -310,15 +320,17 @@ def endpoints(hosts: list[LabHost]) -> dict[str, str]:
     found = {"registry": f"https://127.0.0.1:{REGISTRY_PORT} (user {REGISTRY_USER})"}
     if monitoring:
         found["prometheus"] = (
-            f"https://{monitoring.address}:{role_default('monitoring_server', 'monitoring_server_prometheus_port')}"
+            f"https://{monitoring.address}:{inventory.role_default('monitoring_server', 'monitoring_server_prometheus_port')}"
             " (user admin)"
         )
         found["alertmanager"] = (
-            f"https://{monitoring.address}:{role_default('monitoring_server', 'monitoring_server_alertmanager_port')}"
+            f"https://{monitoring.address}:{inventory.role_default('monitoring_server', 'monitoring_server_alertmanager_port')}"
             " (user admin)"
         )
     if gateway:
-        found["gateway"] = f"https://{gateway.address}:{role_default('gateway', 'gateway_https_port')}/"
+        found["gateway"] = (
+            f"https://{gateway.address}:{inventory.role_default('gateway', 'gateway_https_port')}/"
+        )
     return found
 
 

@@ -126,6 +126,22 @@ class Watch(StrictModel):
         return value
 
 
+class AlertmanagerAccess(StrictModel):
+    """Where the halt's alert goes (default: the update's khronika_update_alertmanager_* settings)."""
+
+    url: str
+    user: str = ""
+    password: str = ""
+    ca_file: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+
 class ChannelPolicy(StrictModel):
     source: Literal["registry", "folder"]
     registry: str | None = None  # host[:port] as the controller reaches it (default khronika_registry)
@@ -147,6 +163,7 @@ class ChannelPolicy(StrictModel):
         False  # after traffic: restore the pre-update backup (the newer data kept aside)
     )
     watch: Watch = Field(default_factory=Watch)
+    alertmanager: AlertmanagerAccess | None = None
     state_dir: str | None = None
 
     @field_validator("repository")

@@ -107,7 +107,12 @@ def status_command(
                 {
                     "channel": name,
                     "policy": site.policy.model_dump(
-                        mode="json", exclude={"registry_password": True, "watch": {"password"}}
+                        mode="json",
+                        exclude={
+                            "registry_password": True,
+                            "watch": {"password"},
+                            "alertmanager": {"password"},
+                        },
                     ),
                     "site_release": site.release,
                     "hosts": where,

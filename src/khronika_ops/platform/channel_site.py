@@ -112,6 +112,14 @@ def read_site(inventory: str, vault_password_file: Path | None = None, timeout: 
         key: str(values.get(f"alertmanager{suffix}") or "")
         for key, suffix in (("url", ""), ("user", "_user"), ("password", "_password"), ("ca", "_ca"))
     }
+    if policy.alertmanager is not None:
+        access = policy.alertmanager
+        alertmanager = {
+            "url": access.url,
+            "user": access.user,
+            "password": access.password,
+            "ca": access.ca_file or "",
+        }
     modules = [dict(module) for module in values.get("modules") or [] if isinstance(module, dict)]
     return Site(
         inventory,
