@@ -246,9 +246,9 @@ def auto_command(inventory: Inventory, vault_password_file: VaultFile = None) ->
     from khronika_ops.platform.channel_run import Alerts, ChannelRun, Prometheus, playbook_executor
 
     site, store = _site(inventory, vault_password_file)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def say(line: str) -> None:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         _stdout.print(f"{stamp} {line}" if not line.startswith("  ") else line, markup=False, highlight=False)
 
     policy = site.policy
