@@ -24,7 +24,7 @@ def release(version="1.0.0", kind="change-release", config=(), **modules):
 
 def test_committed_example_releases_are_valid():
     releases = list_releases(RELEASES)
-    assert [r.version for r in releases] == ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"]
+    assert [r.version for r in releases] == ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0", "1.5.1"]
     assert releases[0].kind == "new-version"
     assert all(r.module("appeals-api") for r in releases)
 
@@ -145,7 +145,7 @@ def test_skipped_releases_contribute_their_config_changes_and_downgrades_reverse
 
 
 def test_sample_releases_diff():
-    r100, r110, r120, r130, r140 = list_releases(RELEASES)
+    r100, r110, r120, r130, r140, r150, r151 = list_releases(RELEASES)
     result = diff(r110, r120, strategies={"appeals-api": "rolling", "classifier": "recreate"})
     assert [c.module for c in result.image_changes] == ["appeals-api"]  # classifier unchanged
     assert result.downtime == "partial"
@@ -154,6 +154,10 @@ def test_sample_releases_diff():
     assert [c.module for c in diff(r120, r130).image_changes] == ["appeals-api"]
     # 1.4.0, the sample that loses its appeals while healthy, too.
     assert [c.module for c in diff(r130, r140).image_changes] == ["appeals-api"]
+    # 1.5.0, the flaky sample the release channel's soak catches, and its fix 1.5.1.
+    assert [c.module for c in diff(r140, r150).image_changes] == ["appeals-api"]
+    assert [c.module for c in diff(r150, r151).image_changes] == ["appeals-api"]
+    assert not diff(r110, r151).crosses_new_version  # a change release: the channel applies it by itself
 
 
 def test_release_record():
