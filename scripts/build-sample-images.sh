@@ -7,7 +7,7 @@
 #   khronika-samples/appeals-api:1.0.0 1.1.0 1.2.0 1.3.0 1.4.0 1.5.0 1.5.1 (deliberately broken: 1.2.0's health
 #   check fails; 1.3.0 crashes once on its first start, after moving three appeals aside, then serves healthy;
 #   1.4.0 moves every appeal aside on its first start and serves healthy; 1.5.0 passes every gate, then
-#   answers 500 to every third appeals request after 30 s; 1.5.1 is 1.5.0 fixed)
+#   answers 500 to every third appeals request after 20 s; 1.5.1 is 1.5.0 fixed)
 #   khronika-samples/classifier:1.0.0 1.1.0
 #
 # With --push (e.g. 127.0.0.1:5000 after scripts/test-registry.sh start; DOCKER_CONFIG defaults to
@@ -52,7 +52,7 @@ for build in "${BUILDS[@]}"; do
     1) note=' (BROKEN on purpose: health check fails)' ;;
     crash-once) note=' (BROKEN on purpose: crashes once on its first start, after moving appeals aside)' ;;
     forget) note=' (BROKEN on purpose: moves every appeal aside on its first start and serves healthy)' ;;
-    flaky) note=' (BROKEN on purpose: every third appeals request answers 500 after 30 s)' ;;
+    flaky) note=' (BROKEN on purpose: every third appeals request answers 500 after 20 s)' ;;
     *) note='' ;;
   esac
   log "built $image$note"
@@ -116,7 +116,7 @@ write_release 1.4.0 change-release 2025-07-28 1.4.0 1.1.0 384m \
   "DELIBERATELY BROKEN: appeals-api 1.4.0 loses every appeal on its first start and serves healthy; only the catalog's data check sees it, and an update to it must roll back with the volume restored." \
   "config_changes: []"
 write_release 1.5.0 change-release 2025-09-01 1.5.0 1.1.0 384m \
-  "DELIBERATELY BROKEN: appeals-api 1.5.0 passes every gate at its switch, then answers 500 to every third appeals request once it has served 30 s; only a watch of the 5xx share after the switch sees it." \
+  "DELIBERATELY BROKEN: appeals-api 1.5.0 passes every gate at its switch, then answers 500 to every third appeals request once it has served 20 s; only a watch of the 5xx share after the switch sees it." \
   "config_changes: []"
 write_release 1.5.1 change-release 2025-09-08 1.5.1 1.1.0 384m \
   "Change release: 1.5.0 fixed (appeals-api serves every request again)." \

@@ -24,7 +24,15 @@ def test_release_list_and_show():
     assert result.exit_code == 0, result.output
     assert "1.0.0" in result.output and "new-version" in result.output
     listed = json.loads(invoke("release", "list", "--dir", str(RELEASES), "--json").output)
-    assert [row["version"] for row in listed] == ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0", "1.5.1"]
+    assert [row["version"] for row in listed] == [
+        "1.0.0",
+        "1.1.0",
+        "1.2.0",
+        "1.3.0",
+        "1.4.0",
+        "1.5.0",
+        "1.5.1",
+    ]
     shown = invoke("release", "show", "1.1.0", "--dir", str(RELEASES))
     assert shown.exit_code == 0 and "APPEALS_MAX_BYTES" in shown.output
     data = json.loads(invoke("release", "show", "1.1.0", "--dir", str(RELEASES), "--json").output)

@@ -7,7 +7,7 @@ Environment:
   KHRONIKA_SAMPLE_VERSION   the version to report (default: the VERSION file baked beside this file)
   KHRONIKA_SAMPLE_BROKEN=1  /health answers 503: the deliberately broken release
   KHRONIKA_SAMPLE_BROKEN=flaky  healthy, but once it has served for KHRONIKA_SAMPLE_FLAKY_AFTER seconds
-                            (default 30) every third request to the module's own routes answers 500: a
+                            (default 20) every third request to the module's own routes answers 500: a
                             release that passes every gate at its switch and fails under traffic
   KHRONIKA_SAMPLE_PORT      port to listen on (the module's default otherwise)
 """
@@ -58,9 +58,9 @@ def is_flaky() -> bool:
 
 def flaky_after() -> float:
     try:
-        return float(os.environ.get("KHRONIKA_SAMPLE_FLAKY_AFTER", "30"))
+        return float(os.environ.get("KHRONIKA_SAMPLE_FLAKY_AFTER", "20"))
     except ValueError:
-        return 30.0
+        return 20.0
 
 
 class Metrics:

@@ -122,7 +122,7 @@ def module_targets(modules: Sequence[dict[str, Any]], platform_hosts: Sequence[s
 def channel_policy(monitoring: str | None) -> dict[str, Any]:
     """The lab's release channel: the lab registry's khronika/releases as this machine reaches it, a
     window that is open but for a moment each month (a lab has no maintenance window), the first platform
-    host as the canary, a one-minute soak watching the lab's Prometheus, late rollbacks restoring."""
+    host as the canary, a 30-second soak watching the lab's Prometheus, late rollbacks restoring."""
     tls = "{{ inventory_dir }}/files/monitoring-tls/ca.crt"
     policy: dict[str, Any] = {
         "source": "registry",
@@ -132,7 +132,7 @@ def channel_policy(monitoring: str | None) -> dict[str, Any]:
         "registry_ca": "{{ inventory_dir }}/files/registry-ca.crt",
         "window": {"start": "2026-01-01T00:00:00Z", "duration": "31d", "every": "31d"},
         "canary": {"count": 1},
-        "soak": "60s",
+        "soak": "30s",
         "batch": {"percent": 100},
         "late_rollback_restore": True,
     }
