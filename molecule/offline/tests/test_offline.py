@@ -348,7 +348,14 @@ def test_the_archive_of_1_1_0_updates_the_host(host):
 
 
 def test_a_second_run_loads_nothing(host):
-    rc, out = playbook(ARCHIVES / "khronika-1.1.0.tar", "-e", "khronika_release_version=1.1.0")
+    # The OS part was checked by the run before (and is Ansible's own idempotence): only the images here.
+    rc, out = playbook(
+        ARCHIVES / "khronika-1.1.0.tar",
+        "-e",
+        "khronika_release_version=1.1.0",
+        "-e",
+        "khronika_archive_os_packages=false",
+    )
     assert rc == 0, out[-6000:]
     section = out.split("PLAY [Load the release's images on every host]", 1)[1].split("PLAY [", 1)[0]
     assert (

@@ -13,7 +13,7 @@ from typing import Any
 
 from khronika_ops.platform import site_state
 from khronika_ops.platform.channel import POLICY_VARIABLE, ChannelError, ChannelPolicy, parse_policy
-from khronika_ops.platform.status import StatusError, _adhoc, check_inventory, parse_stdout
+from khronika_ops.platform.status import StatusError, adhoc_document, check_inventory
 from khronika_ops.validation import Problem
 
 PLATFORM_PATTERN = "khronika_platform:khronika_gpu"
@@ -50,25 +50,15 @@ class Site:
 
 
 def read_site(inventory: str, vault_password_file: Path | None = None, timeout: int = 120) -> Site:
-    from khronika_ops.runner import ansible_errors
-
     check_inventory(inventory)
     # Every host of the pattern answers (debug is local and quick); the first one's values are taken.
-    proc = _adhoc(
+    document, _warnings = adhoc_document(
         inventory,
         PLATFORM_PATTERN,
         ["-m", "ansible.builtin.debug", "-a", f"msg={_SITE_VARIABLES}"],
         timeout,
         vault_password_file,
     )
-    said = ansible_errors(proc.stderr + "\n" + proc.stdout)
-    if said:
-        raise StatusError(f"ansible could not read {inventory}:\n  " + "\n  ".join(said))
-    try:
-        document = parse_stdout(proc.stdout)
-    except ValueError as exc:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise StatusError(f"ansible could not read {inventory} (rc {proc.returncode}): {detail[0]}") from exc
     results = [
         result
         for play in document.get("plays", [])

@@ -76,31 +76,21 @@ def _adhoc(
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
 
 
-def read_records(
-    inventory: str,
-    pattern: str = "khronika",
-    timeout: int = 300,
-    vault_password_file: Path | None = None,
-) -> dict[str, dict[str, Any]]:
-    """host -> record, or -> {"error": ...} for hosts that could not be read. StatusError when the
-    inventory does not parse, or no host of it matches `pattern` (with Ansible's own words)."""
+def adhoc_document(
+    inventory: str, pattern: str, module: list[str], timeout: int, vault_password_file: Path | None
+) -> tuple[dict[str, Any], str]:
+    """The json callback's document of one ad-hoc run and Ansible's warnings; StatusError with Ansible's own words when it
+    could not run (an inventory that does not parse, a vault without its password, no json callback)."""
     from khronika_ops.runner import ansible_errors
 
-    check_pattern(pattern)
     if vault_password_file is not None and not Path(vault_password_file).is_file():
         raise StatusError(f"vault password file {vault_password_file} does not exist")
-    proc = _adhoc(
-        inventory,
-        pattern,
-        ["-m", "ansible.builtin.slurp", "-a", f"src={RECORD_SOURCE}"],
-        timeout,
-        vault_password_file,
-    )
+    proc = _adhoc(inventory, pattern, module, timeout, vault_password_file)
     said = ansible_errors(proc.stderr + "\n" + proc.stdout)
     if said:
         raise StatusError(f"ansible could not read {inventory}:\n  " + "\n  ".join(said))
     try:
-        document = parse_stdout(proc.stdout)
+        return parse_stdout(proc.stdout), proc.stderr
     except json.JSONDecodeError as exc:
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         if JSON_CALLBACK in detail[0]:
@@ -110,9 +100,27 @@ def read_records(
                 "a checkout whose scripts/setup.sh ran (its ansible.cfg finds them)"
             ) from exc
         raise StatusError(f"ansible failed (rc {proc.returncode}): {detail[0]}") from exc
+
+
+def read_records(
+    inventory: str,
+    pattern: str = "khronika",
+    timeout: int = 300,
+    vault_password_file: Path | None = None,
+) -> dict[str, dict[str, Any]]:
+    """host -> record, or -> {"error": ...} for hosts that could not be read. StatusError when the
+    inventory does not parse, or no host of it matches `pattern` (with Ansible's own words)."""
+    check_pattern(pattern)
+    document, warned = adhoc_document(
+        inventory,
+        pattern,
+        ["-m", "ansible.builtin.slurp", "-a", f"src={RECORD_SOURCE}"],
+        timeout,
+        vault_password_file,
+    )
     records = parse_ansible_json(document)
     if not records:
-        warnings = [line for line in proc.stderr.splitlines() if "host pattern" in line or "No hosts" in line]
+        warnings = [line for line in warned.splitlines() if "host pattern" in line or "No hosts" in line]
         raise StatusError(
             f"no host of {inventory} matches {pattern!r}"
             + (f" (ansible: {warnings[0].strip()})" if warnings else "")
