@@ -42,6 +42,11 @@ def _site(inventory: str, vault_password_file: Path | None) -> tuple[Site, State
     return site, StateStore(site.policy.state_dir or default_state_dir(inventory))
 
 
+def _operator() -> str:
+    """Who ran the command, for the channel's run lines."""
+    return os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
+
+
 def _load(store: StateStore) -> ChannelState:
     from khronika_ops.platform.channel import ChannelError
 
@@ -139,7 +144,7 @@ def approve_command(
     try:
         with store.lock():
             state = approve(_load(store), version)
-            operator = os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
+            operator = _operator()
             store.save(
                 state.with_run(
                     RunLine(
@@ -172,7 +177,7 @@ def resume_command(inventory: Inventory, vault_password_file: VaultFile = None) 
                 _stdout.print("the channel is not halted: nothing to resume", markup=False, highlight=False)
                 return
             halt = state.halted
-            operator = os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
+            operator = _operator()
             state = resume(state).with_run(
                 RunLine(
                     at=now_iso(),
@@ -190,10 +195,7 @@ def resume_command(inventory: Inventory, vault_password_file: VaultFile = None) 
 
     from khronika_ops.platform.channel_run import Alerts
 
-    manager = site.alertmanager
-    Alerts(
-        manager.get("url"), manager.get("user", ""), manager.get("password", ""), manager.get("ca")
-    ).resolve(
+    Alerts.for_site(site.alertmanager).resolve(
         site.name, halt, datetime.now(UTC), lambda line: _stderr.print(line, markup=False, highlight=False)
     )
     _stdout.print(
@@ -258,12 +260,7 @@ def auto_command(inventory: Inventory, vault_password_file: VaultFile = None) ->
         playbook_executor(
             inventory, vault_password_file=vault_password_file, artifacts_root=store.folder / "runs", say=say
         ),
-        alerts=Alerts(
-            site.alertmanager.get("url"),
-            site.alertmanager.get("user", ""),
-            site.alertmanager.get("password", ""),
-            site.alertmanager.get("ca"),
-        ),
+        alerts=Alerts.for_site(site.alertmanager),
         say=say,
         prometheus=Prometheus(policy.watch) if policy.watch.prometheus else None,
     )

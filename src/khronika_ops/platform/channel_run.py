@@ -207,6 +207,11 @@ class Alerts:
 
         self.manager = Alertmanager(url, user, password, ca_file or None) if url else None
 
+    @classmethod
+    def for_site(cls, access: Mapping[str, str]) -> Alerts:
+        """From the site's {url, user, password, ca} (channel_site.Site.alertmanager)."""
+        return cls(access.get("url"), access.get("user", ""), access.get("password", ""), access.get("ca"))
+
     def _send(self, site: str, halt: Halt, ends: datetime, say: Callable[[str], None]) -> None:
         if self.manager is None:
             return
