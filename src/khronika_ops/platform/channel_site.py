@@ -13,7 +13,7 @@ from typing import Any
 
 from khronika_ops.platform import site_state
 from khronika_ops.platform.channel import POLICY_VARIABLE, ChannelError, ChannelPolicy, parse_policy
-from khronika_ops.platform.status import StatusError, adhoc_document, check_inventory
+from khronika_ops.platform.status import StatusError, adhoc_document, check_inventory, host_results
 from khronika_ops.validation import Problem
 
 PLATFORM_PATTERN = "khronika_platform:khronika_gpu"
@@ -59,12 +59,7 @@ def read_site(inventory: str, vault_password_file: Path | None = None, timeout: 
         timeout,
         vault_password_file,
     )
-    results = [
-        result
-        for play in document.get("plays", [])
-        for task in play.get("tasks", [])
-        for result in task.get("hosts", {}).values()
-    ]
+    results = [result for _host, result in host_results(document)]
     if not results:
         raise StatusError(f"{inventory} has no host in {PLATFORM_PATTERN}")
     result = results[0]

@@ -155,12 +155,7 @@ def read_containers(
         document = parse_stdout(proc.stdout)
     except json.JSONDecodeError:
         return {}
-    out: dict[str, Any] = {}
-    for play in document.get("plays", []):
-        for task in play.get("tasks", []):
-            for host, result in task.get("hosts", {}).items():
-                out[host] = running_modules(result)
-    return out
+    return {host: running_modules(result) for host, result in host_results(document)}
 
 
 def running_modules(result: dict[str, Any]) -> dict[str, Any]:
@@ -227,24 +222,32 @@ def parse_stdout(stdout: str) -> dict[str, Any]:
     return document
 
 
+def host_results(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(host, result) of every task of every play in the json callback's document, in its order."""
+    return [
+        (host, result)
+        for play in document.get("plays", [])
+        for task in play.get("tasks", [])
+        for host, result in task.get("hosts", {}).items()
+    ]
+
+
 def parse_ansible_json(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     records: dict[str, dict[str, Any]] = {}
-    for play in document.get("plays", []):
-        for task in play.get("tasks", []):
-            for host, result in task.get("hosts", {}).items():
-                if result.get("unreachable"):
-                    records[host] = {"error": f"unreachable: {result.get('msg', '')}".strip()}
-                elif result.get("failed") or "content" not in result:
-                    message = str(result.get("msg", "no release record"))
-                    if "not found" in message or "No such file" in message:
-                        path = _MISSING_PATH.search(message)
-                        message = f"no release recorded ({path.group(1) if path else RECORD_FILE} missing)"
-                        # Reachable, nothing deployed yet: an update's first deployment, not a failure.
-                        records[host] = {"error": message, "missing": True}
-                    else:
-                        records[host] = {"error": message}
-                else:
-                    records[host] = json.loads(base64.b64decode(result["content"]))
+    for host, result in host_results(document):
+        if result.get("unreachable"):
+            records[host] = {"error": f"unreachable: {result.get('msg', '')}".strip()}
+        elif result.get("failed") or "content" not in result:
+            message = str(result.get("msg", "no release record"))
+            if "not found" in message or "No such file" in message:
+                path = _MISSING_PATH.search(message)
+                message = f"no release recorded ({path.group(1) if path else RECORD_FILE} missing)"
+                # Reachable, nothing deployed yet: an update's first deployment, not a failure.
+                records[host] = {"error": message, "missing": True}
+            else:
+                records[host] = {"error": message}
+        else:
+            records[host] = json.loads(base64.b64decode(result["content"]))
     return dict(sorted(records.items()))
 
 
