@@ -72,11 +72,14 @@ def _openmetrics(end: int) -> str:
             ('instance="h1:9100",mountpoint="/srv",fstype="ext4",device="/dev/sdb1"', 500.0 * 1024**3),
             ('instance="h1:9100",mountpoint="/data",fstype="ext4",device="/dev/sdc1"', 500.0 * 1024**3),
             ('instance="h1:9100",mountpoint="/run",fstype="tmpfs",device="tmpfs"', 1.0 * 1024**3),
+            # A file the container runtime bind-mounts (a host that is a container): ext4, and not a disk.
+            ('instance="h1:9100",mountpoint="/etc/hosts",fstype="ext4",device="/dev/sdb1"', 500.0 * 1024**3),
         ],
         "node_filesystem_free_bytes": [
             ('instance="h1:9100",mountpoint="/srv",fstype="ext4",device="/dev/sdb1"', 300.0 * 1024**3),
             ('instance="h1:9100",mountpoint="/data",fstype="ext4",device="/dev/sdc1"', 400.0 * 1024**3),
             ('instance="h1:9100",mountpoint="/run",fstype="tmpfs",device="tmpfs"', 0.5 * 1024**3),
+            ('instance="h1:9100",mountpoint="/etc/hosts",fstype="ext4",device="/dev/sdb1"', 300.0 * 1024**3),
         ],
         # dcgm-exporter on h1 (percent and MiB).
         "DCGM_FI_DEV_GPU_UTIL": [('instance="h1:9400",gpu="0",modelName="NVIDIA H100 80GB HBM3"', 50.0)],
@@ -288,6 +291,8 @@ def test_node_exporter_and_dcgm_series_in_collector_names(served: Served) -> Non
         130
     )
     assert not [k for k in found if k[0].startswith("khronika_filesystem") and ("mount", "/run") in k[1]]
+    # The collector's rule (metrics.is_disk_mount): no file bind-mounted by a container runtime.
+    assert not [k for k in found if ("mount", "/etc/hosts") in k[1]]
     assert np.median(one("khronika_disk_iops", host="h1", device="sda")) == pytest.approx(150, rel=0.01)
     assert not [k for k in found if ("device", "dm-0") in k[1]]
     received = one("khronika_network_bytes_per_second", host="h1", interface="eth0", direction="receive")

@@ -17,13 +17,13 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from khronika_ops.metrics import prometheus_matchers
+from khronika_ops.metrics import is_disk_mount, prometheus_matchers
 from khronika_ops.planner.errors import InputError
 from khronika_ops.planner.models import RawSeries, SeriesKey
 from khronika_ops.planner.units import UNKNOWN_UNIT
@@ -53,6 +53,8 @@ class QuerySpec:
         "model",
     )
     labels: tuple[tuple[str, str], ...] = ()  # set on every series the query returns
+    # Which answered series count (on the renamed labels, before `keep`); None: all of them.
+    select: Callable[[Mapping[str, str]], bool] | None = None
 
 
 def _gauge(metric: str, unit: str, source: str | None = None) -> QuerySpec:
@@ -71,6 +73,11 @@ def _rate_sum(first: str, second: str, matcher: str) -> str:
         f"max_over_time(sum by (instance, device) (rate({first}{{{{{matcher}{{sel}}}}}}[2m])"
         f" + rate({second}{{{{{matcher}{{sel}}}}}}[2m]))[{{step}}:1m])"
     )
+
+
+def _planned_filesystem(labels: Mapping[str, str]) -> bool:
+    """The collector's rule for node_exporter's filesystems: a disk, no file a container runtime bind-mounts."""
+    return is_disk_mount(labels.get("mount", ""), labels.get("fstype", ""))
 
 
 # What the full plan asks for: the collector's own names first, exporter equivalents after them.
@@ -136,6 +143,7 @@ PLAN_QUERIES: tuple[QuerySpec, ...] = (
         "bytes",
         rename=(("instance", "host"), ("mountpoint", "mount")),
         keep=("host", "mount"),  # node_exporter's `device` would keep it apart from the collector's series
+        select=_planned_filesystem,
     ),
     QuerySpec(
         "khronika_filesystem_size_bytes",
@@ -143,6 +151,7 @@ PLAN_QUERIES: tuple[QuerySpec, ...] = (
         "bytes",
         rename=(("instance", "host"), ("mountpoint", "mount")),
         keep=("host", "mount"),  # node_exporter's `device` would keep it apart from the collector's series
+        select=_planned_filesystem,
     ),
     QuerySpec(
         "khronika_disk_iops",
@@ -298,6 +307,8 @@ class PrometheusClient:
                         renamed.setdefault(new, value)  # a label the exporter set itself wins
                 if "host" in renamed:
                     renamed["host"] = strip_port(renamed["host"])
+                if spec.select is not None and not spec.select(renamed):
+                    continue
                 renamed.update(spec.labels)
                 kept = tuple(sorted((k, v) for k, v in renamed.items() if k in spec.keep))
                 data = np.array(sorted(set(points)), dtype=np.float64)
