@@ -459,7 +459,7 @@ def test_plan_playbook_reads_the_inventory(served: Served, tmp_path: Path) -> No
     here = next(h for h in plan["hosts"] if h["name"] == "localhost")
     assert not here["new"] and here["cores"] == os.cpu_count() and here["nic_gbps"] == 25
     web = next(m for m in plan["modules"] if m["name"] == "web")
-    assert web["current_host"] == "localhost" and web["replicas"] == 1
+    assert web["current_hosts"] == ["localhost"] and web["replicas"] == 1
     assert web["cores_per_replica"] >= 0.5  # the Docker limit is the floor
     assert any("ghost: no facts" in warning for warning in plan["warnings"])
     assert PASSWORD not in run.output

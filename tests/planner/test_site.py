@@ -94,8 +94,16 @@ def test_hosts_from_facts_and_modules_from_the_catalog(tmp_path: Path) -> None:
     assert hosts["app-02"]["disk_class"] == "hdd" and "nic_gbps" not in hosts["app-02"]
     assert (hosts["gpu-01"]["gpus"], hosts["gpu-01"]["gpu_model"]) == (2, "nvidia-h100-80gb")
     modules = {module["name"]: module for module in site["modules"]}
-    assert modules["api"] == {"name": "api", "replicas": 2, "min_cores": 2.0, "min_memory_gib": 4.0}
-    assert modules["infer"]["host"] == "gpu-01"
+    assert modules["api"] == {
+        "name": "api",
+        "replicas": 2,
+        "hosts": ["app-01", "app-02"],  # where each replica runs: the plan's starting point
+        "min_cores": 2.0,
+        "current_cores": 2.0,
+        "min_memory_gib": 4.0,
+        "current_memory_gib": 4.0,
+    }
+    assert modules["infer"]["hosts"] == ["gpu-01"]
     # The fragment is a valid catalog layer, and a site file can add planning fields by name.
     (tmp_path / "site.yml").write_text(yaml.safe_dump(site), encoding="utf-8")
     (tmp_path / "extra.yml").write_text(
@@ -105,7 +113,7 @@ def test_hosts_from_facts_and_modules_from_the_catalog(tmp_path: Path) -> None:
     )
     catalog = load_catalog([tmp_path / "site.yml", tmp_path / "extra.yml"])
     infer = next(module for module in catalog.modules if module.name == "infer")
-    assert (infer.host, infer.gpu_requests_per_second) == ("gpu-01", 30)  # merged field by field
+    assert (infer.current_hosts(), infer.gpu_requests_per_second) == (["gpu-01"], 30)  # merged field by field
     assert next(h for h in catalog.hosts if h.name == "app-02").disk_class == "hdd"
     assert catalog.notes == site["notes"]
 

@@ -73,7 +73,22 @@ class ModuleSpec(StrictModel):
     gpu_vram_gib: float = Field(0.0, ge=0)
     gpu_target_utilisation: float = Field(0.7, gt=0, le=1)
     gpu_spare: int = Field(1, ge=0)
-    host: str | None = None  # current placement, for the diff
+    # Where it runs now: `hosts` names the host of each replica; `host` says every replica runs there.
+    # The plan starts from it and moves a replica only for a reason it names.
+    host: str | None = None
+    hosts: list[str] = Field(default_factory=list)
+    # Its limits now, per replica (Docker's): what the severity compares the need with.
+    current_cores: float | None = Field(None, gt=0)
+    current_memory_gib: float | None = Field(None, gt=0)
+    # It keeps data in volumes: a move stops it behind its maintenance page and copies `data_gib`.
+    stateful: bool = False
+    data_gib: float = Field(0.0, ge=0)
+
+    def current_hosts(self) -> list[str]:
+        """The host of each replica now, in replica order (empty: unknown)."""
+        if self.hosts:
+            return list(self.hosts)
+        return [self.host] * self.replicas if self.host else []
 
 
 class Catalog(StrictModel):

@@ -14,9 +14,9 @@ from khronika_ops.planner.clean import clean
 from khronika_ops.planner.errors import InputError
 from khronika_ops.planner.forecast import forecast_block
 from khronika_ops.planner.models import CleanSeries, Forecast, ForecastSettings, RawSeries
+from khronika_ops.planner.moves import describe_moves, n_minus_1_advice
 from khronika_ops.planner.place import Replica, check_n_minus_1, place
 from khronika_ops.planner.plan import Plan, PlanRequest
-from khronika_ops.planner.replicas import replica_id
 from khronika_ops.planner.series_index import SeriesIndex
 from khronika_ops.planner.size_hosts import host_plans, host_vars
 from khronika_ops.planner.size_modules import module_plan
@@ -100,6 +100,7 @@ def build_plan(request: PlanRequest, progress: Progress | None = None) -> Plan:
     ]
     note(f"sizing {len(specs)} modules")
     modules = [module_plan(spec, index, request, catalog) for spec in specs]
+    by_name = {spec.name: spec for spec in specs}
     replicas = [
         Replica(
             module=m.name,
@@ -108,7 +109,10 @@ def build_plan(request: PlanRequest, progress: Progress | None = None) -> Plan:
             memory_gib=m.memory_gib_per_replica,
             gpus=m.gpus_per_replica,
             gpu_model=m.gpu_model,
-            anti_affinity=next(s.anti_affinity for s in specs if s.name == m.name),
+            anti_affinity=by_name[m.name].anti_affinity,
+            current_host=m.current_hosts[i] if i < len(m.current_hosts) else None,
+            stateful=by_name[m.name].stateful,
+            data_gib=by_name[m.name].data_gib,
         )
         for m in modules
         for i in range(m.replicas)
@@ -118,7 +122,7 @@ def build_plan(request: PlanRequest, progress: Progress | None = None) -> Plan:
     drains = check_n_minus_1(replicas, placement, catalog)
     warnings = list(catalog.notes) + skipped
     warnings += [f"{name}: could not be placed on any host or shape" for name in placement.unplaced]
-    warnings += [f"N-1: draining {d.host} strands {', '.join(d.unplaced)}" for d in drains if not d.holds]
+    warnings += n_minus_1_advice(replicas, placement, catalog, drains)
     hosts = host_plans(
         replicas,
         placement=placement,
@@ -128,14 +132,7 @@ def build_plan(request: PlanRequest, progress: Progress | None = None) -> Plan:
         drains={d.host: d.holds for d in drains},
     )
     changes = [f"{h.name}: {change}" for h in hosts for change in h.changes]
-    for module in modules:
-        placed_on = sorted(
-            {placement.assignment.get(replica_id(module.name, i), "?") for i in range(module.replicas)}
-        )
-        if module.current_host and module.current_host not in placed_on:
-            changes.append(
-                f"{module.name}: move from {module.current_host} to {', '.join(placed_on)} (module restart)"
-            )
+    changes += describe_moves(replicas, placement, catalog, drains)
     return Plan(
         horizon_days=request.settings.horizon_days,
         sizing=request.policy.description,

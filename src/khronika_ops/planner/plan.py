@@ -11,6 +11,7 @@ from khronika_ops.planner.document import PLAN_SCHEMA_VERSION
 from khronika_ops.planner.models import ForecastSettings, SizeResult
 from khronika_ops.planner.place import Placement
 from khronika_ops.planner.size import SizingPolicy
+from khronika_ops.planner.verdict import Bottleneck, Severity
 
 
 class PlanRequest(BaseModel):
@@ -39,11 +40,12 @@ class ModulePlan(BaseModel):
     memory_gib_per_replica: float
     gpus_per_replica: int = 0
     gpu_model: str | None = None
-    bottleneck: str
-    severity: str
+    bottleneck: Bottleneck
+    severity: Severity
+    severity_reason: str = ""
     reasons: dict[str, str] = Field(default_factory=dict)
     figures: list[SizeResult] = Field(default_factory=list)
-    current_host: str | None = None
+    current_hosts: list[str] = Field(default_factory=list)  # where its replicas run now
 
 
 class HostPlan(BaseModel):
@@ -60,8 +62,9 @@ class HostPlan(BaseModel):
     modules: list[str] = Field(default_factory=list)
     cores_used: float = 0.0
     memory_gib_used: float = 0.0
-    bottleneck: str = ""
-    severity: str = "GOOD"
+    bottleneck: Bottleneck = Bottleneck.CPU
+    severity: Severity = Severity.GOOD
+    severity_reason: str = ""
     disk: list[SizeResult] = Field(default_factory=list)
     disk_io: list[SizeResult] = Field(default_factory=list)
     disk_class_reason: str = ""

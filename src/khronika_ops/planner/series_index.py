@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from khronika_ops.metrics import Resource
+from khronika_ops.planner.aggregate import sum_on_grid
 from khronika_ops.planner.forecast import forecast_block
 from khronika_ops.planner.models import CleanSeries, Forecast, SizeResult
 from khronika_ops.planner.plan import PlanRequest
-from khronika_ops.planner.single import sum_on_grid
 from khronika_ops.planner.size import size_series
 
 

@@ -7,8 +7,9 @@
   facts adapter (`khronika_ops.facts.host_resources`) reads them; the GPU model as the catalog names
   it when one matches the driver's name, and the catalog default NIC when the speed is unknown;
 - modules: the enabled modules of `khronika_modules`, resolved onto the inventory by the platform
-  catalog (the same placement the deploy uses): replicas, the host they run on when it is one, and
-  their Docker limits as minimums.
+  catalog (the same placement the deploy uses): replicas and the host of each (the plan's starting
+  point), their Docker limits (as minimums, and as what the severity compares with), and whether they
+  keep data in volumes (a move of theirs has planned downtime).
 
 Hosts whose facts could not be gathered (unreachable) are left out and listed in `notes`, which the
 plan repeats among its warnings.
@@ -72,17 +73,19 @@ def module_entries(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
             containers.setdefault(str(container["module"]), []).append((str(host), container))
     entries = []
     for module, placed in sorted(containers.items()):
-        hosts = sorted({host for host, _ in placed})
+        placed.sort(key=lambda item: int(item[1].get("replica") or 0))
+        hosts = [host for host, _ in placed]
         first = placed[0][1]
-        entry: dict[str, Any] = {"name": module, "replicas": len(placed)}
-        if len(hosts) == 1:
-            entry["host"] = hosts[0]
+        entry: dict[str, Any] = {"name": module, "replicas": len(placed), "hosts": hosts}
+        if len(set(hosts)) == 1 and len(hosts) > 1:
             entry["anti_affinity"] = False  # replicas the deploy puts on one host may stay together
         if first.get("cpus"):
-            entry["min_cores"] = float(first["cpus"])
+            entry["min_cores"] = entry["current_cores"] = float(first["cpus"])
         memory = str(first.get("memory") or "")
         if memory.endswith("b") and memory[:-1].isdigit():
-            entry["min_memory_gib"] = round(int(memory[:-1]) / GIB, 6)
+            entry["min_memory_gib"] = entry["current_memory_gib"] = round(int(memory[:-1]) / GIB, 6)
+        if any(container.get("mounts") for _, container in placed):
+            entry["stateful"] = True
         entries.append(entry)
     return entries
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import NamedTuple
 
-import numpy as np
-
 from khronika_ops.metrics import Resource, is_virtual_interface
 from khronika_ops.planner.catalog import Catalog, ExistingHost
+from khronika_ops.planner.evidence import host_gpus
 from khronika_ops.planner.hardware import choose_disk_class
 from khronika_ops.planner.models import CleanSeries, SizeResult
 from khronika_ops.planner.place import Placement, Replica
 from khronika_ops.planner.plan import HostPlan, PlanRequest
 from khronika_ops.planner.series_index import SeriesIndex, size_total
 from khronika_ops.planner.size import round_figure
+from khronika_ops.planner.verdict import Bottleneck, Severity, Verdict, bottleneck, judge, worst
 
 GIB = 1024.0**3
 
@@ -38,6 +38,8 @@ def _host_disk(host: ExistingHost, index: SeriesIndex, request: PlanRequest, cat
         )
         if result is not None:
             result.extra["mount"] = mount
+            if capacity:
+                result.extra["current_gib"] = round_figure(capacity / GIB)
             results.append(result)
     iops = size_total(index.find(["khronika_disk_iops"], host=host.name), Resource.DISK_IOPS, request)
     throughput = size_total(
@@ -93,34 +95,6 @@ def _host_network(
             f"{host.nic_gbps:g} Gbit/s NIC ({limit:.3g} Gbit/s)"
         ),
     )
-
-
-def host_gpus(host: ExistingHost, index: SeriesIndex) -> tuple[dict[str, float], str]:
-    """Observed GPU utilisation and VRAM on a host: evidence next to the GPU figures, not a size."""
-    utilisation = index.find(["khronika_gpu_utilisation_ratio"], host=host.name)
-    used = index.find(["khronika_gpu_memory_used_bytes"], host=host.name)
-    total = index.find(["khronika_gpu_memory_total_bytes"], host=host.name)
-    observed: dict[str, float] = {}
-    if utilisation:
-        values = np.concatenate([s.values[np.isfinite(s.values)] for s in utilisation])
-        if values.size:
-            observed["utilisation_p95"] = round_figure(float(np.quantile(values, 0.95)))
-            observed["utilisation_max"] = round_figure(float(values.max()))
-    if used:
-        observed["memory_used_gib_max"] = round_figure(max(float(np.nanmax(s.values)) for s in used) / GIB)
-    if total:
-        observed["memory_total_gib"] = round_figure(max(float(np.nanmax(s.values)) for s in total) / GIB)
-    if not observed:
-        return observed, "no GPU history" if host.gpus else ""
-    parts = [f"{len(utilisation) or len(used)} GPU series"]
-    if "utilisation_p95" in observed:
-        parts.append(
-            f"utilisation p95 {observed['utilisation_p95']:.0%}, max {observed['utilisation_max']:.0%}"
-        )
-    if "memory_used_gib_max" in observed:
-        of = f" of {observed['memory_total_gib']:.1f}" if "memory_total_gib" in observed else ""
-        parts.append(f"VRAM used at most {observed['memory_used_gib_max']:.1f}{of} GiB per GPU")
-    return observed, "observed: " + "; ".join(parts)
 
 
 def host_plans(
@@ -181,42 +155,75 @@ def host_plans(
             gpu_reason=gpu_reason,
             n_minus_1_holds=drains.get(name, True),
         )
-        plan.bottleneck = "cpu" if cores_used / host.cores >= memory_used / host.memory_gib else "memory"
+        plan.bottleneck = bottleneck(cores_used, memory_used, host.cores, host.memory_gib)
         _diff_host(plan, host, disk.filesystems)
         plans.append(plan)
     return plans
 
 
 def _diff_host(plan: HostPlan, host: ExistingHost, disk: list[SizeResult]) -> None:
-    """What to add or change on this host, and the downtime class that change needs."""
+    """What to add or change on this host, the downtime class that change needs, and its severity (the
+    verdict rule modules use too: short is CRITICAL, less than half used is WARNING)."""
     downtime = "none"
     if plan.new:
         plan.changes.append(
             f"buy and add a {plan.shape} host ({plan.cores:g} cores, {plan.memory_gib:g} GiB)"
         )
-        plan.severity = "CRITICAL"
+        plan.severity = Severity.CRITICAL
+        plan.severity_reason = (
+            f"a host to buy: {', '.join(plan.modules) or 'its modules'} fit on no existing host"
+        )
         plan.downtime = "none (new host joins; modules move with a restart)"
         return
+    verdicts: list[Verdict] = []
     if not plan.modules:
         plan.changes.append("no module placed: can be retired or kept as N-1 spare")
+        verdicts.append(Verdict(Severity.GOOD, "no module placed: an N-1 spare, or a host to retire"))
+    else:
+        cores = judge(
+            "cores",
+            plan.cores_used,
+            plan.cores,
+            "cores",
+            short="move a module away or add cores",
+            over="room for more modules, or fewer cores",
+        )
+        memory = judge(
+            "memory",
+            plan.memory_gib_used,
+            plan.memory_gib,
+            "GiB",
+            short="move a module away or add memory",
+            over="room for more modules, or less memory",
+        )
+        # Over-provisioned is judged on the resource that fills first; short, on either.
+        fills = cores if plan.bottleneck is Bottleneck.CPU else memory
+        verdicts += [fills] + [
+            v for v in (cores, memory) if v is not fills and v.severity is Severity.CRITICAL
+        ]
     for result in disk:
         mount = result.extra.get("mount")
         needed_gib = (result.recommended or 0.0) / GIB
         current_gib = host.mounts.get(str(mount), 0.0)
         if current_gib and needed_gib > current_gib:
             plan.changes.append(f"grow {mount} from {current_gib:g} to {needed_gib:.0f} GiB")
-            plan.severity = "CRITICAL"
+            verdicts.append(judge(str(mount), needed_gib, current_gib, "GiB", short="grow it", over=""))
             downtime = "online (grow volume and filesystem)" if downtime == "none" else downtime
     if plan.network_over_limit:
         plan.changes.append(f"network: {plan.network_reason}: add or bond a faster NIC")
-        plan.severity = "CRITICAL"
+        verdicts.append(Verdict(Severity.CRITICAL, f"network: {plan.network_reason}: a faster NIC"))
         downtime = "host stop (NIC change)"
     if plan.disk_class != host.disk_class:
         plan.changes.append(f"change disk class {host.disk_class} -> {plan.disk_class}")
+        verdicts.append(
+            Verdict(
+                Severity.CRITICAL,
+                f"disks: {plan.disk_class_reason}: {host.disk_class} -> {plan.disk_class}",
+            )
+        )
         downtime = "host stop + data migration"
-        plan.severity = "CRITICAL"
-    if plan.severity != "CRITICAL" and plan.cores_used < 0.5 * plan.cores and plan.modules:
-        plan.severity = "WARNING"  # less than half used: over-provisioned
+    verdict = worst(verdicts)
+    plan.severity, plan.severity_reason = verdict.severity, verdict.reason
     plan.downtime = downtime
 
 

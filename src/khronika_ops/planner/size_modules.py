@@ -6,25 +6,15 @@ import numpy as np
 
 from khronika_ops.metrics import Resource
 from khronika_ops.planner.catalog import Catalog, ModuleSpec
+from khronika_ops.planner.evidence import host_gpus
 from khronika_ops.planner.hardware import choose_gpus
 from khronika_ops.planner.models import CleanSeries, SizeResult
 from khronika_ops.planner.plan import ModulePlan, PlanRequest
 from khronika_ops.planner.series_index import SeriesIndex, size_total
 from khronika_ops.planner.size import erlang_cores, round_figure
-from khronika_ops.planner.size_hosts import host_gpus
+from khronika_ops.planner.verdict import bottleneck, judge, worst
 
 GIB = 1024.0**3
-
-
-def _severity(current: float | None, recommended: float | None) -> str:
-    """krr-like: CRITICAL when short, WARNING when less than half is needed, GOOD otherwise."""
-    if current is None or recommended is None:
-        return "UNKNOWN"
-    if recommended > current * 1.0001:
-        return "CRITICAL"
-    if recommended < 0.5 * current:
-        return "WARNING"
-    return "GOOD"
 
 
 def module_plan(spec: ModuleSpec, index: SeriesIndex, request: PlanRequest, catalog: Catalog) -> ModulePlan:
@@ -75,7 +65,7 @@ def module_plan(spec: ModuleSpec, index: SeriesIndex, request: PlanRequest, cata
             reasons["gpu"] = (
                 f"no request-rate history for {spec.name}, so only the spare is sized: " + reasons["gpu"]
             )
-        current_host = next((h for h in catalog.hosts if h.name == spec.host), None)
+        current_host = next((h for h in catalog.hosts if h.name in spec.current_hosts()), None)
         if current_host is not None:
             observed, evidence = host_gpus(current_host, index)
             if evidence:
@@ -91,14 +81,32 @@ def module_plan(spec: ModuleSpec, index: SeriesIndex, request: PlanRequest, cata
     per_replica_cores = round_figure(cores / spec.replicas)
     per_replica_memory = round_figure(memory_gib / spec.replicas)
     gpus_per_replica = -(-gpus // spec.replicas) if gpus else 0
-    bottleneck = _module_bottleneck(per_replica_cores, per_replica_memory, catalog)
-    current = next((h for h in catalog.hosts if h.name == spec.host), None)
-    severity = "UNKNOWN"
-    if current is not None:
-        severity = max(
-            (_severity(current.cores, cores), _severity(current.memory_gib, memory_gib)),
-            key=("UNKNOWN", "GOOD", "WARNING", "CRITICAL").index,
+    shapes = catalog.hosts or catalog.host_shapes
+    typical = (
+        (sum(h.cores for h in shapes) / len(shapes), sum(h.memory_gib for h in shapes) / len(shapes))
+        if shapes
+        else (1.0, 1.0)
+    )
+    verdict = worst(
+        (
+            judge(
+                "cpu",
+                cpu.recommended if cpu is not None else None,
+                spec.current_cores * spec.replicas if spec.current_cores else None,
+                "cores",
+                short="raise its cpus limit (scale.yml applies the plan's)",
+                over="lower its cpus limit to free the room",
+            ),
+            judge(
+                "memory",
+                memory.recommended / GIB if memory is not None and memory.recommended is not None else None,
+                spec.current_memory_gib * spec.replicas if spec.current_memory_gib else None,
+                "GiB",
+                short="raise its memory limit (scale.yml applies the plan's)",
+                over="lower its memory limit to free the room",
+            ),
         )
+    )
     return ModulePlan(
         name=spec.name,
         replicas=spec.replicas,
@@ -106,11 +114,12 @@ def module_plan(spec: ModuleSpec, index: SeriesIndex, request: PlanRequest, cata
         memory_gib_per_replica=per_replica_memory,
         gpus_per_replica=gpus_per_replica,
         gpu_model=gpu_model,
-        bottleneck=bottleneck,
-        severity=severity,
+        bottleneck=bottleneck(per_replica_cores, per_replica_memory, *typical),
+        severity=verdict.severity,
+        severity_reason=verdict.reason,
         reasons=reasons,
         figures=figures,
-        current_host=spec.host,
+        current_hosts=spec.current_hosts(),
     )
 
 
@@ -122,13 +131,3 @@ def _latency_evidence(series: list[CleanSeries], target: float) -> str:
     p95, worst = float(np.quantile(values, 0.95)), float(values.max())
     verdict = "above the target: the current size is short" if p95 > target else "within the target"
     return f"observed p95 {p95:.3g} s (max {worst:.3g} s) against the {target:g} s target: {verdict}"
-
-
-def _module_bottleneck(cores: float, memory_gib: float, catalog: Catalog) -> str:
-    """The resource that takes the larger share of the typical host (how bins fill up)."""
-    shapes = catalog.hosts or catalog.host_shapes
-    if not shapes:
-        return "cpu"
-    typical_cores = sum(s.cores for s in shapes) / len(shapes)
-    typical_memory = sum(s.memory_gib for s in shapes) / len(shapes)
-    return "cpu" if cores / typical_cores >= memory_gib / typical_memory else "memory"

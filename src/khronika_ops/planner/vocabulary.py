@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from khronika_ops.metrics import is_disk_filesystem, is_virtual_disk, is_virtual_interface
+from khronika_ops.planner.aggregate import sum_on_grid
 from khronika_ops.planner.models import CleanSeries, SeriesKey
-from khronika_ops.planner.single import sum_on_grid
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from khronika_ops.planner.models import SizeResult
 from khronika_ops.planner.plan import HostPlan, ModulePlan, Plan
 
 # Column headings both the Markdown and the terminal report use (each adds its own last columns).
@@ -52,6 +53,14 @@ def host_cells(host: HostPlan) -> list[str]:
         host.severity,
         "ok" if host.n_minus_1_holds else "FAILS",
     ]
+
+
+def disk_recommended(result: SizeResult) -> str:
+    """A disk's recommended size in GiB; where there is no history to size it, keep what it has."""
+    if result.recommended is not None:
+        return f"{result.recommended / 1024**3:.1f}"
+    current = result.extra.get("current_gib")
+    return f"keep {float(current):.1f}" if current else "keep (size unknown)"
 
 
 def plan_json(plan: Plan) -> str:

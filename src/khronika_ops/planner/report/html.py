@@ -138,7 +138,11 @@ def glance(plan: Plan) -> str:
             f"{host.bottleneck} bound: {_share(host.cores_used, host.cores)} of cores, "
             f"{_share(host.memory_gib_used, host.memory_gib)} of memory at the horizon"
         ]
-        why += [reason for reason in (host.disk_class_reason, host.network_reason, host.gpu_reason) if reason]
+        why += [
+            reason
+            for reason in (host.severity_reason, host.disk_class_reason, host.network_reason, host.gpu_reason)
+            if reason
+        ]
         cells = [
             host.name,
             now,

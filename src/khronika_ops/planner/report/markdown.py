@@ -5,7 +5,13 @@ from __future__ import annotations
 import yaml
 
 from khronika_ops.planner.plan import Plan
-from khronika_ops.planner.report import HOST_COLUMNS, MODULE_COLUMNS, host_cells, module_cells
+from khronika_ops.planner.report import (
+    HOST_COLUMNS,
+    MODULE_COLUMNS,
+    disk_recommended,
+    host_cells,
+    module_cells,
+)
 
 
 def _row(*cells: object) -> str:
@@ -27,17 +33,19 @@ def render_markdown(plan: Plan) -> str:
         _row(*["---"] * (len(MODULE_COLUMNS) + 1)),
     ]
     for module in plan.modules:
-        why = "; ".join(f"{k}: {v}" for k, v in module.reasons.items())
+        why = "; ".join(
+            [f"severity: {module.severity_reason}"] + [f"{k}: {v}" for k, v in module.reasons.items()]
+        )
         lines.append(_row(*module_cells(module), why))
     lines += [
         "",
         "## Hosts",
         "",
-        _row(*HOST_COLUMNS, "Modules"),
-        _row(*["---"] * (len(HOST_COLUMNS) + 1)),
+        _row(*HOST_COLUMNS, "Modules", "Why"),
+        _row(*["---"] * (len(HOST_COLUMNS) + 2)),
     ]
     for host in plan.hosts:
-        lines.append(_row(*host_cells(host), ", ".join(host.modules) or "-"))
+        lines.append(_row(*host_cells(host), ", ".join(host.modules) or "-", host.severity_reason or "-"))
     lines += [
         "",
         "## Disks",
@@ -52,7 +60,7 @@ def render_markdown(plan: Plan) -> str:
                 _row(
                     host.name,
                     disk.extra.get("mount", "?"),
-                    f"{(disk.recommended or 0) / 1024**3:.1f}",
+                    disk_recommended(disk),
                     "never (no growth)" if days is None else f"{days:.0f}",
                     disk.reason,
                 )

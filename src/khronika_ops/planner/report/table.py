@@ -35,6 +35,11 @@ def render_table(plan: Plan) -> str:
         for evidence in (host.network_reason, host.gpu_reason):
             if evidence and evidence not in ("new host", "no network history"):
                 console.print(f"{host.name}: {evidence}")
+    for name, severity, reason in [(m.name, m.severity, m.severity_reason) for m in plan.modules] + [
+        (h.name, h.severity, h.severity_reason) for h in plan.hosts
+    ]:
+        if reason and severity != "GOOD":
+            console.print(f"{severity.lower()}: {name}: {reason}")
     for change in plan.changes:
         console.print(f"change: {change}")
     for warning in plan.warnings:
