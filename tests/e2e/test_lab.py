@@ -229,6 +229,11 @@ def test_the_update_and_the_plan_reports_describe_the_lab(first_run):
     plan = json.loads((REPO / "lab" / "reports" / "capacity-plan.json").read_text())
     text = json.dumps(plan)
     assert "lab-app1" in text and "appeals-api" in text
+    # The lab runs as placed, with no pressure: the plan moves nothing (a move must buy something).
+    assert not [change for change in plan["changes"] if ": move from " in change], plan["changes"]
+    # Its disks are the hosts' filesystems, not the files the container runtime bind-mounts.
+    mounts = {disk["extra"].get("mount") for host in plan["hosts"] for disk in host["disk"]}
+    assert not mounts & {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}, mounts
     html = (REPO / "lab" / "reports" / "capacity-plan.html").read_text()
     assert "<svg" in html or "<img" in html
 
