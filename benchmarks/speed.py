@@ -30,7 +30,7 @@ from pathlib import Path
 
 # Parallelism comes from worker processes; BLAS threads on top would oversubscribe the 2 cores,
 # so these must be set before numpy loads (hence the late imports below).
-for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import numpy as np  # noqa: E402

@@ -13,7 +13,7 @@ import pytest
 
 from khronika_ops.planner.forecast import DEMAND_QUANTILES, quantiles, weighted_quantiles
 from khronika_ops.planner.ingest import csvfile, read_csv
-from khronika_ops.planner.ingest.numeric import parse_decimal_rows
+from khronika_ops.planner.ingest.numeric import parse_decimal_rows, parse_numeric_body
 
 FORMATS = ["%.3f", "%.6f", "%.1f", "%.0f", "%.10f", "%.12g", "%.15g", "%.17g"]
 
@@ -43,6 +43,31 @@ def test_decimal_parser_is_bit_identical_to_loadtxt() -> None:
 )  # fmt: skip
 def test_decimal_parser_declines_anything_unusual(body: bytes) -> None:
     assert parse_decimal_rows(body, ",", 2) is None
+
+
+def test_the_columnar_reader_is_bit_identical_to_loadtxt() -> None:
+    """polars' reader (the path wide files take) against numpy's: every format, exponents included."""
+    rng = np.random.default_rng(8)
+    for trial in range(200):
+        values = rng.standard_normal((40, 3)) * 10.0 ** rng.integers(-6, 10, (40, 3))
+        buffer = io.StringIO()
+        delimiter = ";" if trial % 2 else ","
+        np.savetxt(buffer, values, delimiter=delimiter, fmt=FORMATS[trial % len(FORMATS)])
+        body = buffer.getvalue().encode()
+        got = parse_numeric_body(body, delimiter, 3)
+        assert got is not None
+        expected = np.loadtxt(io.BytesIO(body), delimiter=delimiter, ndmin=2)
+        assert np.array_equal(got, expected) and np.array_equal(np.signbit(got), np.signbit(expected))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"1,,\n", b"1,2\n3\n", b"nan,3\n", b"inf,3\n", b"1,2\n\n3,4\n", b"1,2\r\n3,4\n", b"1,2,3\n",
+     b'"1",2\n', b"a,2\n", b"1-2,3\n", b"2026-01-01T00:00:00Z,3\n"],
+)  # fmt: skip
+def test_the_columnar_reader_declines_anything_unusual(body: bytes) -> None:
+    """Missing values, non-finite numbers, blank lines, CR, ragged rows, quotes, text: the checked path."""
+    assert parse_numeric_body(body, ",", 2) is None
 
 
 def test_decimal_parser_edge_tokens() -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from khronika_ops.metrics import lookup
 from khronika_ops.planner.errors import InputError
-from khronika_ops.planner.ingest.numeric import parse_decimal_rows
+from khronika_ops.planner.ingest.numeric import parse_numeric_body
 from khronika_ops.planner.models import FloatArray, IntArray, RawSeries, SeriesKey
 from khronika_ops.planner.units import UNKNOWN_UNIT, parse_unit, unit_from_name
 
@@ -245,7 +245,7 @@ def _read_plain_wide(
     if any(name in _METRIC_COLUMNS for name in lowered) and "value" in lowered:
         return None  # long format
     body = data[newline + 1 :] if has_header else data
-    matrix = parse_decimal_rows(body, delimiter, len(header))
+    matrix = parse_numeric_body(body, delimiter, len(header))
     if matrix is None:
         return None
     first_number = 2 if has_header else 1

@@ -1,5 +1,10 @@
 """Vectorised parsing of plain decimal CSV bodies (the common case of a wide file with epoch times).
 
+`parse_numeric_body` is the entry point: polars' CSV reader (native, columnar, correctly rounded like
+`strtod`) where it is installed, about five times fewer CPU seconds than the numpy parser below; the
+numpy parser otherwise. Either gives None for anything but a rectangle of finite numbers, and the
+caller then takes the checked path, which names the line of any error.
+
 `parse_decimal_rows` turns `[-]digits[.digits]` tokens into float64 with numpy operations over the
 raw bytes (no per-row Python, no per-token `float()`), about twice as fast as `np.loadtxt`. It is exact:
 a token with at most 15 significant digits is an integer mantissa m < 2**53 and a scale 10**f with
@@ -16,6 +21,9 @@ from the integer with an exact integer division.
 """
 
 from __future__ import annotations
+
+import io
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +42,45 @@ _POW10 = 10.0 ** np.arange(_MAX_WIDTH + 1)
 _POW10_INT = 10 ** np.arange(_MAX_WIDTH + 1, dtype=np.int64)
 # Tokens per block: keeps the (tokens, width) temporaries within the CPU caches.
 _BLOCK = 1 << 16
+
+
+def parse_numeric_body(body: bytes, delimiter: str, columns: int) -> FloatArray | None:
+    """The (rows, columns) matrix of a header-less body of numbers, or None (see the module's text)."""
+    if not body or len(delimiter) != 1 or columns < 1:
+        return None
+    try:
+        import polars
+    except ImportError:  # pragma: no cover - polars is a dependency; kept usable without it
+        return parse_decimal_rows(body, delimiter, columns)
+    return _parse_with_polars(polars, body, delimiter, columns)
+
+
+def _parse_with_polars(polars: Any, body: bytes, delimiter: str, columns: int) -> FloatArray | None:
+    # Stricter than the numpy parser's None cases, never looser: quotes, comments, ragged rows, empty
+    # fields (nulls), NaN/inf and anything not a number all end in None.
+    if b'"' in body or b"\r" in body:
+        return None
+    schema = {f"c{index}": polars.Float64 for index in range(columns)}
+    try:
+        frame = polars.read_csv(
+            io.BytesIO(body),
+            has_header=False,
+            separator=delimiter,
+            schema=schema,
+            quote_char=None,
+            truncate_ragged_lines=False,
+            raise_if_empty=True,
+        )
+    except Exception:  # any refusal of the fast path means "take the checked path"
+        return None
+    if frame.width != columns or frame.height == 0 or frame.null_count().sum_horizontal().item() != 0:
+        return None
+    matrix: FloatArray = frame.to_numpy(order="fortran")
+    if matrix.dtype != np.float64 or not np.isfinite(matrix).all():
+        return None
+    if frame.height != body.count(b"\n") + (0 if body.endswith(b"\n") else 1):
+        return None  # blank lines, which polars skips
+    return matrix
 
 
 def parse_decimal_rows(body: bytes, delimiter: str, columns: int) -> FloatArray | None:
