@@ -1,10 +1,14 @@
-"""Verify playbook update.yml on real hosts: refusals before any change, check mode, an update with its
-downtime measured and a rolling module losing no request, and the broken release rolled back with the
-appeals on its volume as they were. The tests run in this order and build on each other."""
+"""Verify playbook update.yml on real hosts: refusals before any change, check mode; the release channel
+(`khronika update auto`) updating the canary, soaking it, then the rest, each stage with its downtime
+measured and a rolling module losing no request; the broken release failing on the canary, rolled back with
+the appeals on its volume as they were, the channel halted; then releases that fail later gates, and
+scale.yml. The tests run in this order and build on each other."""
 
 import json
 import os
+import shutil
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -187,17 +191,134 @@ def test_a_stopped_registry_is_refused_at_preflight(host):
     assert not active_silences()
 
 
-def test_update_to_1_1_0_keeps_the_appeals_and_measures_downtime(host, appeals_before):
-    rc, out = playbook("-e", "khronika_release_version=1.1.0")
-    assert rc == 0, out[-6000:]
+# --- the release channel (khronika update auto): the canary first, soaked, then the rest --------------------
+
+REGISTRY_LOCAL = "127.0.0.1:" + os.environ["KHRONIKA_TEST_REGISTRY"].rsplit(":", 1)[1]
+# Its own repository each run: a test registry kept between runs holds other builds' manifests.
+CHANNEL_REPOSITORY = f"khronika-update-{os.getpid()}-{int(time.time())}/releases"
+CHANNEL_STATE = INVENTORY / ".khronika" / "channel" / "state.json"
+HALT_ALERT = "KhronikaUpdateChannelHalted"
+
+
+def write_channel_policy(window_open):
+    """The site's policy in its inventory (the vault's registry password beside it, as a site keeps it):
+    the canary is app1, then app2 alone; a 5 s soak with no Prometheus to watch (the lab stage's test
+    watches one); the halt alert to this scenario's Alertmanager."""
+    import yaml
+
+    now = datetime.now(UTC)
+    start = now - timedelta(hours=1) if window_open else now + timedelta(days=1)
+    folder = INVENTORY / "group_vars" / "all"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(os.environ["KHRONIKA_TEST_REGISTRY_VAULT"], folder / "test-registry-vault.yml")
+    policy = {
+        "source": "registry",
+        "registry": REGISTRY_LOCAL,
+        "repository": CHANNEL_REPOSITORY,
+        "registry_user": os.environ["KHRONIKA_TEST_REGISTRY_USER"],
+        "registry_password": "{{ vault_test_registry_password }}",
+        "registry_ca": os.environ["KHRONIKA_TEST_REGISTRY_CA"],
+        "window": {"start": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "duration": "4h"},
+        "canary": {"count": 1},
+        "batch": {"hosts": 1},
+        "soak": 5,
+        "alertmanager": {"url": "http://127.0.0.1:19093"},
+    }
+    (folder / "khronika_update_channel.yml").write_text(yaml.safe_dump({"khronika_update_channel": policy}))
+
+
+def khronika(*argv, password=None):
+    """The khronika command (the site's commands against the scenario's inventory): the completed process."""
+    _command, env = update_command()
+    if argv[0] != "release":
+        argv = (
+            *argv,
+            "-i",
+            str(INVENTORY),
+            "--vault-password-file",
+            os.environ["KHRONIKA_TEST_VAULT_PASSWORD_FILE"],
+        )
+    if password is not None:
+        env["KHRONIKA_REGISTRY_PASSWORD"] = password
+    return subprocess.run(
+        [sys.executable, "-m", "khronika_ops", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+
+
+def publish(version):
+    """`khronika release publish` of the scenario's manifest (the digests its registry gave) to the channel."""
+    done = khronika(
+        "release",
+        "publish",
+        str(EPHEMERAL / "releases" / f"{version}.yml"),
+        "--registry",
+        REGISTRY_LOCAL,
+        "--repository",
+        CHANNEL_REPOSITORY,
+        "--registry-user",
+        os.environ["KHRONIKA_TEST_REGISTRY_USER"],
+        "--registry-ca",
+        os.environ["KHRONIKA_TEST_REGISTRY_CA"],
+        password=(Path(os.environ["KHRONIKA_TEST_REGISTRY_DIR"]) / "password").read_text().strip(),
+    )
+    assert done.returncode == 0 and "published" in done.stdout, done.stdout + done.stderr
+
+
+def channel_state():
+    return json.loads(CHANNEL_STATE.read_text())
+
+
+def stage_report(stage):
+    return json.loads((Path(stage["run"]) / "update-report.json").read_text()), Path(stage["run"])
+
+
+def halt_alerts():
+    import urllib.request
+
+    with urllib.request.urlopen("http://127.0.0.1:19093/api/v2/alerts?active=true", timeout=5) as response:
+        return [a for a in json.load(response) if a["labels"].get("alertname") == HALT_ALERT]
+
+
+def test_outside_its_window_the_channel_does_nothing_and_says_so(host):
+    publish("1.1.0")
+    write_channel_policy(window_open=False)
+    done = khronika("update", "auto")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "wait: 1.1.0 applies in the window; the window is" in done.stdout, done.stdout
+    assert all(record(app)["version"] == "1.0.0" for app in APPS)
+    assert not CHANNEL_STATE.exists() or channel_state()["rollout"] is None
+
+
+def test_the_channel_updates_the_canary_soaks_it_then_the_rest(host, appeals_before):
+    """1.1.0 published to the channel, the window open: `khronika update auto` runs update.yml on the
+    canary (app1), soaks it, then on app2; each stage is the whole update path with its downtime measured:
+    the rolling module loses no request through the gateway, appeals-api's maintenance is short."""
+    write_channel_policy(window_open=True)
+    check = khronika("update", "channel", "check")
+    assert check.returncode == 0 and "1.1.0 applies now" in check.stdout, check.stdout + check.stderr
+    published = time.monotonic()
+    done = khronika("update", "auto")
+    took = time.monotonic() - published
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     assert appeals_checksums() == appeals_before
     assert all(record(app)["version"] == "1.1.0" for app in APPS)
-    report, folder = latest_report()
+    state = channel_state()
+    assert state["rollout"] is None and state["runs"][-1]["result"] == "applied"
+    canary, rest = state["last_rollout"]["stages"]
+    assert (canary["name"], canary["hosts"], canary["state"]) == ("canary", [APPS[0]], "soaked")
+    assert (rest["name"], rest["hosts"], rest["state"]) == ("batch 1", [APPS[1]], "soaked")
+    assert canary["soaked_at"] <= rest["started_at"]  # the rest started only after the canary's soak
+    report, folder = stage_report(canary)
     assert report["result"] == "succeeded"
-    assert {h["host"]: h["result"] for h in report["hosts"]} == dict.fromkeys(APPS, "updated")
+    assert {h["host"]: h["result"] for h in report["hosts"]} == {APPS[0]: "updated"}
     probe = {m["module"]: m for m in report["probe"]}
-    # The rolling module, drained replica by replica out of the gateway, loses no request.
-    assert probe["classifier"]["requests"] > 20 and probe["classifier"]["failed"] == 0
+    # The rolling module, drained out of the gateway on the canary while app2's replica serves, loses nothing.
+    assert probe["classifier"]["requests"] > 10 and probe["classifier"]["failed"] == 0
     assert probe["classifier"]["planned"] == "none"
     # appeals-api is recreated behind its own maintenance page: its downtime is measured, and short.
     assert report["maintenance"]["site"] is False and report["maintenance"]["modules"] == ["appeals-api"]
@@ -206,22 +327,32 @@ def test_update_to_1_1_0_keeps_the_appeals_and_measures_downtime(host, appeals_b
     backups = [b for h in report["hosts"] for b in h["backups"]]
     assert [b["volume"] for b in backups] == [VOLUME]
     assert sh(APPS[0], f"sha256sum {backups[0]['path']}").split()[0] == backups[0]["sha256"]
-    assert not active_silences() and report["silence"]
+    assert report["silence"]
+    assert (
+        "## Downtime through the gateway: planned and measured" in (folder / "update-report.md").read_text()
+    )
+    report, _ = stage_report(rest)
+    assert report["result"] == "succeeded"
+    assert {h["host"]: h["result"] for h in report["hosts"]} == {APPS[1]: "updated"}
+    probe = {m["module"]: m for m in report["probe"]}
+    assert probe["classifier"]["failed"] == 0
+    assert not active_silences()
     assert sh(APPS[0], "ls /etc/khronika/gateway | grep -c '^maintenance' || true").strip() == "0"
     audit = [json.loads(line) for line in sh(APPS[0], "cat /var/log/khronika/audit.log").splitlines()]
     assert audit[-1]["to_version"] == "1.1.0" and audit[-1]["result"] == "updated"
     assert "appeals-api" in audit[-1]["hosts"][APPS[0]]["switch_seconds"]
-    assert (REPORTS / "audit.log").read_text().strip()
-    assert (
-        "## Downtime through the gateway: planned and measured" in (folder / "update-report.md").read_text()
-    )
     # The site state: written into the inventory and on both hosts, the release the next deploy runs.
     state = site_state()
     assert state["release"] == "1.1.0" and state["written_by"]["kind"] == "update"
     assert state["volumes"] == {VOLUME: {APPS[0]: 1}}
     for app in APPS:
         assert sh(app, "cat /etc/khronika/khronika_site_state.yml") == STATE_FILE.read_text()
-    assert "## Site state" in (folder / "update-report.md").read_text()
+    print(f"1.1.0 from the channel's run to the whole site updated: {took:.0f} s")
+    # Nothing newer: the next run exits quietly.
+    again = khronika("update", "auto")
+    assert again.returncode == 0 and "nothing: nothing newer than 1.1.0 to apply" in again.stdout, (
+        again.stdout
+    )
 
 
 def test_a_downgrade_without_the_flag_is_refused(host):
@@ -231,31 +362,46 @@ def test_a_downgrade_without_the_flag_is_refused(host):
     assert record(APPS[0])["version"] == "1.1.0"
 
 
-def test_the_broken_release_is_rolled_back_with_the_volume_restored(host, appeals_before):
-    """In batches of one host (a mass update): the first fails its health gate and is rolled back, so
-    the second batch is never started and stays on its release."""
+def test_the_broken_release_fails_on_the_canary_and_halts_the_channel(host, appeals_before):
+    """The broken 1.2.0 published: the canary fails its health gate and is rolled back with its volume
+    restored; the channel halts, its alert fires until `resume`, and app2 is never touched."""
     on_1_1_0 = {app: images(app) for app in APPS}
-    rc, out = playbook("-e", "khronika_release_version=1.2.0", "-e", "khronika_update_serial=1")
-    assert rc != 0
-    assert "rolled-back" in out
-    report, folder = latest_report()
-    assert report["result"] == "stopped"
-    assert "the hosts after this batch stay on their release" in report["stopped"]
-    app2 = next(h for h in report["hosts"] if h["host"] == APPS[1])
-    assert app2["result"] == "not-started" and app2["on_version"] == "1.1.0"
-    assert record(APPS[1])["version"] == "1.1.0"
-    app1 = next(h for h in report["hosts"] if h["host"] == APPS[0])
+    publish("1.2.0")
+    done = khronika("update", "auto")
+    assert done.returncode == 1, done.stdout[-6000:] + done.stderr[-3000:]
+    state = channel_state()
+    assert state["halted"]["release"] == "1.2.0" and "1.2.0" in state["failed"]
+    assert "the canary (kh-update-app1) failed its update" in state["halted"]["reason"], state["halted"]
+    assert state["rollout"] is None  # this rollout is over: status shows it as the last one
+    canary, rest = state["last_rollout"]["stages"]
+    assert canary["state"] == "failed" and rest["state"] == "pending"
+    report, folder = stage_report(canary)
+    assert report["result"] != "succeeded"
+    [app1] = report["hosts"]
+    assert app1["host"] == APPS[0]
     assert app1["result"] == "rolled-back" and app1["on_version"] == "1.1.0"
     assert "unhealthy" in app1["failure"]
     assert app1["restored"] == [VOLUME]
     assert {app: images(app) for app in APPS} == on_1_1_0
-    assert record(APPS[0])["version"] == "1.1.0"
+    assert record(APPS[0])["version"] == "1.1.0" and record(APPS[1])["version"] == "1.1.0"
     assert appeals_checksums() == appeals_before
     assert gateway("/api/appeals/health")["status"] == 200
     assert report["maintenance"]["modules"] == ["appeals-api"]
     assert sh(APPS[0], "ls /etc/khronika/gateway | grep -c '^maintenance' || true").strip() == "0"
     assert not active_silences()
     assert "## What failed" in (folder / "update-report.md").read_text()
+    [alert] = halt_alerts()
+    assert alert["labels"]["release"] == "1.2.0"
+    status = khronika("update", "channel", "status")
+    assert "HALTED:" in status.stdout and "1.2.0" in status.stdout, status.stdout
+    # Halted, the next run changes nothing; resume lifts the halt and the alert, and 1.2.0 stays failed.
+    again = khronika("update", "auto")
+    assert again.returncode == 0 and "halted since" in again.stdout, again.stdout
+    assert khronika("update", "resume").returncode == 0
+    assert halt_alerts() == []
+    after = khronika("update", "auto")
+    assert after.returncode == 0 and "nothing" in after.stdout, after.stdout
+    assert {app: images(app) for app in APPS} == on_1_1_0
 
 
 def test_a_release_that_crashes_once_then_serves_is_rolled_back(host, appeals_before):
