@@ -4,6 +4,7 @@
 # networks and volumes the stages make are removed at the end, also when a stage fails.
 #   scripts/test.sh [STAGE...]      stages: yamllint ansible-lint ruff mypy pytest molecule lab
 #   KHRONIKA_MOLECULE_SCENARIOS="common docker"  restricts the Molecule stage
+#   KHRONIKA_MOLECULE_LANES=1  runs its scenarios one at a time (default: 2 lanes, `update` alone)
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -60,12 +61,67 @@ trap summary EXIT
 # by tests/e2e/test_lab.py). KHRONIKA_MOLECULE_SCENARIOS=monitoring runs it.
 LAB_COVERED_SCENARIOS="monitoring"
 
+# Scenarios that run alone: their assertions time things (downtime through the gateway, a silence's lease,
+# soaks). The others (package installs, deploys, archives) run two at a time, each lane its scenarios in
+# turn; a lane's output is printed when it ends.
+SOLO_SCENARIOS="update"
+LANES=${KHRONIKA_MOLECULE_LANES:-2}
+
+run_lane() {
+  local lane=$1 scenario start rc result=0
+  shift
+  for scenario in "$@"; do
+    printf '\n===== molecule %s (lane %s) =====\n' "$scenario" "$lane"
+    start=$(date +%s)
+    molecule test -s "$scenario"
+    rc=$?
+    printf '%-28s %-5s %4ss\n' "molecule $scenario" "$([ $rc -eq 0 ] && echo ok || echo FAIL)" \
+      "$(($(date +%s) - start))" >>"$LANE_DIR/summary"
+    [ $rc -eq 0 ] || result=1
+  done
+  return $result
+}
+
 run_molecule() {
-  local scenario rc=0
-  local all
+  local scenario rc=0 all lane
   all=$(cd molecule && ls -d */ | tr -d / | grep -v '^_' | grep -vxF -f <(tr ' ' '\n' <<<"$LAB_COVERED_SCENARIOS"))
   local scenarios=${KHRONIKA_MOLECULE_SCENARIOS:-$all}
-  for scenario in $scenarios; do
+  local -a shared=() solo=() pids=()
+  # Dealt to the lanes in turn, in this order (from the last full run's times: the lanes end close together).
+  for scenario in offline deploy common docker $scenarios; do
+    grep -qxF "$scenario" <<<"$(tr ' ' '\n' <<<"$scenarios")" || continue
+    if grep -qxF "$scenario" <<<"$(tr ' ' '\n' <<<"$SOLO_SCENARIOS")"; then
+      [[ " ${solo[*]} " == *" $scenario "* ]] || solo+=("$scenario")
+    else
+      [[ " ${shared[*]} " == *" $scenario "* ]] || shared+=("$scenario")
+    fi
+  done
+  if [ ${#shared[@]} -gt 1 ] && [ "$LANES" -gt 1 ]; then
+    LANE_DIR=$(mktemp -d)
+    local start
+    start=$(date +%s)
+    printf '\n===== molecule in %s lanes: %s =====\n' "$LANES" "${shared[*]}"
+    for lane in $(seq 1 "$LANES"); do
+      local -a mine=()
+      for index in "${!shared[@]}"; do
+        [ $((index % LANES + 1)) -eq "$lane" ] && mine+=("${shared[$index]}")
+      done
+      [ ${#mine[@]} -gt 0 ] || continue
+      run_lane "$lane" "${mine[@]}" >"$LANE_DIR/lane-$lane.log" 2>&1 &
+      pids+=($!)
+    done
+    for lane in "${!pids[@]}"; do
+      wait "${pids[$lane]}" || rc=1
+    done
+    cat "$LANE_DIR"/lane-*.log
+    while IFS= read -r line; do SUMMARY+=("$line"); done <"$LANE_DIR/summary"
+    grep -q ' FAIL ' "$LANE_DIR/summary" && FAILED=1
+    SUMMARY+=("$(printf '%-28s %-5s %4ss' "molecule lanes (wall)" "$([ $rc -eq 0 ] && echo ok || echo FAIL)" "$(($(date +%s) - start))")")
+    rm -rf "$LANE_DIR"
+  else
+    solo=("${shared[@]}" "${solo[@]}")
+  fi
+  for scenario in "${solo[@]}"; do
     stage "molecule $scenario" molecule test -s "$scenario" || rc=1
   done
   return $rc
