@@ -193,16 +193,20 @@ def _plan_catalog(path: Path) -> Path:
     return path
 
 
-def test_the_full_plan_of_a_quiet_site_moves_nothing(tmp_path: Path) -> None:
-    history = _history(tmp_path / "history.csv", web_cores=1.5)
+def _full_plan(tmp_path: Path, web_cores: float) -> dict:
+    """`khronika plan` of the `_site` modules on three hosts, with web at `web_cores` a replica."""
+    history = _history(tmp_path / "history.csv", web_cores=web_cores)
     catalog = _plan_catalog(tmp_path / "site.yml")
     out = tmp_path / "plan.json"
     code, _out, err = run_cli(
         "plan", "--csv", str(history), "--catalog", str(catalog), "--format", "json", "-o", str(out)
     )
     assert code == 0, err
+    return json.loads(out.read_text())
 
-    plan = json.loads(out.read_text())
+
+def test_the_full_plan_of_a_quiet_site_moves_nothing(tmp_path: Path) -> None:
+    plan = _full_plan(tmp_path, web_cores=1.5)
     assert not [change for change in plan["changes"] if ": move from " in change], plan["changes"]
     assert plan["placement"]["assignment"] == {
         "web#0": "h1",
@@ -219,15 +223,7 @@ def test_the_full_plan_of_a_quiet_site_moves_nothing(tmp_path: Path) -> None:
 
 
 def test_the_full_plan_of_an_overloaded_host_moves_the_cheapest_replica(tmp_path: Path) -> None:
-    history = _history(tmp_path / "history.csv", web_cores=7.0)
-    catalog = _plan_catalog(tmp_path / "site.yml")
-    out = tmp_path / "plan.json"
-    code, _out, err = run_cli(
-        "plan", "--csv", str(history), "--catalog", str(catalog), "--format", "json", "-o", str(out)
-    )
-    assert code == 0, err
-
-    plan = json.loads(out.read_text())
+    plan = _full_plan(tmp_path, web_cores=7.0)
     moves = [change for change in plan["changes"] if ": move from " in change]
     assert len(moves) == 1 and moves[0].startswith("web: move from h1 to h3"), plan["changes"]
     assert "buys: h1 no longer fits what runs there at the horizon" in moves[0]
