@@ -1,15 +1,18 @@
 """Verify playbook install-offline.yml on a host that never had a route to any registry or mirror: the OS
 packages and release 1.0.0 were installed by converge from the archive alone; here a tampered (images or a
 package), a truncated, another release's archive and one whose apt repository lacks a package are refused
-before the host changes, and the archive of 1.1.0 updates it through the normal update path. The tests run
-in this order and build on each other."""
+before the host changes, and the archive of 1.1.0, dropped in the release channel's folder, updates it
+through the normal update path (`khronika update auto`). The tests run in this order and build on each
+other."""
 
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -309,12 +312,66 @@ def test_another_releases_archive_is_refused(host):
     assert state() == before
 
 
-def test_the_archive_of_1_1_0_updates_the_host(host):
+def follow_a_drop_folder(folder):
+    """The site's release channel in its inventory: the drop folder, checked against the site's key, in an
+    open window; one host, so the canary is the whole site (the update scenario runs the canary, then the
+    rest, from a registry channel)."""
+    import yaml
+
+    now = datetime.now(UTC)
+    policy = {
+        "source": "folder",
+        "folder": str(folder),
+        "key": str(KEY),
+        "window": {"start": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"), "duration": "4h"},
+        "canary": {"count": 1},
+        "soak": 3,
+    }
+    where = INVENTORY / "group_vars" / "all"
+    shutil.copyfile(os.environ["KHRONIKA_TEST_REGISTRY_VAULT"], where / "test-vault.yml")
+    (where / "khronika_update_channel.yml").write_text(yaml.safe_dump({"khronika_update_channel": policy}))
+
+
+def khronika(*argv):
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(PROJECT / "roles"),
+        "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".ansible" / "collections"),
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+    vault = os.environ.get("KHRONIKA_TEST_VAULT_PASSWORD_FILE")
+    return subprocess.run(
+        [sys.executable, "-m", "khronika_ops", *argv, "-i", str(INVENTORY)]
+        + (["--vault-password-file", vault] if vault else []),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+
+
+def test_the_archive_of_1_1_0_dropped_in_the_channels_folder_updates_the_host(host):
+    """A closed site's channel: signed archives dropped in a folder. `khronika update auto` verifies each,
+    names the ones it refuses, and runs the newest through install-offline.yml and the update path."""
     status, created = http("POST", "/appeals", json.dumps({"text": "kept across the update"}))
     assert status == 201, created
     stored = json.loads(created)["location"]
-    rc, out = playbook(ARCHIVES / "khronika-1.1.0.tar", "-e", "khronika_release_version=1.1.0")
-    assert rc == 0, out[-6000:]
+    drop = EPHEMERAL / "drop"
+    shutil.rmtree(drop, ignore_errors=True)
+    drop.mkdir()
+    for version in ("1.0.0", "1.1.0"):
+        os.link(ARCHIVES / f"khronika-{version}.tar", drop / f"khronika-{version}.tar")
+    (drop / "khronika-1.2.0.tar").write_bytes(b"not an archive at all\n" * 10)
+    follow_a_drop_folder(drop)
+    check = khronika("update", "channel", "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "1.1.0 applies now" in check.stdout and "khronika-1.2.0.tar" in check.stdout, check.stdout
+    done = khronika("update", "auto")
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
+    assert f"refused by the channel: {drop / 'khronika-1.2.0.tar'}" in done.stdout, done.stdout
+    assert "install-offline.yml" in done.stdout
     record = json.loads(sh("cat /etc/khronika/release.json"))
     assert record["version"] == "1.1.0"
     manifest = json.loads(
@@ -336,15 +393,20 @@ def test_the_archive_of_1_1_0_updates_the_host(host):
         f"{module}-1": tag for module, tag in wanted.items()
     }
     # The update path's own parts ran: the volume backed up before its module switched, the report written.
-    reports = sorted(
-        (EPHEMERAL / "reports").glob("update-*/update-report.json"), key=lambda p: p.stat().st_mtime
-    )
-    report = json.loads(reports[-1].read_text())
+    channel = json.loads((INVENTORY / ".khronika" / "channel" / "state.json").read_text())
+    [stage] = channel["last_rollout"]["stages"]
+    assert stage["hosts"] == [APP] and stage["state"] == "soaked"
+    assert channel["last_rollout"]["archive"] == str(drop / "khronika-1.1.0.tar")
+    report = json.loads((Path(stage["run"]) / "update-report.json").read_text())
     assert report["result"] == "succeeded"
     assert [b["volume"] for h in report["hosts"] for b in h["backups"]] == ["khronika-appeals-api-data"]
     status, appeal = http("GET", stored)
     assert status == 200 and "kept across the update" in appeal
     assert sh("ls -A /var/lib/khronika/archive").strip() == ""
+    again = khronika("update", "auto")
+    assert again.returncode == 0 and "nothing: nothing newer than 1.1.0 to apply" in again.stdout, (
+        again.stdout
+    )
 
 
 def test_a_second_run_loads_nothing(host):
