@@ -7,20 +7,10 @@ horizon, siblings kept apart, or N-1 that the placement as it is does not have.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from khronika_ops.planner.catalog import Catalog
-from khronika_ops.planner.place import DrainCheck, Placement, Replica, check_n_minus_1
-
-
-def _load(replicas: list[Replica], assignment: dict[str, str]) -> dict[str, tuple[float, float]]:
-    load: dict[str, tuple[float, float]] = defaultdict(lambda: (0.0, 0.0))
-    for replica in replicas:
-        host = assignment.get(replica.name)
-        if host is not None:
-            cores, memory = load[host]
-            load[host] = (cores + replica.cores, memory + replica.memory_gib)
-    return load
+from khronika_ops.planner.place import DrainCheck, Placement, Replica, check_n_minus_1, host_loads
 
 
 def staying(replicas: list[Replica], catalog: Catalog) -> Placement:
@@ -41,13 +31,9 @@ def describe_moves(
     what it buys."""
     hosts = {host.name: host for host in catalog.hosts}
     now = staying(replicas, catalog)
-    load_now = _load(replicas, now.assignment)
-    crowded = {
-        (r.module, r.current_host)
-        for r in replicas
-        if r.anti_affinity
-        and sum(1 for s in replicas if s.module == r.module and s.current_host == r.current_host) > 1
-    }
+    load_now = host_loads(replicas, now.assignment)
+    siblings = Counter((r.module, r.current_host) for r in replicas if r.anti_affinity)
+    crowded = {key for key, count in siblings.items() if count > 1}
     n1_plan = {check.host: check.holds for check in drains}
     restored = [
         f"draining {check.host} strands {', '.join(check.unplaced)}"
@@ -68,7 +54,7 @@ def describe_moves(
             if host is None:
                 reasons.append(f"{source} is not among the plan's hosts")
                 continue
-            cores, memory = load_now[source]
+            cores, memory, _gpus = load_now.get(source, (0.0, 0.0, 0))
             if cores > host.cores + 1e-9 or memory > host.memory_gib + 1e-9:
                 reasons.append(
                     f"{source} no longer fits what runs there at the horizon ({cores:.3g} of {host.cores:g} "

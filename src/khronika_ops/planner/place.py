@@ -294,6 +294,19 @@ def _can_take(
     return host.fits(replica, load.get(host.name, (0.0, 0.0, 0)))
 
 
+def host_loads(
+    replicas: list[Replica], assignment: dict[str, str], leave_out: str | None = None
+) -> dict[str, tuple[float, float, int]]:
+    """Cores, memory (GiB) and GPUs the replicas of `assignment` take on each host (but `leave_out`)."""
+    load: dict[str, tuple[float, float, int]] = {}
+    for replica in replicas:
+        host = assignment.get(replica.name)
+        if host and host != leave_out:
+            cores, memory, gpus = load.get(host, (0.0, 0.0, 0))
+            load[host] = (cores + replica.cores, memory + replica.memory_gib, gpus + replica.gpus)
+    return load
+
+
 def check_n_minus_1(replicas: list[Replica], placement: Placement, catalog: Catalog) -> list[DrainCheck]:
     """For each host in use: can its replicas move to the other hosts of the plan (the existing ones and
     those bought; nothing more bought)? Siblings are kept apart when there is room to, and share a host
@@ -306,13 +319,11 @@ def check_n_minus_1(replicas: list[Replica], placement: Placement, catalog: Cata
     checks: list[DrainCheck] = []
     for drained in in_use:
         remaining = [by_name[name] for name in available if name != drained and name in by_name]
-        load: dict[str, tuple[float, float, int]] = {}
+        load = host_loads(replicas, placement.assignment, leave_out=drained)
         modules_on: dict[str, set[str]] = {}
         for replica in replicas:
             host = placement.assignment.get(replica.name)
             if host and host != drained:
-                cores, memory, gpus = load.get(host, (0.0, 0.0, 0))
-                load[host] = (cores + replica.cores, memory + replica.memory_gib, gpus + replica.gpus)
                 modules_on.setdefault(host, set()).add(replica.module)
         moving = sorted((r for r in replicas if placement.assignment.get(r.name) == drained), key=_size_key)
         unplaced = _drain_first_fit(moving, remaining, dict(load), modules_on)
