@@ -21,7 +21,7 @@ Methods, each from the training part only:
 
 Sets: NAB (realAWSCloudwatch, one `timestamp,value` CSV per series, a folder) and the Azure 2017 VM set
 (one wide CSV, `timestamp` then one column per VM). Paths are arguments; the repo carries NAB
-(tests/data/nab) and an attributed 8-VM sample of the Azure set (tests/data/azure).
+(src/khronika_ops/data/traces/nab) and an attributed 8-VM sample of the Azure set (tests/data/azure).
 
 Run: .venv/bin/python benchmarks/quality.py [--nab DIR] [--azure FILE ...] [--target-under 1] [--per-series]
 """
@@ -172,7 +172,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--nab", type=Path, default=REPO / "tests" / "data" / "nab", help="NAB folder")
+    parser.add_argument("--nab", type=Path, default=REPO / "src" / "khronika_ops" / "data" / "traces" / "nab", help="NAB folder")
     parser.add_argument(
         "--azure", type=Path, action="append", default=None, help="wide CSV of VM series (repeatable)"
     )

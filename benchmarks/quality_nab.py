@@ -1,4 +1,4 @@
-"""Quality benchmark on the NAB realAWSCloudwatch traces (tests/data/nab).
+"""Quality benchmark on the NAB realAWSCloudwatch traces (src/khronika_ops/data/traces/nab).
 
 For each series: size on the first 10 days, evaluate on the rest. Under-provisioned = share of
 evaluation intervals whose load exceeds the recommendation; slack = mean over intervals of
@@ -38,7 +38,7 @@ from khronika_ops.planner.models import CleanSeries, FloatArray, ForecastSetting
 from khronika_ops.planner.size import SizingPolicy, size_series
 from khronika_ops.planner.units import Resource
 
-DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "nab"
+DATA = Path(__file__).resolve().parent.parent / "src" / "khronika_ops" / "data" / "traces" / "nab"
 TRAIN_DAYS = 10.0
 SHORT_TRAIN_SHARE = 0.7
 DAY = 86400.0

@@ -14,7 +14,7 @@ from khronika_ops.cli import app
 from khronika_ops.planner.models import CleanReport, CleanSeries, SeriesKey
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-NAB = DATA / "nab"
+NAB = Path(__file__).resolve().parents[2] / "src" / "khronika_ops" / "data" / "traces" / "nab"
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
