@@ -148,6 +148,7 @@ def test_every_stage_ran_and_the_summary_says_where_things_are(first_run):
         "site",
         "traffic",
         "update",
+        "history",
         "plan",
     ]
     assert summary["playbooks"]["site"]["failed"] == 0 and summary["playbooks"]["site"]["changed"] > 0
@@ -234,8 +235,49 @@ def test_the_update_and_the_plan_reports_describe_the_lab(first_run):
     # Its disks are the hosts' filesystems, not the files the container runtime bind-mounts.
     mounts = {disk["extra"].get("mount") for host in plan["hosts"] for disk in host["disk"]}
     assert not mounts & {"/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}, mounts
-    html = (REPO / "lab" / "reports" / "capacity-plan.html").read_text()
-    assert "<svg" in html or "<img" in html
+
+
+def test_the_plan_forecasts_two_weeks_of_replayed_history_and_a_browser_shows_it(first_run, tmp_path):
+    """The history stage gave the lab's Prometheus two weeks of real traces: every series the plan reads
+    is sized on them (none short of data), the report says which were replayed, and Chromium lays out
+    one forecast plot per figure, each drawn, each inside the page."""
+    _stdout, summary = first_run
+    [history] = [s for s in summary["stages"] if s["name"] == "history"]
+    assert "series replayed from NAB traces" in history["detail"], history
+    plan = json.loads((REPO / "lab" / "reports" / "capacity-plan.json").read_text())
+    replayed = plan["replayed_series"]
+    assert len(replayed) >= 0.9 * plan["series_read"], (len(replayed), plan["series_read"])
+    assert all(trace.startswith("nab/") or trace == "size" for trace in replayed.values())
+    # Only what truly has no history is short of data: nothing the stage replayed.
+    assert not set(plan["insufficient_series"]) & set(replayed), plan["insufficient_series"]
+    figures = [f for m in plan["modules"] for f in m["figures"]]
+    from khronika_ops.planner.plan import Plan
+    from khronika_ops.planner.report import replayed_traces
+
+    marked = Plan.model_construct(replayed_series=replayed)
+    assert figures and all(
+        f["recommended"] is not None and replayed_traces(marked, f["series"]) for f in figures
+    )
+    for figure in figures:  # two weeks read (at 5-minute steps), with the daily and weekly curves fitted
+        spans = re.findall(r"(\d+) points over ([\d.]+) d", figure["reason"])
+        assert spans and float(spans[0][1]) >= 13.5, figure["reason"]
+    # Disks: each platform host's filesystem fills along its replayed writes, sized to the horizon.
+    disks = [d for h in plan["hosts"] for d in h["disk"] if d["series"] in replayed]
+    assert disks and all("trend: rising" in d["reason"] for d in disks), [d["reason"] for d in disks]
+    report = (REPO / "lab" / "reports" / "capacity-plan.md").read_text()
+    assert "## Replayed history" in report and f"- Replayed history: {len(replayed)} of the" in report
+    page = REPO / "lab" / "reports" / "capacity-plan.html"
+    html = page.read_text()
+    from planner import browser
+
+    probe = browser.probe(page, tmp_path)
+    plots = [item for item in probe["seen"] if item["kind"] == "plot"]
+    assert len(plots) == html.count("<figure>") >= len(figures)
+    for item in probe["seen"]:
+        assert item["shown"] and item["width"] > 50 and item["height"] > 20, item
+        assert item["left"] >= 0 and item["right"] <= probe["width"], item
+    assert all(item["marks"] > 10 for item in plots)
+    assert sum("history replayed from nab/" in item["heading"] for item in plots) >= len(figures)
 
 
 def test_a_support_bundle_of_the_lab_holds_none_of_its_secrets(first_run, tmp_path):

@@ -4,58 +4,18 @@ screenshot is kept as a test artefact (.cache/test-artifacts/capacity-plan.png).
 
 from __future__ import annotations
 
-import html
-import json
-import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
-from conftest import REPO, require_service
+from conftest import REPO
 
+from . import browser
 from .helpers import run_cli
 from .test_plan import write_catalog, write_history
 
 ARTIFACTS = REPO / ".cache" / "test-artifacts"
-WIDTH = 1280
-# Runs where the page's last element is: every table and plot, its box, its style and what it draws.
-_PROBE = """<script>
-(() => {
-  const seen = [];
-  const look = (element, kind) => {
-    const box = element.getBoundingClientRect();
-    const style = getComputedStyle(element);
-    seen.push({kind, left: box.left, right: box.right, width: box.width, height: box.height,
-               shown: style.display !== "none" && style.visibility !== "hidden" && Number(style.opacity) > 0,
-               rows: element.querySelectorAll("tbody tr").length, marks: element.querySelectorAll("path").length,
-               heading: (element.closest("figure") ? element.closest("figure").innerText :
-                         (element.previousElementSibling || {}).innerText || "").slice(0, 120)});
-  };
-  document.querySelectorAll("table").forEach((t) => look(t, "table"));
-  document.querySelectorAll("figure svg").forEach((s) => look(s, "plot"));
-  const out = document.createElement("pre");
-  out.id = "probe";
-  out.textContent = JSON.stringify({width: window.innerWidth, height: document.documentElement.scrollHeight,
-                                    first: document.body.firstElementChild.innerText, seen});
-  document.body.appendChild(out);
-})();
-</script>"""
-
-
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    require_service(
-        found is not None, "headless Chromium (Debian package chromium; scripts/setup.sh installs it)"
-    )
-    assert found is not None
-    return found
-
-
-def _browser(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
 
 
 def test_every_table_and_plot_is_visible_in_a_browser(tmp_path: Path) -> None:
@@ -67,16 +27,7 @@ def test_every_table_and_plot_is_visible_in_a_browser(tmp_path: Path) -> None:
     )
     assert code == 0, err
     source = page.read_text(encoding="utf-8")
-    probed = tmp_path / "probed.html"
-    probed.write_text(source.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
-
-    dumped = _browser(
-        f"--window-size={WIDTH},900", "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()
-    )
-    assert dumped.returncode == 0, dumped.stderr[-2000:]
-    match = re.search(r'<pre id="probe">(.*?)</pre>', dumped.stdout, re.DOTALL)
-    assert match, dumped.stdout[-2000:]
-    probe = json.loads(html.unescape(match.group(1)))
+    probe = browser.probe(page, tmp_path)
     seen = probe["seen"]
     tables = [item for item in seen if item["kind"] == "table"]
     plots = [item for item in seen if item["kind"] == "plot"]
@@ -98,12 +49,11 @@ def test_every_table_and_plot_is_visible_in_a_browser(tmp_path: Path) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "capacity-plan.png"
     height = min(int(probe["height"]) + 40, 16000)
-    taken = _browser(f"--window-size={WIDTH},{height}", f"--screenshot={shot}", page.as_uri())
-    assert taken.returncode == 0 and shot.is_file(), taken.stderr[-2000:]
+    browser.screenshot(page, shot, height)
     shutil.copy(page, ARTIFACTS / "capacity-plan.html")
     import matplotlib.image
 
     pixels = np.asarray(matplotlib.image.imread(shot))
-    assert pixels.shape[0] == height and pixels.shape[1] == WIDTH
+    assert pixels.shape[0] == height and pixels.shape[1] == browser.WIDTH
     ink = (pixels[..., :3] < 0.9).any(axis=-1).mean()
     assert ink > 0.02, ink  # text, tables and plots drawn: not a blank page

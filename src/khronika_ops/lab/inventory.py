@@ -239,7 +239,8 @@ def write(hosts: Sequence[LabHost], *, gateway: str, ssh_dir: Path, release: str
         "monitoring_server_web_users": {"admin": "{{ vault_monitoring_admin_password }}"},
         "monitoring_server_scrape_interval": "10s",
         "monitoring_server_evaluation_interval": "10s",
-        "monitoring_server_retention_time": "7d",
+        # Room for the two replayed weeks (lab/history.py) the plan reads.
+        "monitoring_server_retention_time": "15d",
         "monitoring_server_retention_size": "2GB",
         "monitoring_server_external_labels": {"site": "lab"},
         "monitoring_server_module_targets": module_targets(modules, platform),

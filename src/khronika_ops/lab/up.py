@@ -6,7 +6,9 @@
     site       playbooks/site.yml through ansible-runner (`khronika run`)
     traffic    appeals through the gateway along a compressed day, so Prometheus holds real load
     update     playbooks/update.yml to the next release, with its downtime report
-    plan       playbooks/plan.yml against the lab's Prometheus: reports in md, html and json
+    history    two weeks of real load traces replayed into the lab's Prometheus (lab/history.py)
+    plan       playbooks/plan.yml against the lab's Prometheus (14 days at 5 minutes, as a site's):
+               reports in md, html and json
 
 A second `up` reuses what exists: the hosts are kept, the inventory is rewritten with the same
 content, site.yml converges with nothing to change, and an update already done is not done again.
@@ -267,16 +269,45 @@ def up(options: Options, say: Callable[[str], None] = print) -> LabRun:
         )
         return f"{current} -> {UPDATE_TO}: {downtime or 'no probe'}; report {report}"
 
-    def plan_stage() -> str:
-        summary = playbook(
-            "plan.yml",
-            {
-                "khronika_plan_report_dir": str(REPORTS_DIR),
-                "khronika_plan_history": "2h",
-                "khronika_plan_step": "1m",
-                "khronika_plan_horizon": "30d",
-            },
+    def history_stage() -> str:
+        from khronika_ops.lab.history import HistoryError, promtool_script, replay_history
+        from khronika_ops.planner.errors import InputError
+        from khronika_ops.planner.ingest.prometheus import PrometheusClient
+
+        monitoring = next(h for h in run.hosts if "khronika_monitoring" in h.groups)
+        port = inventory.role_default("monitoring_server", "monitoring_server_prometheus_port")
+        client = PrometheusClient(
+            f"https://{monitoring.address}:{port}",
+            ca_file=str(INVENTORY_DIR / "files" / "monitoring-tls" / "ca.crt"),
+            username="admin",
+            password=inventory.credentials()["vault_monitoring_admin_password"],
+            timeout=60,
         )
+
+        storage = str(inventory.role_default("monitoring_server", "monitoring_server_storage_path"))
+
+        def install(text: str) -> None:
+            done = subprocess.run(
+                lab_hosts.ssh_command(monitoring, ssh_dir, "sudo", "sh", "-c", promtool_script(storage)),
+                input=text.encode(),
+                capture_output=True,
+                timeout=600,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise StageFailed(
+                    f"promtool on {monitoring.name} failed: {done.stderr.decode(errors='replace')[-800:]}"
+                )
+
+        try:
+            outcome = replay_history(client, install, run.folder, say)
+        except (HistoryError, InputError) as exc:
+            raise StageFailed(str(exc)) from exc
+        return outcome.line()
+
+    def plan_stage() -> str:
+        # The plan reads what a site's would (plan.yml's defaults: 14 days at 5-minute steps, 90 days ahead).
+        summary = playbook("plan.yml", {"khronika_plan_report_dir": str(REPORTS_DIR)})
         written = sorted(str(p) for p in REPORTS_DIR.glob("capacity-plan.*"))
         run.reports += written
         return f"{summary.tasks} tasks; " + ", ".join(written)
@@ -291,6 +322,7 @@ def up(options: Options, say: Callable[[str], None] = print) -> LabRun:
         if options.update:
             stage("update", update_stage)
         if options.plan:
+            stage("history", history_stage)
             stage("plan", plan_stage)
     except StageFailed:
         pass

@@ -25,14 +25,20 @@ from khronika_ops.planner.vocabulary import to_collector_names
 Progress = Callable[[str], None]
 
 
-def ingest(request: PlanRequest, catalog: Catalog) -> list[RawSeries]:
+def ingest(request: PlanRequest, catalog: Catalog) -> tuple[list[RawSeries], dict[str, str]]:
+    """The series to plan on, and those of them whose history was replayed (series -> trace)."""
     from khronika_ops.planner.ingest.csvfile import read_csv
 
     series: list[RawSeries] = []
+    replayed: dict[str, str] = {}
     for path in request.csv_files:
         series += read_csv(path)
     if request.prometheus_url:
-        from khronika_ops.planner.ingest.prometheus import PrometheusClient, fetch_plan_series
+        from khronika_ops.planner.ingest.prometheus import (
+            PrometheusClient,
+            fetch_plan_series,
+            fetch_replayed,
+        )
 
         end = request.end_time or time.time()
         start = end - request.history_days * 86400.0
@@ -43,23 +49,26 @@ def ingest(request: PlanRequest, catalog: Catalog) -> list[RawSeries]:
             password=request.prometheus_password.get_secret_value() if request.prometheus_password else None,
             bearer_token=request.prometheus_token.get_secret_value() if request.prometheus_token else None,
         )
-        series += fetch_plan_series(
-            client, start, end, request.step_seconds, hosts=[host.name for host in catalog.hosts]
-        )
+        hosts = [host.name for host in catalog.hosts]
+        series += fetch_plan_series(client, start, end, request.step_seconds, hosts=hosts)
+        read = {item.key for item in series}
+        replayed = {
+            str(key): trace for key, trace in fetch_replayed(client, end, end - start).items() if key in read
+        }
     if not series:
-        hosts = ", ".join(host.name for host in catalog.hosts)
+        names = ", ".join(host.name for host in catalog.hosts)
         scope = (
-            f" for the catalog's hosts ({hosts}) over the last {request.history_days:g} d" if hosts else ""
+            f" for the catalog's hosts ({names}) over the last {request.history_days:g} d" if hosts else ""
         )
         hint = (
             "; Prometheus must label them instance=<inventory name>[:port] (docs/metrics.md)"
-            if hosts and request.prometheus_url
+            if names and request.prometheus_url
             else ""
         )
         raise InputError(
             f"no series found{scope}{hint}", source=request.prometheus_url or ",".join(request.csv_files)
         )
-    return series
+    return series, replayed
 
 
 def forecast_all(series: Sequence[CleanSeries], settings: ForecastSettings) -> list[Forecast]:
@@ -80,7 +89,7 @@ def build_plan(request: PlanRequest, progress: Progress | None = None) -> Plan:
     note = progress or (lambda _message: None)
     catalog = load_catalog(request.catalog_files)
     note("reading history")
-    raw = ingest(request, catalog)
+    raw, replayed = ingest(request, catalog)
     note(f"cleaning {len(raw)} series")
     cleaned_raw, skipped = [], []
     for series in raw:
@@ -140,6 +149,7 @@ def build_plan(request: PlanRequest, progress: Progress | None = None) -> Plan:
         history_source=request.prometheus_url or ", ".join(request.csv_files),
         series_read=len(raw),
         insufficient_series=insufficient,
+        replayed_series=replayed,
         modules=modules,
         hosts=hosts,
         placement=placement,

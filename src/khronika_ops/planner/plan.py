@@ -89,6 +89,8 @@ class Plan(BaseModel):
     history_source: str
     series_read: int
     insufficient_series: list[str] = Field(default_factory=list)
+    # Series whose history was replayed from a trace, not measured (a lab: khronika_ops/lab/history.py).
+    replayed_series: dict[str, str] = Field(default_factory=dict)
     modules: list[ModulePlan] = Field(default_factory=list)
     hosts: list[HostPlan] = Field(default_factory=list)
     placement: Placement

@@ -31,6 +31,8 @@ from khronika_ops.planner.vocabulary import strip_port
 
 MAX_POINTS_PER_QUERY = 10_000
 SELECTOR_BATCH = 20
+#: The largest answer read from Prometheus (a query_range of a big site is tens of MB).
+MAX_ANSWER_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -250,14 +252,23 @@ class PrometheusClient:
     def _get(
         self, query: str, start: float, end: float, step: float
     ) -> Iterable[tuple[dict[str, str], list[tuple[float, float]]]]:
-        params = urllib.parse.urlencode(
-            {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": step}
-        )
-        url = f"{self.base_url}/api/v1/query_range?{params}"
+        params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": str(step)}
+        body = self.get_json("/api/v1/query_range", params, query=query)
+        if body.get("status") != "success":
+            raise InputError(f"query failed: {body.get('error')}; query: {query}", source=self.base_url)
+        for item in body["data"]["result"]:
+            yield item["metric"], [(float(t), float(v)) for t, v in item["values"]]
+
+    def get_json(
+        self, path: str, params: dict[str, str] | None = None, *, query: str = "", expect_json: bool = True
+    ) -> dict[str, Any]:
+        """GET one API path (its JSON answer; {} when `expect_json` is false), errors named as the planner
+        names them. Answers are read up to MAX_ANSWER_BYTES."""
+        url = f"{self.base_url}{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
         request = urllib.request.Request(url, headers=self._headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout, context=self._context) as response:
-                body: dict[str, Any] = json.loads(response.read())
+                data = response.read(MAX_ANSWER_BYTES + 1)
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
                 hint = (
@@ -270,7 +281,8 @@ class PrometheusClient:
                 raise InputError(f"access refused ({exc.code}): {hint}", source=self.base_url) from exc
             detail = exc.read().decode("utf-8", "replace")[:300]
             raise InputError(
-                f"query failed ({exc.code}): {detail}; query: {query}", source=self.base_url
+                f"query failed ({exc.code}): {detail}" + (f"; query: {query}" if query else f"; {path}"),
+                source=self.base_url,
             ) from exc
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
@@ -281,10 +293,15 @@ class PrometheusClient:
                     source=self.base_url,
                 ) from exc
             raise InputError(f"cannot reach Prometheus: {exc}", source=self.base_url) from exc
-        if body.get("status") != "success":
-            raise InputError(f"query failed: {body.get('error')}; query: {query}", source=self.base_url)
-        for item in body["data"]["result"]:
-            yield item["metric"], [(float(t), float(v)) for t, v in item["values"]]
+        if len(data) > MAX_ANSWER_BYTES:
+            raise InputError(f"answer larger than {MAX_ANSWER_BYTES} bytes: {path}", source=self.base_url)
+        if not expect_json:
+            return {}
+        try:
+            body: dict[str, Any] = json.loads(data)
+        except ValueError as exc:
+            raise InputError(f"not a JSON answer: {path}: {exc}", source=self.base_url) from exc
+        return body
 
     def fetch(
         self,
@@ -298,23 +315,13 @@ class PrometheusClient:
         for selector in selectors:
             query = spec.promql.format(sel=selector, step=format_step(step))
             for labels, points in self.query_range(query, start, end, step):
-                if not points:
+                key = series_key(spec, labels)
+                if not points or key is None:
                     continue
-                renamed = dict(labels)
-                for old, new in spec.rename:
-                    if old in renamed:
-                        value = renamed.pop(old)
-                        renamed.setdefault(new, value)  # a label the exporter set itself wins
-                if "host" in renamed:
-                    renamed["host"] = strip_port(renamed["host"])
-                if spec.select is not None and not spec.select(renamed):
-                    continue
-                renamed.update(spec.labels)
-                kept = tuple(sorted((k, v) for k, v in renamed.items() if k in spec.keep))
                 data = np.array(sorted(set(points)), dtype=np.float64)
                 series.append(
                     RawSeries(
-                        key=SeriesKey(metric=spec.metric, labels=kept),
+                        key=key,
                         unit=spec.unit or UNKNOWN_UNIT,
                         source=f"{self.base_url} ({spec.metric})",
                         timestamps=data[:, 0],
@@ -322,6 +329,41 @@ class PrometheusClient:
                     )
                 )
         return series
+
+
+def series_key(spec: QuerySpec, labels: Mapping[str, str]) -> SeriesKey | None:
+    """The key of one answered series of `spec` (labels renamed, the host without its port, the spec's
+    own labels set, only those it keeps); None when the spec's `select` leaves it out."""
+    renamed = dict(labels)
+    for old, new in spec.rename:
+        if old in renamed:
+            value = renamed.pop(old)
+            renamed.setdefault(new, value)  # a label the exporter set itself wins
+    if "host" in renamed:
+        renamed["host"] = strip_port(renamed["host"])
+    if spec.select is not None and not spec.select(renamed):
+        return None
+    renamed.update(spec.labels)
+    return SeriesKey(
+        metric=spec.metric, labels=tuple(sorted((k, v) for k, v in renamed.items() if k in spec.keep))
+    )
+
+
+#: The marker a replayed history carries (khronika_ops/lab/history.py): one series per key the planner
+#: builds (its labels), plus `metric` (the key's metric) and `trace` (where its history came from).
+REPLAYED_MARKER = "khronika_replayed_series"
+
+
+def fetch_replayed(client: PrometheusClient, end: float, history_seconds: float) -> dict[SeriesKey, str]:
+    """The series keys whose history was replayed from a trace, not measured (key -> trace), from the
+    markers in the window read. Only a lab writes markers: the query is not split by host."""
+    found: dict[SeriesKey, str] = {}
+    query = f"max_over_time({REPLAYED_MARKER}[{format_step(max(history_seconds, 60.0))}])"
+    for labels, points in client.query_range(query, end, end, 60.0):
+        metric, trace = labels.pop("metric", ""), labels.pop("trace", "")
+        if points and metric:
+            found[SeriesKey(metric=metric, labels=tuple(sorted(labels.items())))] = trace
+    return found
 
 
 def fetch_plan_series(

@@ -63,6 +63,22 @@ def disk_recommended(result: SizeResult) -> str:
     return f"keep {float(current):.1f}" if current else "keep (size unknown)"
 
 
+def replayed_traces(plan: Plan, series: str) -> list[str]:
+    """The traces behind a figure's series whose history was replayed: the series itself, or each
+    member of a sum (`sum(a,b)`: a module's replicas)."""
+    members = series[4:-1] if series.startswith("sum(") and series.endswith(")") else series
+    return sorted(
+        {
+            trace
+            for key, trace in plan.replayed_series.items()
+            if members == key
+            or members.startswith(key + ",")
+            or members.endswith("," + key)
+            or f",{key}," in members
+        }
+    )
+
+
 def plan_json(plan: Plan) -> str:
     from khronika_ops.console import json_text
 

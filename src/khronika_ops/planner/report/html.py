@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from khronika_ops.planner.models import FloatArray, SizeResult
 from khronika_ops.planner.plan import Plan
+from khronika_ops.planner.report import replayed_traces
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:90%}
@@ -176,7 +177,9 @@ def render_html(plan: Plan) -> str:
     captioned += [(host.name, figure) for host in plan.hosts for figure in host.disk]
     captioned += [(host.name, host.network) for host in plan.hosts if host.network is not None]
     for owner, figure in captioned:
-        caption = html.escape(f"{owner}: {figure.reason}")
+        replayed = replayed_traces(plan, figure.series)
+        replayed_note = f" (history replayed from {', '.join(replayed)})" if replayed else ""
+        caption = html.escape(f"{owner}{replayed_note}: {figure.reason}")
         body.append(f"<figure>{plot_svg(figure)}<figcaption>{caption}</figcaption></figure>")
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Khronika capacity plan</title>"

@@ -26,6 +26,14 @@ def render_markdown(plan: Plan) -> str:
         f"- Sizing: {plan.sizing}",
         f"- Placement: {plan.placement.solver} ({plan.placement.status}), cost of new hosts {plan.total_new_cost:g}",
         f"- N-1 (any one host drained): {'holds' if all(plan.n_minus_1.values()) else 'FAILS'}",
+        *(
+            [
+                f"- Replayed history: {len(plan.replayed_series)} of the {plan.series_read} series hold history "
+                "replayed from real traces, not measured here (listed under Replayed history)"
+            ]
+            if plan.replayed_series
+            else []
+        ),
         "",
         "## Modules",
         "",
@@ -92,6 +100,19 @@ def render_markdown(plan: Plan) -> str:
         lines += ["", "## Insufficient data (not sized)", ""] + [
             f"- `{name}`" for name in plan.insufficient_series
         ]
+    if plan.replayed_series:
+        lines += [
+            "",
+            "## Replayed history",
+            "",
+            "The history of these series before the site's own samples was replayed from the trace named "
+            "(its shape, around the series' own level); the plan's figures for them show what the planner "
+            "does with such a history, not this site's past.",
+            "",
+            _row("Series", "Trace"),
+            _row("---", "---"),
+        ]
+        lines += [_row(f"`{name}`", trace) for name, trace in sorted(plan.replayed_series.items())]
     lines += [
         "",
         "## Inventory fragment (host_vars)",
