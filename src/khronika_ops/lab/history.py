@@ -333,6 +333,12 @@ def promtool_script(storage_path: str, service: str = "prometheus", owner: str =
     )
 
 
+def _targets(client: PrometheusClient) -> list[dict[str, object]]:
+    answer = client.get_json("/api/v1/targets", {"state": "active"})
+    found = answer.get("data", {}).get("activeTargets", [])
+    return [target for target in found if isinstance(target, dict)] if isinstance(found, list) else []
+
+
 def replay_history(
     client: PrometheusClient,
     install: Callable[[str], None],
@@ -341,7 +347,8 @@ def replay_history(
     ready_seconds: float = 120.0,
 ) -> Outcome:
     """The whole stage. `install(openmetrics_text)` makes the blocks where Prometheus reads them and
-    restarts it (the lab: `promtool_script` over SSH); then Prometheus must answer and hold every marker."""
+    restarts it (the lab: `promtool_script` over SSH); then Prometheus must answer, have scraped each of
+    its targets again, and hold every marker."""
     now = time.time()
     end = math.floor(head_start(client) / STEP) * STEP - STEP
     if holds_history_before(client, end + STEP):
@@ -364,6 +371,11 @@ def replay_history(
             if time.monotonic() > deadline:
                 raise HistoryError(f"Prometheus did not come back within {ready_seconds:g} s: {exc}") from exc
             time.sleep(0.5)
+    # Left as found: every target scraped again since the restart (none "unknown").
+    while any(target.get("health") == "unknown" for target in _targets(client)):
+        if time.monotonic() > deadline:
+            raise HistoryError(f"Prometheus had not scraped every target again within {ready_seconds:g} s")
+        time.sleep(0.5)
     at = time.time()
     answered = client.query_range(f"count(max_over_time({MARKER}[{DAYS + 1}d]))", at, at, 60)
     counted = int(answered[0][1][-1][1]) if answered and answered[0][1] else 0
