@@ -240,6 +240,8 @@ def test_the_stage_replays_two_weeks_that_the_planner_reads_and_marks(
     # 8 gauges and 2 counters (lo is no NIC the planner plans: not replayed).
     assert outcome.replayed == 10 and "10 series replayed" in outcome.line(), outcome.line()
     client = lab_prometheus.client
+    # Prometheus is left as found: its target scraped again since the restart.
+    assert [target["health"] for target in history._targets(client)] == ["up"]
     now = time.time()
     # Two weeks of each series before the live samples: hourly points all the way back.
     [(_labels, points)] = client.query_range(

@@ -361,6 +361,7 @@ def replay_history(
     text = openmetrics(replays, end)
     (work / "history.om").write_text(text)
     say(f"    {len(series)} series, {len(text) / 1e6:.1f} MB of OpenMetrics; promtool on the monitoring host")
+    watched = len(_targets(client))
     install(text)
     deadline = time.monotonic() + ready_seconds
     while True:
@@ -371,8 +372,12 @@ def replay_history(
             if time.monotonic() > deadline:
                 raise HistoryError(f"Prometheus did not come back within {ready_seconds:g} s: {exc}") from exc
             time.sleep(0.5)
-    # Left as found: every target scraped again since the restart (none "unknown").
-    while any(target.get("health") == "unknown" for target in _targets(client)):
+    # Left as found: every target back (discovery fills the list a moment after the start) and scraped
+    # again since the restart (none "unknown").
+    while True:
+        targets = _targets(client)
+        if len(targets) >= watched and all(target.get("health") != "unknown" for target in targets):
+            break
         if time.monotonic() > deadline:
             raise HistoryError(f"Prometheus had not scraped every target again within {ready_seconds:g} s")
         time.sleep(0.5)
