@@ -172,7 +172,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--nab", type=Path, default=REPO / "src" / "khronika_ops" / "data" / "traces" / "nab", help="NAB folder")
+    parser.add_argument(
+        "--nab",
+        type=Path,
+        default=REPO / "src" / "khronika_ops" / "data" / "traces" / "nab",
+        help="NAB folder",
+    )
     parser.add_argument(
         "--azure", type=Path, action="append", default=None, help="wide CSV of VM series (repeatable)"
     )
