@@ -213,9 +213,7 @@ def _ready(client: prom.PrometheusClient) -> bool:
 def test_the_stage_replays_two_weeks_that_the_planner_reads_and_marks(
     lab_prometheus: Lab, tmp_path: Path
 ) -> None:
-    def install(text: str) -> None:
-        source = tmp_path / "history.om"
-        source.write_text(text)
+    def install(source: Path) -> None:
         blocks = tmp_path / "blocks"
         subprocess.run(
             [
@@ -289,3 +287,35 @@ def test_a_figure_of_summed_replicas_names_the_trace_of_each() -> None:
     assert replayed_traces(plan, f"sum({one},{two})") == ["nab/x.csv", "nab/y.csv"]
     assert replayed_traces(plan, one) == ["nab/x.csv"]
     assert replayed_traces(plan, 'm{container="c-2",host="a"}') == []
+
+
+def test_the_monitoring_hosts_script_moves_promtools_blocks_in_and_leaves_no_work_folder(
+    tmp_path: Path,
+) -> None:
+    """`promtool_script` as the monitoring host runs it (a real sh and promtool; only systemctl is a
+    stand-in that records its arguments): blocks in the storage path, owned as asked, no temp folder left."""
+    require_service(shutil.which("promtool") is not None, "promtool (apt-get install prometheus)")
+    storage = tmp_path / "storage with space"
+    storage.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/systemctl.args\n')
+    (bin_dir / "systemctl").chmod(0o755)
+    series = LiveSeries("khronika_host_cpu_cores", (("host", "h1"),), 2.0)
+    text = history.openmetrics(history.plan_replays([series]), 1_800_000_000)
+    before = set(Path("/var/tmp").glob("khronika-history.*"))
+    owner = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    done = subprocess.run(
+        ["sh", "-c", history.promtool_script(str(storage), service="prom-x", owner=owner)],
+        input=text,
+        text=True,
+        capture_output=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    blocks = [p for p in storage.iterdir() if (p / "meta.json").is_file()]
+    assert len(blocks) >= 14, sorted(p.name for p in storage.iterdir())
+    assert (tmp_path / "systemctl.args").read_text().split() == ["restart", "prom-x"]
+    assert set(Path("/var/tmp").glob("khronika-history.*")) == before

@@ -34,26 +34,33 @@ import io
 import math
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
-from khronika_ops.metrics import prometheus_matchers
 from khronika_ops.planner.errors import InputError
-from khronika_ops.planner.ingest.prometheus import PLAN_QUERIES, PrometheusClient, series_key
+from khronika_ops.planner.ingest.prometheus import (
+    NIC_MATCHER,
+    PLAN_QUERIES,
+    REPLAYED_MARKER,
+    PrometheusClient,
+    series_key,
+)
 from khronika_ops.planner.models import SeriesKey
 
 DAYS = 14
 STEP = 300
 POINTS = DAYS * 86400 // STEP
-MARKER = "khronika_replayed_series"
+MARKER = REPLAYED_MARKER
 #: A trace file larger than this is not one of ours.
 MAX_TRACE_BYTES = 1_000_000
-#: The OpenMetrics file is refused beyond this (a lab of 60 hosts stays far below it).
-MAX_OPENMETRICS_BYTES = 512 * 1024 * 1024
+#: The OpenMetrics file is refused beyond this: about 0.9 MB a series (a counter's minutes weigh most),
+#: so a lab of 60 hosts (~1,000 series) stays below it. Written to disk a series at a time.
+MAX_OPENMETRICS_BYTES = 2 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,6 @@ class Rule:
     matchers: str = ""
 
 
-_NIC = f'device!~"{prometheus_matchers()["virtual_interface_exclude"]}"'
 #: What the lab replays: the series the planner reads (planner/ingest/prometheus.py, PLAN_QUERIES).
 RULES: dict[str, Rule] = {
     "khronika_host_cpu_used_cores": Rule("load", "cpu", 0.2),
@@ -84,8 +90,8 @@ RULES: dict[str, Rule] = {
     "khronika_host_cpu_cores": Rule("size"),
     "khronika_host_memory_total_bytes": Rule("size"),
     "khronika_filesystem_size_bytes": Rule("size"),
-    "node_network_receive_bytes_total": Rule("counter", "network", 50e3, _NIC),
-    "node_network_transmit_bytes_total": Rule("counter", "network", 50e3, _NIC),
+    "node_network_receive_bytes_total": Rule("counter", "network", 50e3, NIC_MATCHER),
+    "node_network_transmit_bytes_total": Rule("counter", "network", 50e3, NIC_MATCHER),
     "khronika_module_requests_total": Rule("counter", "requests", 0.5),
 }
 #: A use never replayed above its size (same labels, this metric).
@@ -236,35 +242,49 @@ def markers(replays: Sequence[Replay]) -> dict[Labels, str]:
     return marked
 
 
-def openmetrics(replays: Sequence[Replay], end: float) -> str:
-    """OpenMetrics text: every replayed family, then one marker per planner key, each series' samples in
-    time order, the last at `end` (epoch seconds)."""
+def write_openmetrics(replays: Sequence[Replay], end: float, out: TextIO) -> int:
+    """Write the OpenMetrics text (every replayed family, then one marker per planner key, each series'
+    samples in time order, the last at `end`, epoch seconds) to `out`, a series at a time; the characters
+    written. Refused past MAX_OPENMETRICS_BYTES."""
     times = end - STEP * np.arange(POINTS - 1, -1, -1, dtype=np.float64)
-    out: list[str] = []
+    written = 0
+
+    def emit(lines: Iterable[str]) -> None:
+        nonlocal written
+        text = "".join(lines)
+        written += len(text)
+        if written > MAX_OPENMETRICS_BYTES:
+            raise HistoryError(f"the replayed history would be larger than {MAX_OPENMETRICS_BYTES} bytes")
+        out.write(text)
+
     by_metric: dict[str, list[Replay]] = {}
     for item in replays:
         by_metric.setdefault(item.series.metric, []).append(item)
     for metric in sorted(by_metric):
         counter = RULES[metric].kind == "counter"
         family = metric.removesuffix("_total") if counter else metric
-        out.append(f"# TYPE {family} {'counter' if counter else 'gauge'}\n")
+        emit([f"# TYPE {family} {'counter' if counter else 'gauge'}\n"])
         for item in by_metric[metric]:
             prefix = metric + _label_text(item.series.labels) + " "
             at, values = times, item.values
             if counter:  # a sample a minute: the planner's rates look 2 minutes back
                 at = np.arange(times[0], times[-1] + 1, COUNTER_STEP, dtype=np.float64)
                 values = np.interp(at, times, item.values)
-            out.extend(f"{prefix}{value:.9g} {when:.0f}\n" for value, when in zip(values, at, strict=True))
-    out.append(f"# TYPE {MARKER} gauge\n")
+            emit(f"{prefix}{value:.9g} {when:.0f}\n" for value, when in zip(values, at, strict=True))
+    emit([f"# TYPE {MARKER} gauge\n"])
     hourly = times[::-1][:: 3600 // STEP][::-1]  # the last at `end`
     for key_labels, trace in sorted(markers(replays).items()):
         prefix = MARKER + _label_text(tuple(sorted((*key_labels, ("trace", trace))))) + " "
-        out.extend(f"{prefix}1 {at:.0f}\n" for at in hourly)
-    out.append("# EOF\n")
-    text = "".join(out)
-    if len(text) > MAX_OPENMETRICS_BYTES:
-        raise HistoryError(f"the replayed history would be larger than {MAX_OPENMETRICS_BYTES} bytes")
-    return text
+        emit(f"{prefix}1 {at:.0f}\n" for at in hourly)
+    emit(["# EOF\n"])
+    return written
+
+
+def openmetrics(replays: Sequence[Replay], end: float) -> str:
+    """`write_openmetrics` into a string."""
+    buffer = io.StringIO()
+    write_openmetrics(replays, end, buffer)
+    return buffer.getvalue()
 
 
 def live_series(client: PrometheusClient, now: float) -> list[LiveSeries]:
@@ -322,13 +342,13 @@ def promtool_script(storage_path: str, service: str = "prometheus", owner: str =
     """The shell script the monitoring host runs as root, the OpenMetrics text on its standard input:
     the blocks made by promtool (one per day at most), owned by Prometheus' user, moved into its data
     folder, Prometheus restarted (it loads blocks at start)."""
-    work = "/var/tmp/khronika-history"
     quoted = shlex.quote(storage_path.rstrip("/") or "/")
     return (
-        f"set -eu; rm -rf {work}; mkdir -p {work}/blocks; cat > {work}/history.om; "
-        f"promtool tsdb create-blocks-from openmetrics --max-block-duration=24h {work}/history.om "
-        f"{work}/blocks > {work}/promtool.log; "
-        f"chown -R {shlex.quote(owner)}: {work}/blocks; mv {work}/blocks/* {quoted}/; rm -rf {work}; "
+        "set -eu; work=$(mktemp -d /var/tmp/khronika-history.XXXXXX); trap 'rm -rf \"$work\"' EXIT; "
+        'mkdir "$work/blocks"; cat > "$work/history.om"; '
+        'promtool tsdb create-blocks-from openmetrics --max-block-duration=24h "$work/history.om" '
+        '"$work/blocks" > "$work/promtool.log"; '
+        f'chown -R {shlex.quote(owner)}: "$work/blocks"; mv "$work"/blocks/* {quoted}/; '
         f"systemctl restart {shlex.quote(service)}"
     )
 
@@ -341,28 +361,29 @@ def _targets(client: PrometheusClient) -> list[dict[str, object]]:
 
 def replay_history(
     client: PrometheusClient,
-    install: Callable[[str], None],
+    install: Callable[[Path], None],
     work: Path,
     say: Callable[[str], None] = print,
     ready_seconds: float = 120.0,
 ) -> Outcome:
-    """The whole stage. `install(openmetrics_text)` makes the blocks where Prometheus reads them and
+    """The whole stage. `install(openmetrics_file)` makes the blocks where Prometheus reads them and
     restarts it (the lab: `promtool_script` over SSH); then Prometheus must answer, have scraped each of
     its targets again, and hold every marker."""
     now = time.time()
     end = math.floor(head_start(client) / STEP) * STEP - STEP
-    if holds_history_before(client, end + STEP):
+    if holds_history_before(client, end):
         return Outcome(0, end, "Prometheus already holds history before its head: nothing replayed")
     series = live_series(client, now)
     if not series:
         raise HistoryError("the lab's Prometheus holds none of the collector's series yet")
     replays = plan_replays(series)
     expected = len(markers(replays))
-    text = openmetrics(replays, end)
-    (work / "history.om").write_text(text)
-    say(f"    {len(series)} series, {len(text) / 1e6:.1f} MB of OpenMetrics; promtool on the monitoring host")
+    path = work / "history.om"
+    with path.open("w", encoding="utf-8") as out:
+        size = write_openmetrics(replays, end, out)
+    say(f"    {len(series)} series, {size / 1e6:.1f} MB of OpenMetrics; promtool on the monitoring host")
     watched = len(_targets(client))
-    install(text)
+    install(path)
     deadline = time.monotonic() + ready_seconds
     while True:
         try:

@@ -276,30 +276,30 @@ def up(options: Options, say: Callable[[str], None] = print) -> LabRun:
 
         monitoring = next(h for h in run.hosts if "khronika_monitoring" in h.groups)
         port = inventory.role_default("monitoring_server", "monitoring_server_prometheus_port")
-        client = PrometheusClient(
-            f"https://{monitoring.address}:{port}",
-            ca_file=str(INVENTORY_DIR / "files" / "monitoring-tls" / "ca.crt"),
-            username="admin",
-            password=inventory.credentials()["vault_monitoring_admin_password"],
-            timeout=60,
-        )
-
         storage = str(inventory.role_default("monitoring_server", "monitoring_server_storage_path"))
 
-        def install(text: str) -> None:
-            done = subprocess.run(
-                lab_hosts.ssh_command(monitoring, ssh_dir, "sudo", "sh", "-c", promtool_script(storage)),
-                input=text.encode(),
-                capture_output=True,
-                timeout=600,
-                check=False,
-            )
+        def install(path: Path) -> None:
+            command = lab_hosts.ssh_command(monitoring, ssh_dir, "sudo", "sh", "-c", promtool_script(storage))
+            try:
+                with path.open("rb") as source:
+                    done = subprocess.run(
+                        command, stdin=source, capture_output=True, timeout=600, check=False
+                    )
+            except subprocess.TimeoutExpired as exc:
+                raise StageFailed(f"promtool on {monitoring.name} did not finish within 600 s") from exc
             if done.returncode != 0:
                 raise StageFailed(
                     f"promtool on {monitoring.name} failed: {done.stderr.decode(errors='replace')[-800:]}"
                 )
 
         try:
+            client = PrometheusClient(
+                f"https://{monitoring.address}:{port}",
+                ca_file=str(INVENTORY_DIR / "files" / "monitoring-tls" / "ca.crt"),
+                username="admin",
+                password=inventory.credentials()["vault_monitoring_admin_password"],
+                timeout=60,
+            )
             outcome = replay_history(client, install, run.folder, say)
         except (HistoryError, InputError) as exc:
             raise StageFailed(str(exc)) from exc

@@ -58,7 +58,7 @@ def ingest(request: PlanRequest, catalog: Catalog) -> tuple[list[RawSeries], dic
     if not series:
         names = ", ".join(host.name for host in catalog.hosts)
         scope = (
-            f" for the catalog's hosts ({names}) over the last {request.history_days:g} d" if hosts else ""
+            f" for the catalog's hosts ({names}) over the last {request.history_days:g} d" if names else ""
         )
         hint = (
             "; Prometheus must label them instance=<inventory name>[:port] (docs/metrics.md)"

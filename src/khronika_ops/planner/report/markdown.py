@@ -15,7 +15,7 @@ from khronika_ops.planner.report import (
 
 
 def _row(*cells: object) -> str:
-    return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+    return "| " + " | ".join(" ".join(str(cell).splitlines()).replace("|", "\\|") for cell in cells) + " |"
 
 
 def render_markdown(plan: Plan) -> str:
