@@ -29,6 +29,7 @@ A Prometheus that holds samples before its head already (a second `up`, a lab up
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import math
@@ -137,15 +138,20 @@ class Replay:
     values: np.ndarray
 
 
-def trace_files(kind: str) -> list[str]:
+@functools.cache
+def trace_files(kind: str) -> tuple[str, ...]:
     folder = resources.files("khronika_ops.data") / "traces" / "nab"
-    return sorted(
-        p.name for p in folder.iterdir() if p.name.startswith(TRACES[kind]) and p.name.endswith(".csv")
+    return tuple(
+        sorted(
+            p.name for p in folder.iterdir() if p.name.startswith(TRACES[kind]) and p.name.endswith(".csv")
+        )
     )
 
 
+@functools.cache
 def read_trace(name: str) -> np.ndarray:
-    """The values of one NAB trace (`timestamp,value`), bounded, as floats; at least a day of them."""
+    """The values of one NAB trace (`timestamp,value`), bounded, as floats; at least a day of them.
+    Read once per process (a lab's series share a handful of traces); the array is read-only."""
     data = (resources.files("khronika_ops.data") / "traces" / "nab" / name).read_bytes()
     if len(data) > MAX_TRACE_BYTES:
         raise HistoryError(f"trace {name}: larger than {MAX_TRACE_BYTES} bytes")
@@ -156,7 +162,9 @@ def read_trace(name: str) -> np.ndarray:
             values.append(value)
     if len(values) < 86400 // STEP:
         raise HistoryError(f"trace {name}: fewer than a day of samples")
-    return np.asarray(values, dtype=np.float64)
+    array = np.asarray(values, dtype=np.float64)
+    array.setflags(write=False)
+    return array
 
 
 def pick_trace(kind: str, series: LiveSeries) -> str:
