@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 # Parallelism comes from worker processes; BLAS threads on top would oversubscribe the 2 cores,
@@ -87,18 +88,25 @@ def plan_file_calibrated(path: Path) -> list[float]:
     return plan_file(path, calibrated=True)
 
 
+def _measured(function: Callable[[Path], list[float]], path: Path) -> tuple[list[float], float]:
+    """The sizes of one file and the worker's peak resident memory so far (MiB)."""
+    sizes = function(path)
+    return sizes, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def timed_pool(
     function: Callable[[Path], list[float]], paths: list[Path], workers: int
-) -> tuple[list[float], float, float]:
-    """(sizes, wall seconds, CPU seconds of the workers) for one pool run over every file."""
+) -> tuple[list[float], float, float, float]:
+    """(sizes, wall seconds, CPU seconds of the workers, largest worker peak MiB) for one pool run over
+    every file; fresh workers each time, so the peak is this method's own."""
     started = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with ProcessPoolExecutor(workers) as pool:
-        results = [value for chunk in pool.map(function, paths) for value in chunk]
+        answers = list(pool.map(partial(_measured, function), paths))
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return results, wall, cpu
+    return [value for sizes, _ in answers for value in sizes], wall, cpu, max(peak for _, peak in answers)
 
 
 def pandas_file(path: Path) -> list[float]:
@@ -144,22 +152,19 @@ def main() -> None:
         print(f"generated {args.series} series x {DAYS} d at {STEP} s in {len(paths)} wide CSV files "
               f"({size_mb:.0f} MB) in {time.perf_counter() - started:.1f} s (not timed)")  # fmt: skip
         print("load average before timing (1/5/15 min): " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
-        results, ours, ours_cpu = timed_pool(plan_file, paths, args.workers)
+        results, ours, ours_cpu, ours_peak = timed_pool(plan_file, paths, args.workers)
         print(f"khronika (fixed rule, as the baseline): {len(results)} series sized end to end in {ours:.2f} s "
               f"with {args.workers} workers ({ours / len(results) * 1000:.2f} ms per series); workers used "
               f"{ours_cpu:.1f} CPU s (= {ours_cpu / args.workers:.1f} s on {args.workers} idle cores)")  # fmt: skip
-        workers_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        calibrated, calibrated_wall, calibrated_cpu = timed_pool(plan_file_calibrated, paths, args.workers)
+        calibrated, calibrated_wall, calibrated_cpu, calibrated_peak = timed_pool(
+            plan_file_calibrated, paths, args.workers
+        )
         print(f"khronika (default: calibrated on each series' backtest): {len(calibrated)} series in "
               f"{calibrated_wall:.2f} s, {calibrated_cpu:.1f} CPU s")  # fmt: skip
         subset = paths[: args.baseline_files]
-        started = time.perf_counter()
-        started_cpu = time.process_time()
-        baseline = [value for path in subset for value in pandas_file(path)]
-        pandas_seconds = time.perf_counter() - started
-        pandas_cpu = time.process_time() - started_cpu
-        scaled = pandas_seconds * len(paths) / len(subset)
-        scaled_cpu = pandas_cpu * len(paths) / len(subset)
+        baseline, pandas_seconds, pandas_cpu, pandas_peak = timed_pool(pandas_file, subset, 1)
+        scale = len(paths) / len(subset)
+        scaled, scaled_cpu = pandas_seconds * scale, pandas_cpu * scale
         print(f"pandas per-series baseline: {len(baseline)} series in {pandas_seconds:.2f} s on 1 core "
               f"({pandas_cpu:.2f} CPU s); scaled to {len(results)} series: {scaled:.1f} s")  # fmt: skip
         print(f"ratio (pandas scaled, 1 core) / khronika ({args.workers} workers): {scaled / ours:.1f}x; "
@@ -169,9 +174,22 @@ def main() -> None:
         print(f"sizes, khronika fixed rule vs baseline: median relative difference {np.median(difference):.2%}, "
               f"largest {difference.max():.2%}")  # fmt: skip
         print(f"CPU seconds, pandas / khronika default (calibrated): {scaled_cpu / calibrated_cpu:.1f}x")
-        baseline_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"memory peak: largest khronika worker {workers_peak:.0f} MiB; baseline process "
-              f"{baseline_peak:.0f} MiB (it also generated the data)")  # fmt: skip
+        print(f"memory peak: largest khronika worker {max(ours_peak, calibrated_peak):.0f} MiB; "
+              f"pandas worker {pandas_peak:.0f} MiB")  # fmt: skip
+        print()
+        print(f"{len(results)} series x {DAYS} d at {STEP} s, from files to sizes; CPU seconds: all workers "
+              f"together (imports included); pandas timed on {len(baseline)} series and scaled")  # fmt: skip
+        rows = [
+            ("pandas per series (1 worker)", scaled, scaled_cpu, pandas_peak),
+            (f"khronika, fixed rule ({args.workers} workers)", ours, ours_cpu, ours_peak),
+            (f"khronika, default calibrated ({args.workers} workers)", calibrated_wall, calibrated_cpu,
+             calibrated_peak),
+        ]  # fmt: skip
+        print(f"{'method':<40} {'wall s':>7} {'CPU s':>7} {'CPU ms/series':>14} {'pandas CPU / this':>18} "
+              f"{'peak MiB':>9}")  # fmt: skip
+        for name, wall, cpu, peak in rows:
+            print(f"{name:<40} {wall:7.2f} {cpu:7.2f} {cpu / len(results) * 1000:14.2f} "
+                  f"{scaled_cpu / cpu:17.1f}x {peak:9.0f}")  # fmt: skip
 
 
 if __name__ == "__main__":

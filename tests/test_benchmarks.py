@@ -69,7 +69,18 @@ def test_speed_benchmark_agrees_with_the_pandas_baseline() -> None:
     difference = re.search(r"median relative difference ([\d.]+)%, largest ([\d.]+)%", out)
     assert difference is not None and float(difference.group(1)) < 0.5, out
     assert re.search(r"CPU seconds, pandas / khronika default \(calibrated\): [\d.]+x", out)
-    assert re.search(r"memory peak: largest khronika worker \d+ MiB", out)
+    assert re.search(r"memory peak: largest khronika worker \d+ MiB; pandas worker \d+ MiB", out)
+    table = re.findall(
+        r"^(pandas per series|khronika, fixed rule|khronika, default calibrated) .*?([\d.]+)x +(\d+)$",
+        out,
+        re.M,
+    )
+    assert [row[0] for row in table] == [
+        "pandas per series",
+        "khronika, fixed rule",
+        "khronika, default calibrated",
+    ]
+    assert float(table[0][1]) == 1.0 and all(float(row[1]) > 0 and int(row[2]) > 0 for row in table)
 
 
 def test_downtime_benchmark_measures_ours_and_the_naive_update() -> None:
