@@ -217,18 +217,13 @@ def replay(series: LiveSeries, capacity: float | None) -> Replay:
 
 def planner_key(series: LiveSeries) -> SeriesKey | None:
     """The key the planner gives the series this one feeds (planner/ingest/prometheus.py's own rule): a
-    counter feeds a rate summed by its query's labels."""
-    labels = dict(series.labels)
-    if series.metric.startswith("node_network_"):
-        direction = "receive" if "_receive_" in series.metric else "transmit"
-        spec = next(s for s in PLAN_QUERIES if dict(s.labels).get("direction") == direction)
-        labels = {k: v for k, v in labels.items() if k in ("instance", "device")}
-    elif series.metric == "khronika_module_requests_total":
-        spec = next(s for s in PLAN_QUERIES if s.metric == "khronika_module_requests_per_second")
-        labels = {k: v for k, v in labels.items() if k == "module"}
-    else:
-        spec = next(s for s in PLAN_QUERIES if s.metric == series.metric)
-    return series_key(spec, labels)
+    counter feeds the rate of the query that reads it, summed by that query's labels; a gauge, the
+    first query of its name."""
+    spec = next((s for s in PLAN_QUERIES if series.metric in s.counters), None)
+    if spec is not None:
+        return series_key(spec, {k: v for k, v in series.labels if k in spec.by})
+    spec = next((s for s in PLAN_QUERIES if s.metric == series.metric), None)
+    return None if spec is None else series_key(spec, dict(series.labels))
 
 
 def _escape(value: str) -> str:

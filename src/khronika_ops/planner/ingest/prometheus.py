@@ -57,6 +57,10 @@ class QuerySpec:
     labels: tuple[tuple[str, str], ...] = ()  # set on every series the query returns
     # Which answered series count (on the renamed labels, before `keep`); None: all of them.
     select: Callable[[Mapping[str, str]], bool] | None = None
+    # A rate of counters (`_rate`): the counters it reads and the labels it sums their rates by. The
+    # lab's replayed history keys each counter it writes by them, as this query's answer is keyed.
+    counters: tuple[str, ...] = ()
+    by: tuple[str, ...] = ()
 
 
 def _gauge(metric: str, unit: str, source: str | None = None) -> QuerySpec:
@@ -71,12 +75,14 @@ NIC_MATCHER = f'device!~"{_MATCHERS["virtual_interface_exclude"]}"'
 _NIC = NIC_MATCHER + ","
 
 
-def _rate_sum(first: str, second: str, matcher: str) -> str:
-    """Peak per step of the summed per-second rates of two counters, per host and device."""
-    return (
-        f"max_over_time(sum by (instance, device) (rate({first}{{{{{matcher}{{sel}}}}}}[2m])"
-        f" + rate({second}{{{{{matcher}{{sel}}}}}}[2m]))[{{step}}:1m])"
-    )
+def _rate(
+    metric: str, unit: str, counters: tuple[str, ...], by: tuple[str, ...], matcher: str = "", **options: Any
+) -> QuerySpec:
+    """Peak per step of the per-second rates of `counters` (each with the label matchers `matcher`, ending
+    in a comma), summed by the labels `by`."""
+    rates = " + ".join(f"rate({counter}{{{{{matcher}{{sel}}}}}}[2m])" for counter in counters)
+    promql = f"max_over_time(sum by ({', '.join(by)}) ({rates})[{{step}}:1m])"
+    return QuerySpec(metric, promql, unit, counters=counters, by=by, **options)
 
 
 def _planned_filesystem(labels: Mapping[str, str]) -> bool:
@@ -99,26 +105,23 @@ PLAN_QUERIES: tuple[QuerySpec, ...] = (
     _gauge("khronika_gpu_utilisation_ratio", "ratio"),
     _gauge("khronika_gpu_memory_used_bytes", "bytes"),
     _gauge("khronika_module_request_duration_seconds", "seconds"),
-    QuerySpec(
-        "khronika_module_requests_per_second",
-        "max_over_time(sum by (module) (rate(khronika_module_requests_total{{{sel}}}[2m]))[{step}:1m])",
-        "requests",
+    _rate(
+        "khronika_module_requests_per_second", "requests", ("khronika_module_requests_total",), ("module",)
     ),
-    QuerySpec(
-        "khronika_host_cpu_used_cores",
-        'max_over_time(sum by (instance) (rate(node_cpu_seconds_total{{mode!="idle",{sel}}}[2m]))[{step}:1m])',
-        "cores",
+    _rate(
+        "khronika_host_cpu_used_cores", "cores", ("node_cpu_seconds_total",), ("instance",), 'mode!="idle",'
     ),
     QuerySpec(
         "khronika_host_memory_used_bytes",
         "max_over_time((node_memory_MemTotal_bytes{{{sel}}} - node_memory_MemAvailable_bytes{{{sel}}})[{step}:1m])",
         "bytes",
     ),
-    QuerySpec(
+    _rate(
         "khronika_container_cpu_cores",
-        'max_over_time(sum by (instance, name) (rate(container_cpu_usage_seconds_total{{name!="",{sel}}}[2m]))'
-        "[{step}:1m])",
         "cores",
+        ("container_cpu_usage_seconds_total",),
+        ("instance", "name"),
+        'name!="",',
         rename=(("instance", "host"), ("name", "container")),
     ),
     QuerySpec(
@@ -157,22 +160,27 @@ PLAN_QUERIES: tuple[QuerySpec, ...] = (
         keep=("host", "mount"),  # node_exporter's `device` would keep it apart from the collector's series
         select=_planned_filesystem,
     ),
-    QuerySpec(
+    _rate(
         "khronika_disk_iops",
-        _rate_sum("node_disk_reads_completed_total", "node_disk_writes_completed_total", _DISK),
         "iops",
+        ("node_disk_reads_completed_total", "node_disk_writes_completed_total"),
+        ("instance", "device"),
+        _DISK,
     ),
-    QuerySpec(
+    _rate(
         "khronika_disk_throughput_bytes_per_second",
-        _rate_sum("node_disk_read_bytes_total", "node_disk_written_bytes_total", _DISK),
         "bytes",
+        ("node_disk_read_bytes_total", "node_disk_written_bytes_total"),
+        ("instance", "device"),
+        _DISK,
     ),
     *(
-        QuerySpec(
+        _rate(
             "khronika_network_bytes_per_second",
-            f"max_over_time(sum by (instance, device) (rate(node_network_{direction}_bytes_total"
-            f"{{{{{_NIC}{{sel}}}}}}[2m]))[{{step}}:1m])",
             "bytes",
+            (f"node_network_{direction}_bytes_total",),
+            ("instance", "device"),
+            _NIC,
             rename=(("instance", "host"), ("device", "interface")),
             labels=(("direction", direction),),  # links are full duplex: each direction on its own
         )
