@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TextIO
 
@@ -138,21 +139,22 @@ class Replay:
     values: np.ndarray
 
 
+def _traces_folder() -> Traversable:
+    """The NAB traces shipped as package data (with their MIT licence)."""
+    return resources.files("khronika_ops.data") / "traces" / "nab"
+
+
 @functools.cache
 def trace_files(kind: str) -> tuple[str, ...]:
-    folder = resources.files("khronika_ops.data") / "traces" / "nab"
-    return tuple(
-        sorted(
-            p.name for p in folder.iterdir() if p.name.startswith(TRACES[kind]) and p.name.endswith(".csv")
-        )
-    )
+    names = (p.name for p in _traces_folder().iterdir())
+    return tuple(sorted(n for n in names if n.startswith(TRACES[kind]) and n.endswith(".csv")))
 
 
 @functools.cache
 def read_trace(name: str) -> np.ndarray:
     """The values of one NAB trace (`timestamp,value`), bounded, as floats; at least a day of them.
     Read once per process (a lab's series share a handful of traces); the array is read-only."""
-    data = (resources.files("khronika_ops.data") / "traces" / "nab" / name).read_bytes()
+    data = (_traces_folder() / name).read_bytes()
     if len(data) > MAX_TRACE_BYTES:
         raise HistoryError(f"trace {name}: larger than {MAX_TRACE_BYTES} bytes")
     values = []
