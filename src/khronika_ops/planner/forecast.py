@@ -365,7 +365,7 @@ def _robust_fit(matrix: FloatArray, grid: _Grid, settings: ForecastSettings) -> 
     """Trend + seasonality by least squares, refitted once with outliers clipped to the band."""
     design = _design(grid.t_days, grid.daily, grid.weekly)
     least_squares = _LeastSquares(design)
-    complete = grid.mask.all(axis=0)
+    complete: BoolArray = np.all(grid.mask, axis=0, keepdims=False)
     # Where every point is observed (the usual case) the masking below changes nothing: skipped.
     everything = bool(complete.all())
     observed = matrix if everything else np.where(grid.mask, matrix, 0.0)
