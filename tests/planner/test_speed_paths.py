@@ -138,6 +138,24 @@ def test_weighted_quantiles_match_the_reference() -> None:
         )
 
 
+def test_weighted_quantiles_order_values_closer_than_the_packed_keys_tell() -> None:
+    """Values a few units in the last place apart share their sort key: their order is found exactly,
+    negatives, zeros of both signs and infinities included."""
+    rng = np.random.default_rng(6)
+    levels = list(DEMAND_QUANTILES.values())
+    for trial in range(100):
+        rows = int(rng.integers(2, 500))
+        base = rng.choice([1.0, -3.5, 1e6, 0.0], size=(rows, 3))
+        matrix = base + base * np.finfo(float).eps * rng.integers(0, 64, (rows, 3))
+        matrix[rng.random(matrix.shape) < 0.05] = -0.0
+        if trial % 4 == 0:
+            matrix[0, 0] = np.inf
+        weights = 0.5 ** (rng.random(rows) * 3)
+        assert np.array_equal(
+            weighted_quantiles(matrix, weights, levels), _reference_weighted(matrix, weights, levels)
+        )
+
+
 def test_cli_imports_stay_lazy() -> None:
     code = (
         "import sys, khronika_ops.cli; "

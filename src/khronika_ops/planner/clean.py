@@ -7,10 +7,12 @@ nothing is invented; later stages use only observed points.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from khronika_ops.planner.errors import InputError
-from khronika_ops.planner.models import CleanReport, CleanSeries, FloatArray, RawSeries
+from khronika_ops.planner.models import CleanReport, CleanSeries, FloatArray, IntArray, RawSeries
 from khronika_ops.planner.units import Resource, check_unit, rate_unit
 
 _RATIO_TOLERANCE = 1.0 + 1e-6
@@ -69,10 +71,15 @@ def clean(raw: RawSeries, *, step: float | None = None) -> CleanSeries:
     if raw.counter:
         times, values, resets = counter_to_rate(times, values)
         unit = rate_unit(unit)
-    if step is None:
-        step = detect_step(times)
     start = float(times[0]) if times.size else 0.0
-    grid, duplicates = resample_max(times, values, start, step)
+    if times is raw.timestamps and not times.flags.writeable:
+        # Untouched times shared by every series of a wide file: their step and grid found once.
+        step, index = _shared_grid(times, step)
+        grid, duplicates = _on_grid(values, index)
+    else:
+        if step is None:
+            step = detect_step(times)
+        grid, duplicates = resample_max(times, values, start, step)
     gaps, longest = _gaps(grid, step)
     report = CleanReport(
         points_in=points_in,
@@ -115,14 +122,42 @@ def detect_step(times: FloatArray) -> float:
 
 def resample_max(times: FloatArray, values: FloatArray, start: float, step: float) -> tuple[FloatArray, int]:
     """Values on the grid start + i*step (max per cell, NaN for empty cells) and how many were merged."""
+    return _on_grid(values, _grid_index(times, start, step))
+
+
+def _grid_index(times: FloatArray, start: float, step: float) -> IntArray | None:
+    """Each time's cell on the grid start + i*step; None when the times are exactly the cells 0, 1, ..."""
     if times.size == 0:
-        return values.copy(), 0
-    offsets = (times - start) / step
-    index = np.rint(offsets).astype(np.int64)
-    size = int(index[-1]) + 1 if times.size else 0
-    size = max(size, int(index.max()) + 1)
-    if index.size == size and np.array_equal(index, np.arange(size)):
+        return None
+    index = np.rint((times - start) / step).astype(np.int64)
+    if index[-1] == index.size - 1 and np.array_equal(index, np.arange(index.size)):
+        return None
+    return index
+
+
+_SHARED_GRIDS: dict[int, tuple[weakref.ref[FloatArray], float | None, float, IntArray | None]] = {}
+
+
+def _shared_grid(times: FloatArray, step: float | None) -> tuple[float, IntArray | None]:
+    """`detect_step` and `_grid_index` for read-only times, remembered while the array lives (checked by
+    identity through a weak reference, so a new array at a freed address is never mistaken for it)."""
+    known = _SHARED_GRIDS.get(id(times))
+    if known is not None and known[0]() is times and known[1] == step:
+        return known[2], known[3]
+    found = detect_step(times) if step is None else step
+    index = _grid_index(times, float(times[0]), found)
+    if len(_SHARED_GRIDS) >= 16:
+        _SHARED_GRIDS.clear()
+    _SHARED_GRIDS[id(times)] = (weakref.ref(times), step, found, index)
+    return found, index
+
+
+def _on_grid(values: FloatArray, index: IntArray | None) -> tuple[FloatArray, int]:
+    """Values placed on the grid cells `index` (None: one value per cell, in order), max per cell, NaN for
+    empty cells, and how many values were merged into a cell already taken."""
+    if index is None:
         return values.astype(np.float64, copy=True), 0
+    size = int(index.max()) + 1
     grid = np.full(size, -np.inf)
     np.maximum.at(grid, index, values)
     grid[np.isneginf(grid)] = np.nan

@@ -276,6 +276,9 @@ def _wide_series(
     allow_unsorted: bool,
 ) -> list[RawSeries]:
     order = _check_order(times, line_numbers, source, allow_unsorted)
+    if order is not None:
+        times = times[order]
+    times.flags.writeable = False  # one array shared by every column's series (cleaning relies on it)
     header_line = max(int(line_numbers[0]) - 1, 1) if line_numbers.size else 1
     series: list[RawSeries] = []
     for column, index in enumerate(value_indices):
@@ -290,7 +293,7 @@ def _wide_series(
                 unit=unit,
                 counter=counter,
                 source=source,
-                timestamps=times if order is None else times[order],
+                timestamps=times,
                 values=column_values * scale if scale != 1.0 else column_values,
                 lines=line_numbers if order is None else line_numbers[order],
                 resorted=order is not None,
