@@ -139,3 +139,19 @@ def test_plan_size_takes_the_calibration_and_the_target() -> None:
         "70",
     )
     assert code == 2 and "a percentage above 0 and below 50" in err
+
+
+def test_ratio_bins_equal_the_binary_search() -> None:
+    """The log-position binning gives the binary search's bins, on and either side of every edge too."""
+    rng = np.random.default_rng(12)
+    edges = backtest.MULTIPLIERS
+    ratios = np.concatenate(
+        [
+            rng.gamma(4, 0.25, 100_000),
+            edges,
+            np.nextafter(edges, 0.0),
+            np.nextafter(edges, 10.0),
+            [0.0, 5e-324, 1e-300, 1e300, np.inf],
+        ]
+    )
+    assert np.array_equal(backtest._bins(ratios), np.searchsorted(edges, ratios, side="left"))

@@ -70,18 +70,22 @@ def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_
     origins = np.zeros(n_series)
     # A column's origin counts once a quarter of its own samples (at least a day) lie before it: a
     # series sized only since a level shift (NaN before) starts its origins later.
-    seen = np.cumsum(finite_rows, axis=1)
-    weight_sums = np.cumsum(weights, axis=1)  # in time order: the total weight before each origin
+    if finite_rows.all():  # the same counts and weights for every column: one row stands for all
+        seen = np.arange(1, n_rows + 1)[None, :]
+        weight_sums = np.cumsum(weights[:1], axis=1)
+    else:
+        seen = np.cumsum(finite_rows, axis=1)
+        weight_sums = np.cumsum(weights, axis=1)  # in time order: the total weight before each origin
     needed = np.maximum(MIN_HISTORY_DAYS / step_days, MIN_HISTORY_SHARE * seen[:, -1])
     origin = n_rows - block
     while origin >= first_origin:
-        base = ranked.bases(weight_sums[:, origin - 1], origin)
+        base = ranked.bases(np.broadcast_to(weight_sums[:, origin - 1], (n_series,)), origin)
         future = rows[:, origin : origin + block]
         finite = np.isfinite(future)
         counts = finite.sum(axis=1)
         usable = np.isfinite(base) & (base > 0) & (counts > 0) & (seen[:, origin - 1] >= needed)
         ratios = np.where(finite & usable[:, None], future / np.where(usable, base, 1.0)[:, None], 0.0)
-        binned = np.searchsorted(MULTIPLIERS, ratios, side="left")
+        binned = _bins(ratios)
         flat = (binned + offsets)[finite]
         per_bin = np.bincount(flat, minlength=bins * n_series).reshape(n_series, bins)
         sum_bin = np.bincount(flat, weights=ratios[finite], minlength=bins * n_series).reshape(n_series, bins)
@@ -98,6 +102,26 @@ def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_
         return None
     with np.errstate(invalid="ignore", divide="ignore"):
         return Curves(under / origins, slack / origins, origins)
+
+
+_LOG_FIRST = np.float32(np.log(MULTIPLIERS[0]))
+_PER_LOG = np.float32((MULTIPLIERS.size - 1) / (np.log(MULTIPLIERS[-1]) - np.log(MULTIPLIERS[0])))
+
+
+def _bins(ratios: FloatArray) -> IntArray:
+    """`np.searchsorted(MULTIPLIERS, ratios, side="left")` for ratios >= 0, in a few vectorised passes:
+    the multipliers are evenly spaced in log, so a ratio's bin is the next whole number above its log
+    position (float32 is plenty: its error is about 1e-4 of a bin). The few ratios within 1e-3 of a bin
+    edge are decided exactly by the binary search (about 4 ms against 18 ms for 400,000 ratios)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        position = np.log(ratios.astype(np.float32))
+        position -= _LOG_FIRST
+        position *= _PER_LOG
+        near = np.abs(position - np.rint(position)) < 1e-3
+    bins: IntArray = np.clip(np.ceil(position), 0, MULTIPLIERS.size).astype(np.intp)
+    if near.any():
+        bins[near] = np.searchsorted(MULTIPLIERS, ratios[near], side="left")
+    return bins
 
 
 class _Ranked:

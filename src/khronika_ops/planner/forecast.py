@@ -116,8 +116,10 @@ def _residual_stats(residuals: FloatArray) -> _ResidualStats:
     """Median, noise scale and 1st/99th percentiles per column. The scale is 1.4826 x MAD, floored by the
     central 98 % range (p99 - p1 = 4.65 sigma for normal noise) so that quantised or mostly-constant
     series do not flag a quarter of their points as outliers."""
-    p01, median, p99 = quantiles(residuals, (0.01, 0.5, 0.99))
-    mad = 1.4826 * quantiles(np.abs(residuals - median), (0.5,))[0]
+    rows = np.array(residuals.T, order="C", copy=True)  # one series per row, reordered in place below
+    p01, median, p99 = row_quantiles(rows, (0.01, 0.5, 0.99))
+    deviations = np.abs(np.subtract(rows, median[:, None], out=rows), out=rows)
+    mad = 1.4826 * row_quantiles(deviations, (0.5,))[0]
     sigma = np.maximum(mad, (p99 - p01) / 4.65)
     return _ResidualStats(median, np.where(sigma > 0, sigma, 1e-12), p01, p99)
 
@@ -130,7 +132,12 @@ def quantiles(matrix: FloatArray, levels: Sequence[float]) -> FloatArray:
     exactly as `np.quantile` does (same indices, same gamma, same two-sided lerp), so the figures are
     bit-identical (tests/planner/test_speed_paths.py checks it). NaN-aware only when there are NaNs:
     that path is much slower."""
-    rows = np.array(matrix.T, order="C", copy=True)  # partitioned in place below
+    return row_quantiles(np.array(matrix.T, order="C", copy=True), levels)
+
+
+def row_quantiles(rows: FloatArray, levels: Sequence[float]) -> FloatArray:
+    """`quantiles` of each row of `rows` (one series per row), shape (len(levels), rows): the values
+    are reordered in place (the caller's copy, not needed in order any more)."""
     if np.isnan(rows).any() or rows.shape[1] == 0:
         result: FloatArray = np.nanquantile(rows, levels, axis=1)
         return result
@@ -266,7 +273,7 @@ class _LevelShifts(NamedTuple):
 
 def _level_shifts(
     matrix: FloatArray,
-    seasonal: FloatArray,
+    seasonal: FloatArray | None,
     mask: BoolArray,
     step_days: float,
     settings: ForecastSettings,
@@ -296,8 +303,15 @@ def _level_shifts(
     if n_bins < max(2 * min_bins, 3) or n_series == 0:
         return none
     offset = n_rows - n_bins * per_bin  # bins end at the last row; the first rows left over are ignored
-    level = np.where(mask, matrix - seasonal, 0.0)[offset:].reshape(n_bins, per_bin, n_series)
-    counts = mask[offset:].reshape(n_bins, per_bin, n_series).sum(axis=1).astype(np.float64)
+    everything = bool(mask.all())
+    level = matrix[offset:] if seasonal is None else matrix[offset:] - seasonal[offset:]
+    if not everything:
+        level = np.where(mask[offset:], level, 0.0)
+    level = level.reshape(n_bins, per_bin, n_series)
+    if everything:
+        counts = np.full((n_bins, n_series), float(per_bin))
+    else:
+        counts = mask[offset:].reshape(n_bins, per_bin, n_series).sum(axis=1).astype(np.float64)
     sums = level.sum(axis=1)
     means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
     weights = counts
@@ -379,9 +393,12 @@ def _grid(block: Sequence[CleanSeries], matrix: FloatArray, settings: ForecastSe
     step_days = first.step / DAY
     n_rows, n_series = matrix.shape
     mask = np.isfinite(matrix)
-    first_seen = np.argmax(mask, axis=0)
-    last_seen = n_rows - 1 - np.argmax(mask[::-1], axis=0)
-    spans = (last_seen - first_seen) * step_days
+    if mask.all():
+        spans = np.full(n_series, (n_rows - 1) * step_days)
+    else:
+        first_seen = np.argmax(mask, axis=0)
+        last_seen = n_rows - 1 - np.argmax(mask[::-1], axis=0)
+        spans = (last_seen - first_seen) * step_days
     grid_span = float(spans.max()) if n_series else 0.0
     return _Grid(
         step_days=step_days,
@@ -462,9 +479,7 @@ def _detect_shifts(matrix: FloatArray, grid: _Grid, fit: _Fit, settings: Forecas
     # average the daily curve out without any fit, and catch what the first pass missed.
     # (Half-day bins below three days of history, where whole days would be too few to tell.)
     raw_bin_days = 1.0 if matrix.shape[0] * grid.step_days >= 3.0 else 0.5
-    by_day = _level_shifts(
-        matrix, np.zeros_like(matrix), grid.mask, grid.step_days, settings, bin_days=raw_bin_days
-    )
+    by_day = _level_shifts(matrix, None, grid.mask, grid.step_days, settings, bin_days=raw_bin_days)
     missed = by_day.shifted & ~shifts.shifted
     if not missed.any():
         return shifts
@@ -716,8 +731,14 @@ def _demand(
     levels: list[float],
 ) -> FloatArray:
     # Each sample moves to the horizon's end along the trend; extrapolation is capped at the span.
-    shift = (-t_days)[:, None] + np.minimum(horizon_days, spans)[None, :]
-    moved = (matrix + slope_used[None, :] * shift) * growth
+    # Without a trend used anywhere (the usual case) the samples are read as they are.
+    moved = matrix
+    if slope_used.any():
+        moved = np.add.outer(-t_days, np.minimum(horizon_days, spans))  # one buffer, three passes
+        np.multiply(moved, slope_used[None, :], out=moved)
+        np.add(matrix, moved, out=moved)
+    if growth != 1.0:
+        moved = moved * growth
     return weighted_quantiles(moved, weights, levels)
 
 
