@@ -11,7 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from khronika_ops.planner.forecast import DEMAND_QUANTILES, quantiles, weighted_quantiles
+from khronika_ops.planner.forecast import (
+    DEMAND_QUANTILES,
+    quantiles,
+    select_order_statistics,
+    weighted_quantiles,
+)
 from khronika_ops.planner.ingest import csvfile, read_csv
 from khronika_ops.planner.ingest.numeric import parse_decimal_rows, parse_numeric_body
 
@@ -104,6 +109,22 @@ def test_quantiles_match_numpy_exactly() -> None:
         for levels in ((0.01, 0.5, 0.99), (0.5,), (0.0, 0.95, 1.0)):
             expected = np.quantile(matrix, levels, axis=0)
             assert np.array_equal(quantiles(matrix, levels), expected)
+
+
+def test_order_statistics_are_where_a_sort_puts_them() -> None:
+    """Each selected position holds the sorted row's value there, nothing larger before it and nothing
+    smaller after it: ties, neighbouring positions and the ends included."""
+    rng = np.random.default_rng(13)
+    for trial in range(1000):
+        count = int(rng.integers(1, 40))
+        rows = rng.integers(0, 6, (3, count)).astype(float) if trial % 2 else rng.standard_normal((3, count))
+        kth = sorted(set(rng.integers(0, count, int(rng.integers(1, 6))).tolist()))
+        selected = rows.copy()
+        select_order_statistics(selected, kth)
+        assert np.array_equal(selected[:, kth], np.sort(rows, axis=1)[:, kth])
+        for position in kth:
+            assert (selected[:, :position] <= selected[:, [position]]).all()
+            assert (selected[:, position + 1 :] >= selected[:, [position]]).all()
 
 
 def _reference_weighted(matrix: np.ndarray, weights: np.ndarray, levels: list[float]) -> np.ndarray:

@@ -66,7 +66,9 @@ def forecast_block(block: Sequence[CleanSeries], settings: ForecastSettings) -> 
     )
     if not shared:
         return [forecast_block([series], settings)[0] for series in block]
-    matrix = np.column_stack([series.values for series in block])
+    # Time down the rows, one series per column, each column contiguous (the transpose of one series per
+    # row): per-series statistics then read contiguous rows, and elementwise steps keep this layout.
+    matrix = np.stack([series.values for series in block]).T
     return _forecast_matrix(block, matrix, settings)
 
 
@@ -157,15 +159,33 @@ def select_order_statistics(rows: FloatArray, kth: Sequence[int], start: int = 0
     One position at a time, the middle one first, each half then searched only on its own side: numpy
     selects a single position with its vectorised introselect, several times faster than the multi-
     position partition on a whole row (about 6 ms against 41 ms for 100 x 20,160 values, which is what
-    made the previous multi-position `np.partition` the largest cost of a forecast). `start` is where
-    `rows` begins in the caller's row (positions in `kth` are the caller's)."""
+    made the previous multi-position `np.partition` the largest cost of a forecast). The position just
+    after a selected one (interpolated quantiles need both) is the smallest value beyond it: one pass
+    and a swap, not another partition. `start` is where `rows` begins in the caller's row (positions in
+    `kth` are the caller's)."""
     if not kth:
         return
     middle = len(kth) // 2
     position = kth[middle]
     rows.partition(position - start, axis=1)
+    after = middle + 1  # the first index of `kth` still to place on the right
+    if after < len(kth) and kth[after] == position + 1:
+        _smallest_first(rows[:, position + 1 - start :])
+        after += 1
     select_order_statistics(rows[:, : position - start], kth[:middle], start)
-    select_order_statistics(rows[:, position - start + 1 :], kth[middle + 1 :], position + 1)
+    right = kth[after - 1] + 1
+    select_order_statistics(rows[:, right - start :], kth[after:], right)
+
+
+def _smallest_first(rows: FloatArray) -> None:
+    """Swap each row's smallest value into its first position (no NaN)."""
+    if rows.shape[1] < 2:
+        return
+    every = np.arange(rows.shape[0])
+    smallest = rows.argmin(axis=1)
+    first = rows[:, 0].copy()
+    rows[:, 0] = rows[every, smallest]
+    rows[every, smallest] = first
 
 
 def sorted_quantiles(ordered: FloatArray, levels: Sequence[float]) -> FloatArray:
@@ -307,12 +327,12 @@ def _level_shifts(
     level = matrix[offset:] if seasonal is None else matrix[offset:] - seasonal[offset:]
     if not everything:
         level = np.where(mask[offset:], level, 0.0)
-    level = level.reshape(n_bins, per_bin, n_series)
+    # Bins of each series' own (contiguous) rows: summed along the series, then back to bins x series.
+    sums = level.T.reshape(n_series, n_bins, per_bin).sum(axis=2).T
     if everything:
         counts = np.full((n_bins, n_series), float(per_bin))
     else:
-        counts = mask[offset:].reshape(n_bins, per_bin, n_series).sum(axis=1).astype(np.float64)
-    sums = level.sum(axis=1)
+        counts = mask[offset:].T.reshape(n_series, n_bins, per_bin).sum(axis=2).T.astype(np.float64)
     means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
     weights = counts
     total_w = weights.sum(axis=0)
@@ -430,7 +450,7 @@ def _robust_fit(matrix: FloatArray, grid: _Grid, settings: ForecastSettings) -> 
     everything = bool(complete.all())
     observed = matrix if everything else np.where(grid.mask, matrix, 0.0)
     coefficients = least_squares.solve(observed, grid.mask, complete)
-    fitted = design @ coefficients
+    fitted = _fitted(design, coefficients)
     residuals = _residuals(matrix, fitted, grid.mask, everything)
     limit = settings.outlier_z * _residual_stats(residuals).sigma
     clipped = np.maximum(observed, fitted - limit)
@@ -438,13 +458,19 @@ def _robust_fit(matrix: FloatArray, grid: _Grid, settings: ForecastSettings) -> 
     if not everything:
         clipped[~grid.mask] = 0.0
     coefficients = least_squares.solve(clipped, grid.mask, complete)
-    residuals = _residuals(matrix, design @ coefficients, grid.mask, everything)
+    residuals = _residuals(matrix, _fitted(design, coefficients), grid.mask, everything)
     stats = _residual_stats(residuals)
     outliers = np.abs(residuals - stats.median) > settings.outlier_z * stats.sigma
     trend_t = _trend_t_statistic(
         residuals, grid.t_days, grid.mask, coefficients[1], settings.outlier_z * stats.sigma
     )
     return _Fit(design, coefficients, residuals, stats, outliers, trend_t)
+
+
+def _fitted(design: FloatArray, coefficients: FloatArray) -> FloatArray:
+    """design @ coefficients, laid out as the matrix is (each series' column contiguous)."""
+    fitted: FloatArray = (coefficients.T @ design.T).T
+    return fitted
 
 
 @lru_cache(maxsize=4)
@@ -473,7 +499,7 @@ def _detect_shifts(matrix: FloatArray, grid: _Grid, fit: _Fit, settings: Forecas
     # Detection takes out the daily curve only: weekly terms fitted over two weeks can absorb part of a
     # step, and would bias the levels either side of it.
     daily_columns = slice(2, 2 + 2 * grid.daily)
-    seasonal = fit.design[:, daily_columns] @ fit.coefficients[daily_columns]
+    seasonal = _fitted(fit.design[:, daily_columns], fit.coefficients[daily_columns])
     shifts = _level_shifts(matrix, seasonal, grid.mask, grid.step_days, settings)
     # Over a few days the daily terms can absorb a step themselves; whole-day bins of the raw data
     # average the daily curve out without any fit, and catch what the first pass missed.
@@ -514,7 +540,7 @@ def _sizing_model(
     rose = shifts.shifted & (shifts.after > shifts.before)
     sizing_matrix = matrix
     if rose.any():
-        before_shift = np.arange(matrix.shape[0])[:, None] < np.where(rose, shifts.row, 0)[None, :]
+        before_shift = (np.arange(matrix.shape[0])[None, :] < np.where(rose, shifts.row, 0)[:, None]).T
         sizing_matrix = np.where(before_shift, np.nan, matrix)
     # The level the seasonal curve rides on at the end: the fitted line's end or, after a shift, the
     # new level from a refit with a step term in place of the trend (shifts are rare: one solve each).
@@ -734,7 +760,8 @@ def _demand(
     # Without a trend used anywhere (the usual case) the samples are read as they are.
     moved = matrix
     if slope_used.any():
-        moved = np.add.outer(-t_days, np.minimum(horizon_days, spans))  # one buffer, three passes
+        # One buffer in the matrix's layout, three passes.
+        moved = np.add.outer(np.minimum(horizon_days, spans), -t_days).T
         np.multiply(moved, slope_used[None, :], out=moved)
         np.add(matrix, moved, out=moved)
     if growth != 1.0:
