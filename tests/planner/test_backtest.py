@@ -151,7 +151,7 @@ def test_ratio_bins_equal_the_binary_search() -> None:
             edges,
             np.nextafter(edges, 0.0),
             np.nextafter(edges, 10.0),
-            [0.0, 5e-324, 1e-300, 1e300, np.inf],
+            [0.0, -0.0, -1.0, -1e300, 5e-324, 1e-300, 1e300, np.inf],
         ]
     )
     assert np.array_equal(backtest._bins(ratios), np.searchsorted(edges, ratios, side="left"))

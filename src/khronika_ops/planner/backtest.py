@@ -70,7 +70,8 @@ def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_
     origins = np.zeros(n_series)
     # A column's origin counts once a quarter of its own samples (at least a day) lie before it: a
     # series sized only since a level shift (NaN before) starts its origins later.
-    if finite_rows.all():  # the same counts and weights for every column: one row stands for all
+    complete = bool(finite_rows.all())
+    if complete:  # the same counts and weights for every column: one row stands for all
         seen = np.arange(1, n_rows + 1)[None, :]
         weight_sums = np.cumsum(weights[:1], axis=1)
     else:
@@ -81,14 +82,21 @@ def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_
     while origin >= first_origin:
         base = ranked.bases(np.broadcast_to(weight_sums[:, origin - 1], (n_series,)), origin)
         future = rows[:, origin : origin + block]
-        finite = np.isfinite(future)
-        counts = finite.sum(axis=1)
-        usable = np.isfinite(base) & (base > 0) & (counts > 0) & (seen[:, origin - 1] >= needed)
-        ratios = np.where(finite & usable[:, None], future / np.where(usable, base, 1.0)[:, None], 0.0)
-        binned = _bins(ratios)
-        flat = (binned + offsets)[finite]
+        if complete:  # no masks to build or apply (a column not usable counts nothing: its share is 0)
+            counts = np.full(n_series, block)
+            usable = np.isfinite(base) & (base > 0) & (seen[:, origin - 1] >= needed)
+            ratios = future / np.where(usable, base, 1.0)[:, None]
+            flat = (_bins(ratios) + offsets).ravel()
+            sample_ratios = ratios.ravel()
+        else:
+            finite = np.isfinite(future)
+            counts = finite.sum(axis=1)
+            usable = np.isfinite(base) & (base > 0) & (counts > 0) & (seen[:, origin - 1] >= needed)
+            ratios = np.where(finite & usable[:, None], future / np.where(usable, base, 1.0)[:, None], 0.0)
+            flat = (_bins(ratios) + offsets)[finite]
+            sample_ratios = ratios[finite]
         per_bin = np.bincount(flat, minlength=bins * n_series).reshape(n_series, bins)
-        sum_bin = np.bincount(flat, weights=ratios[finite], minlength=bins * n_series).reshape(n_series, bins)
+        sum_bin = np.bincount(flat, weights=sample_ratios, minlength=bins * n_series).reshape(n_series, bins)
         below = np.cumsum(per_bin, axis=1)[:, :-1].T  # samples at or below each multiplier
         below_sum = np.cumsum(sum_bin, axis=1)[:, :-1].T
         shares = np.where(usable, 1.0 / np.maximum(counts, 1), 0.0)
@@ -109,12 +117,13 @@ _PER_LOG = np.float32((MULTIPLIERS.size - 1) / (np.log(MULTIPLIERS[-1]) - np.log
 
 
 def _bins(ratios: FloatArray) -> IntArray:
-    """`np.searchsorted(MULTIPLIERS, ratios, side="left")` for ratios >= 0, in a few vectorised passes:
+    """`np.searchsorted(MULTIPLIERS, ratios, side="left")` for finite ratios, in a few vectorised passes:
     the multipliers are evenly spaced in log, so a ratio's bin is the next whole number above its log
     position (float32 is plenty: its error is about 1e-4 of a bin). The few ratios within 1e-3 of a bin
     edge are decided exactly by the binary search (about 4 ms against 18 ms for 400,000 ratios)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        position = np.log(ratios.astype(np.float32))
+        position = np.maximum(ratios.astype(np.float32), 0.0)  # below zero: the first bin, as zero
+        np.log(position, out=position)
         position -= _LOG_FIRST
         position *= _PER_LOG
         near = np.abs(position - np.rint(position)) < 1e-3

@@ -15,7 +15,6 @@ thousands of series cheap. From the fit we take:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -392,7 +391,14 @@ def _step_refit(design: FloatArray, values: FloatArray, rows: BoolArray, shift_r
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _iso_many(np.array([epoch], dtype=np.float64))[0]
+
+
+def _iso_many(epochs: FloatArray) -> list[str]:
+    """Each epoch as UTC `YYYY-MM-DDTHH:MM:SSZ` (whole seconds, rounded down), formatted by numpy in one
+    call: a series' outlier timestamps cost one call, not ten."""
+    seconds = np.floor(epochs).astype("datetime64[s]")
+    return [f"{text}Z" for text in np.datetime_as_string(seconds, unit="s").tolist()]
 
 
 class _Grid(NamedTuple):
@@ -697,9 +703,9 @@ def _summaries(
         base.seasonality = seasonality
         base.residual_p99 = float(model.residual_p99[column])
         base.outliers_flagged = int(flagged.size)
-        base.outlier_timestamps = [
-            _iso(first.start + first.step * int(index)) for index in flagged[:_MAX_OUTLIER_TIMESTAMPS]
-        ]
+        base.outlier_timestamps = _iso_many(
+            np.asarray(first.start + first.step * flagged[:_MAX_OUTLIER_TIMESTAMPS], dtype=np.float64)
+        )
         base.growth_multiplier = float(horizon.growth)
         if settings.keep_band:
             base.band = _band(
