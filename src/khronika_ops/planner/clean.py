@@ -156,6 +156,8 @@ def _on_grid(values: FloatArray, index: IntArray | None) -> tuple[FloatArray, in
     """Values placed on the grid cells `index` (None: one value per cell, in order), max per cell, NaN for
     empty cells, and how many values were merged into a cell already taken."""
     if index is None:
+        if values.dtype == np.float64 and not values.flags.writeable:
+            return values, 0  # read-only: nothing can change it under the series that shares it
         return values.astype(np.float64, copy=True), 0
     size = int(index.max()) + 1
     grid = np.full(size, -np.inf)

@@ -438,6 +438,11 @@ def _grid(block: Sequence[CleanSeries], matrix: FloatArray, settings: ForecastSe
     )
 
 
+def _grid_part(grid: _Grid, part: slice) -> _Grid:
+    """The grid of some of the block's series (the harmonics stay the whole block's)."""
+    return grid._replace(mask=grid.mask[:, part], counts=grid.counts[part], spans=grid.spans[part])
+
+
 class _Fit(NamedTuple):
     design: FloatArray
     coefficients: FloatArray
@@ -605,10 +610,50 @@ def _outlook(grid: _Grid, model: _SizingModel, settings: ForecastSettings, days:
     return _Outlook(days, growth, demand, peaks)
 
 
+#: Series fitted together in one pass: a few MiB of samples, so that the many elementwise passes of the
+#: fit and the outlook mostly stay in the CPU's cache. A 100-series block of two weeks at 60 s is 16 MiB:
+#: in parts of 4 MiB it took a fifth less CPU time (measured with parts of 0.5 to 16 MiB; smaller parts
+#: pay more per numpy call than they save).
+_PART_BYTES = 4 << 20
+
+
 def _forecast_matrix(
     block: Sequence[CleanSeries], matrix: FloatArray, settings: ForecastSettings
 ) -> list[Forecast]:
     grid = _grid(block, matrix, settings)
+    n_rows, n_series = matrix.shape
+    width = max(1, _PART_BYTES // (8 * max(1, n_rows)))
+    results: list[Forecast] = []
+    sizing_matrix = matrix
+    for first in range(0, n_series, width):
+        part = slice(first, first + width)
+        samples = matrix[:, part]
+        part_results, part_sizing = _forecast_part(block[part], samples, _grid_part(grid, part), settings)
+        results += part_results
+        if part_sizing is not samples:  # some series sized on the samples since a level shift only
+            if sizing_matrix is matrix:
+                sizing_matrix = np.array(matrix, order="F", copy=True)
+            sizing_matrix[:, part] = part_sizing
+    if settings.backtest:
+        # On the whole block: its per-origin steps are cheap per series, costly per call.
+        curves = backtest.curves(
+            sizing_matrix, grid.step_days, settings.horizon_days, settings.half_life_days
+        )
+        if curves is not None:
+            for column, result in enumerate(results):
+                if not result.insufficient_data and curves.origins[column] > 0:
+                    result.backtest = BacktestCurve(
+                        under=curves.under[:, column].tolist(),
+                        slack=curves.slack[:, column].tolist(),
+                        origins=int(curves.origins[column]),
+                    )
+    return results
+
+
+def _forecast_part(
+    block: Sequence[CleanSeries], matrix: FloatArray, grid: _Grid, settings: ForecastSettings
+) -> tuple[list[Forecast], FloatArray]:
+    """The forecasts of some of a block's series, and the samples each is sized on."""
     fit = _robust_fit(matrix, grid, settings)
     shifts = _detect_shifts(matrix, grid, fit, settings)
     model = _sizing_model(matrix, grid, fit, shifts, settings)
@@ -616,23 +661,10 @@ def _forecast_matrix(
     window = None
     if settings.maintenance_window is not None and settings.maintenance_window > grid.end_epoch:
         window = _outlook(grid, model, settings, (settings.maintenance_window - grid.end_epoch) / DAY)
-    curves = (
-        backtest.curves(model.sizing_matrix, grid.step_days, settings.horizon_days, settings.half_life_days)
-        if settings.backtest
-        else None
-    )
     results = _summaries(
         block, matrix, grid=grid, fit=fit, model=model, horizon=horizon, window=window, settings=settings
     )
-    if curves is not None:
-        for column, result in enumerate(results):
-            if not result.insufficient_data and curves.origins[column] > 0:
-                result.backtest = BacktestCurve(
-                    under=curves.under[:, column].tolist(),
-                    slack=curves.slack[:, column].tolist(),
-                    origins=int(curves.origins[column]),
-                )
-    return results
+    return results, model.sizing_matrix
 
 
 def _summaries(

@@ -256,12 +256,21 @@ def _read_plain_wide(
         header,
         value_indices,
         _epoch_seconds(matrix[:, time_index]),
-        matrix.T[value_indices].T,  # column-major: each series' values stay contiguous
+        _columns(matrix, value_indices),
         line_numbers,
         source=source,
         explicit_unit=_parse_unit_option(unit, source),
         allow_unsorted=allow_unsorted,
     )
+
+
+def _columns(matrix: FloatArray, indices: list[int]) -> FloatArray:
+    """These columns of a column-major matrix, column-major: a view when they are consecutive (the time
+    column first or last), a copy otherwise."""
+    if indices == list(range(indices[0], indices[0] + len(indices))):
+        return matrix[:, indices[0] : indices[0] + len(indices)]
+    columns: FloatArray = matrix.T[indices].T
+    return columns
 
 
 def _wide_series(
@@ -278,7 +287,10 @@ def _wide_series(
     order = _check_order(times, line_numbers, source, allow_unsorted)
     if order is not None:
         times = times[order]
-    times.flags.writeable = False  # one array shared by every column's series (cleaning relies on it)
+    # Shared by every column's series (cleaning relies on the times not changing), and kept as read (a
+    # series' values are a view of the parsed matrix, which cleaning then need not copy).
+    times.flags.writeable = False
+    values.flags.writeable = False
     header_line = max(int(line_numbers[0]) - 1, 1) if line_numbers.size else 1
     series: list[RawSeries] = []
     for column, index in enumerate(value_indices):
