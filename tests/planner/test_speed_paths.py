@@ -75,6 +75,17 @@ def test_the_columnar_reader_declines_anything_unusual(body: bytes) -> None:
     assert parse_numeric_body(body, ",", 2) is None
 
 
+def test_the_columnar_reader_reads_the_body_after_the_header_in_place() -> None:
+    """`start` skips the header line (quotes and commas in it included) without copying the body; a
+    blank line in the body still sends the file down the checked path."""
+    data = b'timestamp,cpu{mode="a,b"}\n1,2.5\n3,4\n'
+    got = parse_numeric_body(data, ",", 2, start=data.find(b"\n") + 1)
+    assert got is not None and got.tolist() == [[1.0, 2.5], [3.0, 4.0]]
+    blank = b"timestamp,a\n1,2\n\n3,4\n"
+    assert parse_numeric_body(blank, ",", 2, start=blank.find(b"\n") + 1) is None
+    assert parse_numeric_body(b"timestamp,a\n", ",", 2, start=12) is None
+
+
 def test_decimal_parser_edge_tokens() -> None:
     got = parse_decimal_rows(b"1.,.5\n-0,-.25\n007,-0.000", ",", 2)
     assert got is not None

@@ -244,8 +244,7 @@ def _read_plain_wide(
     lowered = [name.lower() for name in header]
     if any(name in _METRIC_COLUMNS for name in lowered) and "value" in lowered:
         return None  # long format
-    body = data[newline + 1 :] if has_header else data
-    matrix = parse_numeric_body(body, delimiter, len(header))
+    matrix = parse_numeric_body(data, delimiter, len(header), start=newline + 1 if has_header else 0)
     if matrix is None:
         return None
     first_number = 2 if has_header else 1

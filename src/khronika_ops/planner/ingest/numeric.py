@@ -44,27 +44,34 @@ _POW10_INT = 10 ** np.arange(_MAX_WIDTH + 1, dtype=np.int64)
 _BLOCK = 1 << 16
 
 
-def parse_numeric_body(body: bytes, delimiter: str, columns: int) -> FloatArray | None:
-    """The (rows, columns) matrix of a header-less body of numbers, or None (see the module's text)."""
-    if not body or len(delimiter) != 1 or columns < 1:
+def parse_numeric_body(data: bytes, delimiter: str, columns: int, *, start: int = 0) -> FloatArray | None:
+    """The (rows, columns) matrix of the header-less body of numbers `data[start:]`, or None (see the
+    module's text). `start` is where the body begins: just after the header line, or 0 (the 14 MB of a
+    large file are not copied to drop their first line)."""
+    if len(data) <= start or len(delimiter) != 1 or columns < 1:
         return None
     try:
         import polars
     except ImportError:  # pragma: no cover - polars is a dependency; kept usable without it
-        return parse_decimal_rows(body, delimiter, columns)
-    return _parse_with_polars(polars, body, delimiter, columns)
+        return parse_decimal_rows(data[start:], delimiter, columns)
+    return _parse_with_polars(polars, data, start, delimiter, columns)
 
 
-def _parse_with_polars(polars: Any, body: bytes, delimiter: str, columns: int) -> FloatArray | None:
+def _parse_with_polars(
+    polars: Any, data: bytes, start: int, delimiter: str, columns: int
+) -> FloatArray | None:
     # Stricter than the numpy parser's None cases, never looser: quotes, comments, ragged rows, empty
     # fields (nulls), NaN/inf and anything not a number all end in None.
-    if b'"' in body or b"\r" in body:
+    if data.find(b'"', start) >= 0 or data.find(b"\r", start) >= 0:
         return None
+    if start and data[start - 1 : start] != b"\n":
+        return None  # the body must begin a line: polars skips whole lines
     schema = {f"c{index}": polars.Float64 for index in range(columns)}
     try:
         frame = polars.read_csv(
-            io.BytesIO(body),
+            io.BytesIO(data),  # shares the bytes, no copy
             has_header=False,
+            skip_rows=data.count(b"\n", 0, start),
             separator=delimiter,
             schema=schema,
             quote_char=None,
@@ -76,8 +83,8 @@ def _parse_with_polars(polars: Any, body: bytes, delimiter: str, columns: int) -
     if frame.width != columns or frame.height == 0 or frame.null_count().sum_horizontal().item() != 0:
         return None
     # Blank lines, which polars skips: lines counted by numpy (bytes.count takes three times as long).
-    lines = np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == _NEWLINE)
-    if frame.height != lines + (0 if body.endswith(b"\n") else 1):
+    lines = np.count_nonzero(np.frombuffer(data, dtype=np.uint8, offset=start) == _NEWLINE)
+    if frame.height != lines + (0 if data.endswith(b"\n") else 1):
         return None
     matrix: FloatArray = frame.to_numpy(order="fortran")
     if matrix.dtype != np.float64 or not np.isfinite(matrix).all():
