@@ -301,7 +301,7 @@ class _LevelShifts(NamedTuple):
 
 def _level_shifts(
     matrix: FloatArray,
-    seasonal: FloatArray | None,
+    seasonal: tuple[FloatArray, FloatArray] | None,
     mask: BoolArray,
     step_days: float,
     settings: ForecastSettings,
@@ -310,9 +310,9 @@ def _level_shifts(
 ) -> _LevelShifts:
     """One step change in level per series, told apart from a trend (binary segmentation, one split).
 
-    The seasonal part of the fit is taken out and the rest averaged in 6-hour bins. For every split with
-    at least `level_shift_min_days` on each side, the two-level model's squared error is compared with a
-    straight line's. A shift is a split whose two-level error is below `level_shift_error_ratio` of the
+    The seasonal part of the fit (its design columns and coefficients) is taken out and the rest averaged
+    in 6-hour bins. For every split with at least `level_shift_min_days` on each side, the two-level
+    model's squared error is compared with a straight line's. A shift is a split whose two-level error is below `level_shift_error_ratio` of the
     line's (a ramp fits a line far better than a step; a step fits two levels far better than a line),
     and whose size is at least `level_shift_z` times the bins' spread around their levels. Both tests
     depend on the shape alone: scaling the load or adding a constant never changes the verdict (so more
@@ -332,11 +332,18 @@ def _level_shifts(
         return none
     offset = n_rows - n_bins * per_bin  # bins end at the last row; the first rows left over are ignored
     everything = bool(mask.all())
-    level = matrix[offset:] if seasonal is None else matrix[offset:] - seasonal[offset:]
+    level = matrix[offset:]
+    if seasonal is not None and not everything:
+        level = level - _fitted(seasonal[0][offset:], seasonal[1])
     if not everything:
         level = np.where(mask[offset:], level, 0.0)
     # Bins of each series' own (contiguous) rows: summed along the series, then back to bins x series.
     sums = level.T.reshape(n_series, n_bins, per_bin).sum(axis=2).T
+    if seasonal is not None and everything:
+        # The seasonal curve's bin sums are its design's bin sums times the coefficients: no curve is
+        # laid over every sample to be subtracted from it.
+        design, coefficients = seasonal
+        sums -= design[offset:].reshape(n_bins, per_bin, -1).sum(axis=1) @ coefficients
     if everything:
         counts = np.full((n_bins, n_series), float(per_bin))
     else:
@@ -478,7 +485,7 @@ def _robust_fit(matrix: FloatArray, grid: _Grid, settings: ForecastSettings) -> 
     if not everything:
         clipped[~grid.mask] = 0.0
     coefficients = least_squares.solve(clipped, grid.mask, complete)
-    residuals = _residuals(matrix, _fitted(design, coefficients), grid.mask, everything)
+    residuals = _residuals(matrix, _fitted(design, coefficients), grid.mask, everything, into_fitted=True)
     stats = _residual_stats(residuals)
     outliers = np.abs(residuals - stats.median) > settings.outlier_z * stats.sigma
     trend_t = _trend_t_statistic(
@@ -506,9 +513,11 @@ def _t_days(n_rows: int, step_days: float) -> FloatArray:
     return t_days
 
 
-def _residuals(matrix: FloatArray, fitted: FloatArray, mask: BoolArray, everything: bool) -> FloatArray:
-    """matrix - fitted where observed, NaN elsewhere."""
-    residuals = matrix - fitted
+def _residuals(
+    matrix: FloatArray, fitted: FloatArray, mask: BoolArray, everything: bool, *, into_fitted: bool = False
+) -> FloatArray:
+    """matrix - fitted where observed, NaN elsewhere (written over `fitted` when it is not needed)."""
+    residuals = np.subtract(matrix, fitted, out=fitted) if into_fitted else matrix - fitted
     if not everything:
         residuals[~mask] = np.nan
     return residuals
@@ -519,7 +528,7 @@ def _detect_shifts(matrix: FloatArray, grid: _Grid, fit: _Fit, settings: Forecas
     # Detection takes out the daily curve only: weekly terms fitted over two weeks can absorb part of a
     # step, and would bias the levels either side of it.
     daily_columns = slice(2, 2 + 2 * grid.daily)
-    seasonal = _fitted(fit.design[:, daily_columns], fit.coefficients[daily_columns])
+    seasonal = (fit.design[:, daily_columns], fit.coefficients[daily_columns])
     shifts = _level_shifts(matrix, seasonal, grid.mask, grid.step_days, settings)
     # Over a few days the daily terms can absorb a step themselves; whole-day bins of the raw data
     # average the daily curve out without any fit, and catch what the first pass missed.
