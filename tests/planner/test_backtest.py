@@ -154,4 +154,10 @@ def test_ratio_bins_equal_the_binary_search() -> None:
             [0.0, -0.0, -1.0, -1e300, 5e-324, 1e-300, 1e300, np.inf],
         ]
     )
-    assert np.array_equal(backtest._bins(ratios), np.searchsorted(edges, ratios, side="left"))
+    expected = np.searchsorted(edges, ratios, side="left")
+    assert np.array_equal(backtest._bins(backtest.log_position(ratios), ratios), expected)
+    # As the backtest computes the places: the sample's less the base's.
+    base = 0.37
+    samples = ratios * base
+    position = backtest.log_position(samples) - np.log(base) * backtest._PER_LOG
+    assert np.array_equal(backtest._bins(position, samples / base), np.searchsorted(edges, samples / base))
