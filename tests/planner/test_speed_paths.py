@@ -172,7 +172,8 @@ def test_weighted_quantiles_match_the_reference() -> None:
 
 def test_weighted_quantiles_order_values_closer_than_the_packed_keys_tell() -> None:
     """Values a few units in the last place apart share their sort key: their order is found exactly,
-    negatives, zeros of both signs and infinities included."""
+    negatives and zeros included (an infinity makes a column take the arg-sort; -0.0 and 0.0 compare
+    equal, as they do for the reference)."""
     rng = np.random.default_rng(6)
     levels = list(DEMAND_QUANTILES.values())
     for trial in range(100):
@@ -196,3 +197,22 @@ def test_cli_imports_stay_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_timestamps_are_formatted_as_datetime_formats_them() -> None:
+    """The vectorised ISO formatting gives `datetime.fromtimestamp`'s second (rounded to the microsecond
+    first), just below whole seconds and before 1970 included."""
+    from datetime import UTC, datetime
+
+    from khronika_ops.planner.forecast import _iso_many
+
+    rng = np.random.default_rng(14)
+    epochs = np.concatenate(
+        [
+            [0.0, 1.5, -1.5, -1e-7, -4e-7, 86399.9999995, 1700000000.9999998, 1700000000.4999996],
+            rng.uniform(-1e9, 4e9, 500),
+            np.floor(rng.uniform(0, 4e9, 200)) + 1 - rng.uniform(0, 2e-6, 200),
+        ]
+    )
+    expected = [datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for epoch in epochs]
+    assert _iso_many(epochs) == expected

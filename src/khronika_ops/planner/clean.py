@@ -72,14 +72,8 @@ def clean(raw: RawSeries, *, step: float | None = None) -> CleanSeries:
         times, values, resets = counter_to_rate(times, values)
         unit = rate_unit(unit)
     start = float(times[0]) if times.size else 0.0
-    if times is raw.timestamps and not times.flags.writeable:
-        # Untouched times shared by every series of a wide file: their step and grid found once.
-        step, index = _shared_grid(times, step)
-        grid, duplicates = _on_grid(values, index)
-    else:
-        if step is None:
-            step = detect_step(times)
-        grid, duplicates = resample_max(times, values, start, step)
+    step, index = _step_and_index(times, step, shared=times is raw.timestamps)
+    grid, duplicates = _on_grid(values, index)
     gaps, longest = _gaps(grid, step)
     report = CleanReport(
         points_in=points_in,
@@ -118,6 +112,17 @@ def detect_step(times: FloatArray) -> float:
         return 60.0
     step = float(np.median(diffs))
     return float(round(step)) if step >= 1.0 else step
+
+
+def _step_and_index(times: FloatArray, step: float | None, *, shared: bool) -> tuple[float, IntArray | None]:
+    """The step (`detect_step` unless given) and each time's grid cell (`_grid_index`). Times read
+    as they were (`shared`) and read-only are the one array every series of a wide file carries (the
+    CSV reader makes it read-only for that; nothing in the package writes to a series' times): found
+    once for all of them."""
+    if shared and not times.flags.writeable:
+        return _shared_grid(times, step)
+    found = detect_step(times) if step is None else step
+    return found, _grid_index(times, float(times[0]) if times.size else 0.0, found)
 
 
 def resample_max(times: FloatArray, values: FloatArray, start: float, step: float) -> tuple[FloatArray, int]:

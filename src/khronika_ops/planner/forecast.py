@@ -1,7 +1,7 @@
 """Forecast: trend + daily + weekly seasonality by least squares on Fourier terms, per series.
 
-The fit is shared by every series on the same grid (one `lstsq` for a whole block), which is what makes
-thousands of series cheap. From the fit we take:
+The fit is shared by every series on the same grid (one design and its QR for a whole block, solved for
+parts of a few MiB of series at a time), which is what makes thousands of series cheap. From the fit we take:
 - the trend, used only when it is upward and significant after correcting for autocorrelated
   residuals (a 14-day history should not be read as a decline that lets capacity shrink), and extrapolated
   at most as far ahead as the history reaches back;
@@ -229,29 +229,31 @@ def weighted_quantiles(matrix: FloatArray, weights: FloatArray, quantiles: Seque
         cumulative = np.cumsum(weights[order], axis=1)
         counts = np.full(rows.shape[0], rows.shape[1])
     else:
-        order = np.argsort(np.where(finite, rows, np.inf), axis=1)
+        rows = np.where(finite, rows, np.inf)  # a missing sample sorts last and weighs nothing
+        order = np.argsort(rows, axis=1)
         weight_rows = np.where(finite, weights[None, :], 0.0)
         cumulative = np.cumsum(np.take_along_axis(weight_rows, order, axis=1), axis=1)
         counts = finite.sum(axis=1)
     levels = np.asarray(quantiles, dtype=np.float64)
     for column in range(rows.shape[0]):
-        last = int(counts[column]) - 1
-        # Number of cumulative weights below q x total = index of the first that reaches it.
-        index = np.searchsorted(cumulative[column], levels * cumulative[column, -1], side="left")
-        index = np.maximum(np.where(levels >= 1.0, last, np.minimum(index, last)), 0)
+        index = _weighted_places(cumulative[column], levels, int(counts[column]))
         result[:, column] = rows[column, order[column, index]]
         if keys is not None:
             exact[column] = _found_exactly(rows[column], order[column], keys[column], index)
-    inexact = np.flatnonzero(~exact)
-    if inexact.size:
+    for column in np.flatnonzero(~exact).tolist():
         # Values that differ only beyond the packed key's precision: ordered exactly (rare).
-        exact_order = np.argsort(rows[inexact], axis=1)
-        for row, column in enumerate(inexact.tolist()):
-            ordered = np.cumsum(weights[exact_order[row]])
-            index = np.searchsorted(ordered, levels * ordered[-1], side="left")
-            index = np.where(levels >= 1.0, rows.shape[1] - 1, np.minimum(index, rows.shape[1] - 1))
-            result[:, column] = rows[column, exact_order[row, index]]
+        exact_order = np.argsort(rows[column])
+        index = _weighted_places(np.cumsum(weights[exact_order]), levels, rows.shape[1])
+        result[:, column] = rows[column, exact_order[index]]
     return result
+
+
+def _weighted_places(cumulative: FloatArray, levels: FloatArray, count: int) -> IntArray:
+    """Where in a sorted row each level's weighted quantile lies: the first place whose cumulative
+    weight reaches level x total (the last of the `count` observed values for level 1)."""
+    index = np.searchsorted(cumulative, levels * cumulative[-1], side="left")
+    places: IntArray = np.maximum(np.where(levels >= 1.0, count - 1, np.minimum(index, count - 1)), 0)
+    return places
 
 
 _ALL_BUT_SIGN = np.int64(0x7FFF_FFFF_FFFF_FFFF)
@@ -282,7 +284,9 @@ def _ascending_order(rows: FloatArray) -> tuple[IntArray, IntArray]:
 def _found_exactly(values: FloatArray, order: IntArray, keys: IntArray, found: IntArray) -> bool:
     """Whether the places `found` in a row ordered by `_ascending_order` hold what a true ascending order
     holds there: everything before a place's run of equal keys is smaller, everything after larger, so
-    only a run whose values differ can answer differently."""
+    only a run whose values differ can answer differently (up to the rounding of the cumulative weights,
+    summed in another order where runs of equal values lie before the place, as an arg-sort's own
+    order of ties would)."""
     at = keys[found]
     first, end = np.searchsorted(keys, at, side="left"), np.searchsorted(keys, at, side="right")
     for run in np.flatnonzero(end - first > 1):
@@ -302,8 +306,7 @@ class _LevelShifts(NamedTuple):
 def _level_shifts(
     matrix: FloatArray,
     seasonal: tuple[FloatArray, FloatArray] | None,
-    mask: BoolArray,
-    step_days: float,
+    grid: _Grid,
     settings: ForecastSettings,
     *,
     bin_days: float = 0.25,
@@ -318,6 +321,7 @@ def _level_shifts(
     depend on the shape alone: scaling the load or adding a constant never changes the verdict (so more
     load can never flip it into a smaller size). Vectorised over the block, like the fit itself."""
     n_rows, n_series = matrix.shape
+    mask, step_days, everything = grid.mask, grid.step_days, grid.complete
     none = _LevelShifts(
         np.zeros(n_series, dtype=bool),
         np.zeros(n_series, dtype=np.int64),
@@ -331,7 +335,6 @@ def _level_shifts(
     if n_bins < max(2 * min_bins, 3) or n_series == 0:
         return none
     offset = n_rows - n_bins * per_bin  # bins end at the last row; the first rows left over are ignored
-    everything = bool(mask.all())
     level = matrix[offset:]
     if seasonal is not None and not everything:
         level = level - _fitted(seasonal[0][offset:], seasonal[1])
@@ -411,9 +414,13 @@ def _iso(epoch: float) -> str:
 
 
 def _iso_many(epochs: FloatArray) -> list[str]:
-    """Each epoch as UTC `YYYY-MM-DDTHH:MM:SSZ` (whole seconds, rounded down), formatted by numpy in one
-    call: a series' outlier timestamps cost one call, not ten."""
-    seconds = np.floor(epochs).astype("datetime64[s]")
+    """Each epoch as UTC `YYYY-MM-DDTHH:MM:SSZ`, formatted by numpy in one call (a series' outlier
+    timestamps cost one call, not ten). The second is `datetime.fromtimestamp`'s: the epoch rounded to
+    the microsecond (half to even), then cut to whole seconds."""
+    fraction, whole = np.modf(epochs)
+    microseconds = np.round(fraction * 1e6)
+    whole += (microseconds >= 1e6).astype(np.float64) - (microseconds < 0).astype(np.float64)
+    seconds = whole.astype(np.int64).astype("datetime64[s]")
     return [f"{text}Z" for text in np.datetime_as_string(seconds, unit="s").tolist()]
 
 
@@ -424,6 +431,7 @@ class _Grid(NamedTuple):
     end_epoch: float
     t_days: FloatArray  # 0 at the end of history, negative before
     mask: BoolArray
+    complete: bool  # every sample of every series there (the usual case: no masking needed anywhere)
     counts: IntArray
     spans: FloatArray  # days between each series' first and last sample
     daily: int  # harmonics used (0 when the history is too short for the cycle)
@@ -435,7 +443,8 @@ def _grid(block: Sequence[CleanSeries], matrix: FloatArray, settings: ForecastSe
     step_days = first.step / DAY
     n_rows, n_series = matrix.shape
     mask = np.isfinite(matrix)
-    if mask.all():
+    complete = bool(mask.all())
+    if complete:
         spans = np.full(n_series, (n_rows - 1) * step_days)
     else:
         first_seen = np.argmax(mask, axis=0)
@@ -447,6 +456,7 @@ def _grid(block: Sequence[CleanSeries], matrix: FloatArray, settings: ForecastSe
         end_epoch=first.start + first.step * (n_rows - 1),
         t_days=_t_days(n_rows, step_days),
         mask=mask,
+        complete=complete,
         counts=mask.sum(axis=0),
         spans=spans,
         daily=settings.daily_harmonics if grid_span >= _DAILY_MIN_DAYS else 0,
@@ -456,7 +466,13 @@ def _grid(block: Sequence[CleanSeries], matrix: FloatArray, settings: ForecastSe
 
 def _grid_part(grid: _Grid, part: slice) -> _Grid:
     """The grid of some of the block's series (the harmonics stay the whole block's)."""
-    return grid._replace(mask=grid.mask[:, part], counts=grid.counts[part], spans=grid.spans[part])
+    mask = grid.mask[:, part]
+    return grid._replace(
+        mask=mask,
+        complete=grid.complete or bool(mask.all()),
+        counts=grid.counts[part],
+        spans=grid.spans[part],
+    )
 
 
 class _Fit(NamedTuple):
@@ -473,8 +489,7 @@ def _robust_fit(matrix: FloatArray, grid: _Grid, settings: ForecastSettings) -> 
     least_squares = _fit_design(grid.t_days.size, grid.step_days, grid.daily, grid.weekly)
     design = least_squares.design
     complete: BoolArray = np.all(grid.mask, axis=0, keepdims=False)
-    # Where every point is observed (the usual case) the masking below changes nothing: skipped.
-    everything = bool(complete.all())
+    everything = grid.complete  # then the masking below changes nothing: skipped
     observed = matrix if everything else np.where(grid.mask, matrix, 0.0)
     coefficients = least_squares.solve(observed, grid.mask, complete)
     fitted = _fitted(design, coefficients)
@@ -488,9 +503,7 @@ def _robust_fit(matrix: FloatArray, grid: _Grid, settings: ForecastSettings) -> 
     residuals = _residuals(matrix, _fitted(design, coefficients), grid.mask, everything, into_fitted=True)
     stats = _residual_stats(residuals)
     outliers = np.abs(residuals - stats.median) > settings.outlier_z * stats.sigma
-    trend_t = _trend_t_statistic(
-        residuals, grid.t_days, grid.mask, coefficients[1], settings.outlier_z * stats.sigma
-    )
+    trend_t = _trend_t_statistic(residuals, grid, coefficients[1], settings.outlier_z * stats.sigma)
     return _Fit(design, coefficients, residuals, stats, outliers, trend_t)
 
 
@@ -529,12 +542,12 @@ def _detect_shifts(matrix: FloatArray, grid: _Grid, fit: _Fit, settings: Forecas
     # step, and would bias the levels either side of it.
     daily_columns = slice(2, 2 + 2 * grid.daily)
     seasonal = (fit.design[:, daily_columns], fit.coefficients[daily_columns])
-    shifts = _level_shifts(matrix, seasonal, grid.mask, grid.step_days, settings)
+    shifts = _level_shifts(matrix, seasonal, grid, settings)
     # Over a few days the daily terms can absorb a step themselves; whole-day bins of the raw data
     # average the daily curve out without any fit, and catch what the first pass missed.
     # (Half-day bins below three days of history, where whole days would be too few to tell.)
     raw_bin_days = 1.0 if matrix.shape[0] * grid.step_days >= 3.0 else 0.5
-    by_day = _level_shifts(matrix, None, grid.mask, grid.step_days, settings, bin_days=raw_bin_days)
+    by_day = _level_shifts(matrix, None, grid, settings, bin_days=raw_bin_days)
     missed = by_day.shifted & ~shifts.shifted
     if not missed.any():
         return shifts
@@ -700,7 +713,7 @@ def _summaries(
     first = block[0]
     slope, shifts = fit.coefficients[1], model.shifts
     seasonality = (["daily"] if grid.daily else []) + (["weekly"] if grid.weekly else [])
-    if grid.mask.all():
+    if grid.complete:
         largest, means = matrix.max(axis=0), matrix.mean(axis=0)
     else:
         largest, means = np.nanmax(matrix, axis=0), np.nanmean(np.where(grid.mask, matrix, np.nan), axis=0)
@@ -822,14 +835,14 @@ def _demand(
         np.add(matrix, moved, out=moved)
     if growth != 1.0:
         moved = moved * growth
-    return weighted_quantiles(moved, weights, levels)
+    demand = weighted_quantiles(moved, weights, levels)
+    demand += 0.0  # a "-0" sample read as is must not print as a demand of -0.0
+    return demand
 
 
-def _trend_t_statistic(
-    residuals: FloatArray, t_days: FloatArray, mask: BoolArray, slope: FloatArray, clip: FloatArray
-) -> FloatArray:
+def _trend_t_statistic(residuals: FloatArray, grid: _Grid, slope: FloatArray, clip: FloatArray) -> FloatArray:
     """Slope / standard error, with the error inflated for lag-1 autocorrelation (n_eff = n(1-r)/(1+r))."""
-    everything = bool(mask.all())
+    t_days, mask, everything = grid.t_days, grid.mask, grid.complete
     bounded = np.maximum(residuals, -clip)
     np.minimum(bounded, clip, out=bounded)
     if not everything:
