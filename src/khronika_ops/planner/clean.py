@@ -121,13 +121,12 @@ def _step_and_index(times: FloatArray, step: float | None, *, shared: bool) -> t
     once for all of them."""
     if shared and not times.flags.writeable:
         return _shared_grid(times, step)
+    return _find_grid(times, step)
+
+
+def _find_grid(times: FloatArray, step: float | None) -> tuple[float, IntArray | None]:
     found = detect_step(times) if step is None else step
     return found, _grid_index(times, float(times[0]) if times.size else 0.0, found)
-
-
-def resample_max(times: FloatArray, values: FloatArray, start: float, step: float) -> tuple[FloatArray, int]:
-    """Values on the grid start + i*step (max per cell, NaN for empty cells) and how many were merged."""
-    return _on_grid(values, _grid_index(times, start, step))
 
 
 def _grid_index(times: FloatArray, start: float, step: float) -> IntArray | None:
@@ -149,8 +148,7 @@ def _shared_grid(times: FloatArray, step: float | None) -> tuple[float, IntArray
     known = _SHARED_GRIDS.get(id(times))
     if known is not None and known[0]() is times and known[1] == step:
         return known[2], known[3]
-    found = detect_step(times) if step is None else step
-    index = _grid_index(times, float(times[0]), found)
+    found, index = _find_grid(times, step)
     if len(_SHARED_GRIDS) >= 16:
         _SHARED_GRIDS.clear()
     _SHARED_GRIDS[id(times)] = (weakref.ref(times), step, found, index)

@@ -315,9 +315,9 @@ def _level_shifts(
 
     The seasonal part of the fit (its design columns and coefficients) is taken out and the rest averaged
     in 6-hour bins. For every split with at least `level_shift_min_days` on each side, the two-level
-    model's squared error is compared with a straight line's. A shift is a split whose two-level error is below `level_shift_error_ratio` of the
-    line's (a ramp fits a line far better than a step; a step fits two levels far better than a line),
-    and whose size is at least `level_shift_z` times the bins' spread around their levels. Both tests
+    model's squared error is compared with a straight line's. A shift is a split whose two-level error
+    is below `level_shift_error_ratio` of the line's (a ramp fits a line far better than a step; a step
+    fits two levels far better than a line), and whose size is at least `level_shift_z` times the bins' spread around their levels. Both tests
     depend on the shape alone: scaling the load or adding a constant never changes the verdict (so more
     load can never flip it into a smaller size). Vectorised over the block, like the fit itself."""
     n_rows, n_series = matrix.shape
@@ -335,22 +335,24 @@ def _level_shifts(
     if n_bins < max(2 * min_bins, 3) or n_series == 0:
         return none
     offset = n_rows - n_bins * per_bin  # bins end at the last row; the first rows left over are ignored
-    level = matrix[offset:]
-    if seasonal is not None and not everything:
-        level = level - _fitted(seasonal[0][offset:], seasonal[1])
-    if not everything:
-        level = np.where(mask[offset:], level, 0.0)
-    # Bins of each series' own (contiguous) rows: summed along the series, then back to bins x series.
-    sums = level.T.reshape(n_series, n_bins, per_bin).sum(axis=2).T
-    if seasonal is not None and everything:
-        # The seasonal curve's bin sums are its design's bin sums times the coefficients: no curve is
-        # laid over every sample to be subtracted from it.
-        design, coefficients = seasonal
-        sums -= design[offset:].reshape(n_bins, per_bin, -1).sum(axis=1) @ coefficients
+
+    def bin_sums(samples: FloatArray) -> FloatArray:
+        """Sums of each series' own (contiguous) rows per bin, as bins x series."""
+        summed: FloatArray = samples[offset:].T.reshape(n_series, n_bins, per_bin).sum(axis=2).T
+        return summed
+
     if everything:
+        sums = bin_sums(matrix)
+        if seasonal is not None:
+            # The seasonal curve's bin sums are its design's bin sums times the coefficients: no curve
+            # is laid over every sample to be subtracted from it.
+            design, coefficients = seasonal
+            sums -= design[offset:].reshape(n_bins, per_bin, -1).sum(axis=1) @ coefficients
         counts = np.full((n_bins, n_series), float(per_bin))
     else:
-        counts = mask[offset:].T.reshape(n_series, n_bins, per_bin).sum(axis=2).T.astype(np.float64)
+        level = matrix if seasonal is None else matrix - _fitted(*seasonal)
+        sums = bin_sums(np.where(mask, level, 0.0))
+        counts = bin_sums(mask.astype(np.float64))
     means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
     weights = counts
     total_w = weights.sum(axis=0)
