@@ -116,6 +116,10 @@ def test_bad_settings_are_refused_before_a_unit_is_written(
     for change, said in (
         ({"update_channel_on_calendar": "every tuesday"}, "is not a calendar systemd reads"),
         ({"update_channel_inventory": "/srv/sites/main\nExecStartPre=/bin/rm"}, "must be absolute paths"),
+        (
+            {"update_channel_strategy": "mitogen_linear\nExecStartPre=/bin/rm"},
+            "update_channel_strategy: unknown strategy",
+        ),
     ):
         run = run_role(inventory, tmp_path, **{**SETTINGS, **change})
         assert run.rc != 0 and said in " ".join(run.output.split()), run.output
@@ -126,7 +130,8 @@ def test_the_timer_runs_khronika_update_auto_for_the_site(
     systemd_host: tuple[str, Path], tmp_path: Path
 ) -> None:
     name, inventory = systemd_host
-    run = run_role(inventory, tmp_path, **SETTINGS, update_channel_on_calendar="*:0/5")
+    chosen = {"update_channel_on_calendar": "*:0/5", "update_channel_strategy": "mitogen_linear"}
+    run = run_role(inventory, tmp_path, **SETTINGS, **chosen)
     assert run.rc == 0, run.output
     assert sh(name, "systemctl", "is-active", "khronika-update-auto.timer").stdout.strip() == "active"
     assert sh(name, "systemctl", "is-enabled", "khronika-update-auto.timer").stdout.strip() == "enabled"
@@ -135,9 +140,9 @@ def test_the_timer_runs_khronika_update_auto_for_the_site(
     assert sh(name, "systemctl", "start", "khronika-update-auto.service").returncode == 0
     assert (
         sh(name, "cat", "/var/log/khronika-auto.calls").stdout
-        == "root update auto --inventory /srv/sites/main\n"
+        == "root update auto --inventory /srv/sites/main --strategy mitogen_linear\n"
     )
-    again = run_role(inventory, tmp_path, **SETTINGS, update_channel_on_calendar="*:0/5")
+    again = run_role(inventory, tmp_path, **SETTINGS, **chosen)
     assert again.rc == 0 and again.recap_changed() == 0, again.output
     gone = run_role(inventory, tmp_path, **SETTINGS, update_channel_state="absent")
     assert gone.rc == 0, gone.output

@@ -11,6 +11,7 @@ khronika_update_steps(plan, hosts)            -> the batch's switch steps (locks
 khronika_update_gateway_checks(plan)          -> [{module, path}] asked through the gateway.
 khronika_update_verdict(batch, outcomes, pct) -> whether the next batch may start, and why not.
 khronika_update_lease_problem(lease)          -> '' when khronika_update_silence_lease is 30s..1h, else why not.
+khronika_strategy_problem(strategy)           -> '' when this controller runs playbooks with that strategy, else why not.
 khronika_failure(ansible_failed_result, ansible_failed_task.name) -> what failed, in one line (every rescue).
 khronika_update_data_writes(containers, modules) -> the data checks' records to write before a host's switch.
 khronika_update_data_reads(written_results)   -> where to read them back after it.
@@ -42,6 +43,7 @@ except ImportError as exc:  # pragma: no cover - depends on the controller's env
 # Imported when a filter first needs them (khronika_ops.lazy says why).
 update = lazy("khronika_ops.platform.update")
 update_run = lazy("khronika_ops.platform.update_run")
+runner = lazy("khronika_ops.runner")
 platform_catalog = lazy("khronika_ops.platform.catalog")
 inventory_file = lazy("khronika_ops.platform.inventory_file")
 platform_registry = lazy("khronika_ops.platform.registry")
@@ -155,6 +157,11 @@ def khronika_update_verdict(batch: Any, outcomes: Any, max_fail_percentage: Any 
 
 def khronika_failure(result: Any, task: Any = None) -> str:
     return update_run.failure_text(str(task) if task else None, plain(result) or {})
+
+
+def khronika_strategy_problem(strategy: Any) -> str:
+    """'' when `khronika update auto --strategy` (or `khronika run`'s) takes `strategy` here, else why not."""
+    return runner.strategy_problem(str(strategy) if strategy else None)
 
 
 def khronika_update_lease_problem(lease: Any) -> str:
@@ -277,6 +284,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "khronika_update_preflight": khronika_update_preflight,
+            "khronika_strategy_problem": khronika_strategy_problem,
             "khronika_update_steps": khronika_update_steps,
             "khronika_update_capacity": khronika_update_capacity,
             "khronika_manifest_bytes": khronika_manifest_bytes,

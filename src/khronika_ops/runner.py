@@ -54,6 +54,23 @@ MITOGEN_STRATEGIES = ("mitogen_linear", "mitogen_free", "mitogen_host_pinned")
 STRATEGIES = ANSIBLE_STRATEGIES + MITOGEN_STRATEGIES
 
 
+# The help of every command that runs playbooks with a chosen strategy (`khronika run`, `khronika update auto`).
+STRATEGY_HELP = (
+    f"Play strategy ({', '.join(STRATEGIES)}); ansible.cfg's (linear) when unset. The mitogen_*"
+    " ones keep a Python on each host: idempotent runs take about 2-3x less time, an update about half."
+)
+
+
+def strategy_problem(strategy: str | None) -> str:
+    """Why `strategy` cannot run on this controller ('' when it can): the check a command or a role
+    makes before it changes anything."""
+    try:
+        strategy_env(strategy)
+    except RunError as exc:
+        return str(exc)
+    return ""
+
+
 def strategy_env(strategy: str | None) -> dict[str, str]:
     """The environment that selects `strategy` (none: ansible.cfg's)."""
     if strategy is None:
@@ -445,10 +462,7 @@ def run_command(
     ] = None,
     strategy: Annotated[
         str | None,
-        typer.Option(
-            help=f"Play strategy ({', '.join(STRATEGIES)}); ansible.cfg's (linear) when unset. The mitogen_*"
-            " ones keep a Python on each host: idempotent runs take about 2-3x less time."
-        ),
+        typer.Option(help=STRATEGY_HELP),
     ] = None,
     artifacts: Annotated[Path, typer.Option(help="Folder for the runs' artifacts.")] = REPO_ROOT
     / ".cache"

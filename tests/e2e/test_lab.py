@@ -22,6 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# The lab's channel runs its playbooks as `khronika lab up` runs the lab's (Mitogen's strategy).
+from khronika_ops.lab import STRATEGY as LAB_STRATEGY
+
 REPO = Path(__file__).resolve().parents[2]
 KHRONIKA = str(REPO / ".venv" / "bin" / "khronika")
 HOSTS = int(os.environ.get("KHRONIKA_LAB_E2E_HOSTS", "2"))
@@ -443,7 +446,7 @@ def test_the_release_channel_rolls_a_flaky_release_back_late_and_applies_the_fix
     try:
         time.sleep(5)  # a few appeals accepted before the release is published
         published = _publish("1.5.0", tmp_path / "publish-1.5.0.log")
-        flaky = _channel("update", "auto", log=tmp_path / "auto-1.5.0.log")
+        flaky = _channel("update", "auto", "--strategy", LAB_STRATEGY, log=tmp_path / "auto-1.5.0.log")
         halted_at = time.time()
         assert flaky.returncode == 1, flaky.stdout[-4000:] + flaky.stderr[-2000:]
         state = json.loads(
@@ -485,11 +488,16 @@ def test_the_release_channel_rolls_a_flaky_release_back_late_and_applies_the_fix
         status_text = _channel("update", "channel", "status", log=tmp_path / "status.log").stdout
         assert "HALTED:" in status_text and "lab-app1" in status_text and "1.5.0: " in status_text
         # Halted: the next run does nothing; resume lifts it and resolves the alert.
-        assert _channel("update", "auto", log=tmp_path / "auto-halted.log").returncode == 0
+        assert (
+            _channel(
+                "update", "auto", "--strategy", LAB_STRATEGY, log=tmp_path / "auto-halted.log"
+            ).returncode
+            == 0
+        )
         assert _channel("update", "resume", log=tmp_path / "resume.log").returncode == 0
         assert _halt_alerts(summary) == []
         published = _publish("1.5.1", tmp_path / "publish-1.5.1.log")
-        fixed = _channel("update", "auto", log=tmp_path / "auto-1.5.1.log")
+        fixed = _channel("update", "auto", "--strategy", LAB_STRATEGY, log=tmp_path / "auto-1.5.1.log")
         applied = time.time()
         assert fixed.returncode == 0, fixed.stdout[-4000:] + fixed.stderr[-2000:]
         assert json.loads(_ssh("lab-app1", "cat", "/etc/khronika/release.json"))["version"] == "1.5.1"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from khronika_ops.console import error_text, json_text, make_console
+from khronika_ops.runner import STRATEGY_HELP
 
 if TYPE_CHECKING:
     from khronika_ops.platform.channel import ChannelState, StateStore
@@ -237,7 +238,11 @@ def publish_command(
     _stdout.print(f"{said}: {origin}", markup=False, highlight=False)
 
 
-def auto_command(inventory: Inventory, vault_password_file: VaultFile = None) -> None:
+def auto_command(
+    inventory: Inventory,
+    vault_password_file: VaultFile = None,
+    strategy: Annotated[str | None, typer.Option(help=STRATEGY_HELP)] = None,
+) -> None:
     """One run of the release channel (a systemd timer or an AWX schedule runs it): nothing to do or
     outside the window -> it says so and exits; a release the policy allows -> the canary, its soak
     watching Prometheus, then the batches; a bad sign -> rolled back, halted, alert firing.
@@ -246,7 +251,12 @@ def auto_command(inventory: Inventory, vault_password_file: VaultFile = None) ->
 
     from khronika_ops.platform.channel import ChannelError
     from khronika_ops.platform.channel_run import Alerts, ChannelRun, Prometheus, playbook_executor
+    from khronika_ops.runner import strategy_problem
 
+    problem = strategy_problem(strategy)
+    if problem:
+        _stderr.print(error_text(problem))
+        raise typer.Exit(code=2)
     site, store = _site(inventory, vault_password_file)
 
     def say(line: str) -> None:
@@ -258,7 +268,11 @@ def auto_command(inventory: Inventory, vault_password_file: VaultFile = None) ->
         site,
         store,
         playbook_executor(
-            inventory, vault_password_file=vault_password_file, artifacts_root=store.folder / "runs", say=say
+            inventory,
+            vault_password_file=vault_password_file,
+            artifacts_root=store.folder / "runs",
+            strategy=strategy,
+            say=say,
         ),
         alerts=Alerts.for_site(site.alertmanager),
         say=say,

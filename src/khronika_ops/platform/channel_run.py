@@ -643,6 +643,7 @@ def playbook_executor(
     *,
     vault_password_file: Path | None,
     artifacts_root: Path,
+    strategy: str | None = None,
     say: Callable[[str], None] = print,
 ) -> Executor:
     """Stages run as the operator would run them: a playbook of the collection through ansible-runner
@@ -659,6 +660,7 @@ def playbook_executor(
                 extravars=values,
                 vault_password_file=vault_password_file,
                 artifacts_root=artifacts_root,
+                strategy=strategy,
                 say=lambda line: say(f"  {line}"),
             )
         except RunError as exc:
