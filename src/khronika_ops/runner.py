@@ -57,7 +57,7 @@ STRATEGIES = ANSIBLE_STRATEGIES + MITOGEN_STRATEGIES
 # The help of every command that runs playbooks with a chosen strategy (`khronika run`, `khronika update auto`).
 STRATEGY_HELP = (
     f"Play strategy ({', '.join(STRATEGIES)}); ansible.cfg's (linear) when unset. The mitogen_*"
-    " ones keep a Python on each host: idempotent runs take about 2-3x less time, an update about half."
+    " ones keep a Python on each host: idempotent runs take about 2-3x less time, an update about a third less."
 )
 
 

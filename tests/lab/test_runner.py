@@ -204,6 +204,17 @@ def test_a_strategy_is_chosen_per_run(project, tmp_path, strategy):
     assert env["ANSIBLE_STRATEGY"] == strategy
 
 
+def test_strategy_problem_is_the_one_check_of_a_strategy(monkeypatch):
+    from khronika_ops.runner import strategy_problem
+
+    assert strategy_problem(None) == "" and strategy_problem("linear") == ""
+    assert strategy_problem("mitogen_linear") == ""
+    assert strategy_problem("fast").startswith("unknown strategy 'fast' (known: linear, free")
+    monkeypatch.setitem(sys.modules, "ansible_mitogen", None)  # a controller without Mitogen
+    assert "needs the Python package mitogen" in strategy_problem("mitogen_linear")
+    assert strategy_problem("linear") == ""
+
+
 def test_an_unknown_strategy_is_refused_before_anything_runs(project, tmp_path):
     playbook, inventory = project
     with pytest.raises(RunError, match="unknown strategy 'fast' \\(known: linear, free"):

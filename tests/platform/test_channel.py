@@ -425,7 +425,7 @@ def test_check_approve_resume_and_status_commands(tmp_path: Path) -> None:
     assert resumed.exit_code == 0 and "the halt on 2.0.0 is lifted" in resumed.output
     assert "nothing to resume" in runner.invoke(app, ["update", "resume", "-i", str(inventory)]).output
     assert [run["action"] for run in json.loads(state_file.read_text())["runs"]] == ["approve", "resume"]
-    # The decision is "apply": a strategy the controller does not run is refused before the update starts.
+    # The decision would be "apply": a strategy the controller does not run is refused before anything.
     refused = runner.invoke(app, ["update", "auto", "-i", str(inventory), "--strategy", "fast"])
     assert refused.exit_code == 2 and "unknown strategy 'fast'" in refused.output, refused.output
     assert [run["action"] for run in json.loads(state_file.read_text())["runs"]] == ["approve", "resume"]
