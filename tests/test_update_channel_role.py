@@ -138,10 +138,9 @@ def test_the_timer_runs_khronika_update_auto_for_the_site(
     timer = sh(name, "systemctl", "show", "khronika-update-auto.timer", "-p", "TimersCalendar").stdout
     assert "*-*-* *:00/5:00" in timer, timer
     assert sh(name, "systemctl", "start", "khronika-update-auto.service").returncode == 0
-    assert (
-        sh(name, "cat", "/var/log/khronika-auto.calls").stdout
-        == "root update auto --inventory /srv/sites/main --strategy mitogen_linear\n"
-    )
+    # Each run of the unit, by hand or by the live timer (every 5 minutes), calls the same command.
+    calls = sh(name, "cat", "/var/log/khronika-auto.calls").stdout.splitlines()
+    assert calls and set(calls) == {"root update auto --inventory /srv/sites/main --strategy mitogen_linear"}
     again = run_role(inventory, tmp_path, **SETTINGS, **chosen)
     assert again.rc == 0 and again.recap_changed() == 0, again.output
     gone = run_role(inventory, tmp_path, **SETTINGS, update_channel_state="absent")

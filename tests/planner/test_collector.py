@@ -53,7 +53,9 @@ def test_collect_once_real_host(tmp_path: Path, running_container: object) -> No
     )
     assert code == 0, err
     if DOCKER_SOCKET.exists():
-        assert "docker:" not in err
+        # The daemon answered. A container another test removes between the list and its stats is
+        # noted and skipped: this machine's Docker is shared; this test's own container is checked below.
+        assert "container metrics skipped" not in err, err
     files = list((tmp_path / "csv").glob("khronika-*.csv"))
     assert len(files) == 1
     series = {str(s.key).split("{")[0] for s in read_csv(files[0])}  # every name is a known metric

@@ -98,10 +98,16 @@ def test_bad_signs_compare_each_module_with_itself_before_the_switch() -> None:
 # --- the watch against a real Prometheus and a real module --------------------------------------------
 
 
+# The flaky sample serves well for this long after it starts, then fails every third request: long
+# enough that the soak test's run begins before it, even on a loaded machine.
+FLAKY_AFTER = 20
+
+
 @dataclass
 class Module:
     port: int
     process: subprocess.Popen[bytes]
+    started: float
     stop: threading.Event = field(default_factory=threading.Event)
 
 
@@ -111,10 +117,11 @@ def start_module(tmp_path: Path, broken: str) -> Module:
         **os.environ,
         "KHRONIKA_SAMPLE_PORT": str(port),
         "KHRONIKA_SAMPLE_BROKEN": broken,
-        "KHRONIKA_SAMPLE_FLAKY_AFTER": "10",
+        "KHRONIKA_SAMPLE_FLAKY_AFTER": str(FLAKY_AFTER),
         "APPEALS_DATA_DIR": str(tmp_path / f"appeals-{port}"),
     }
     (tmp_path / f"appeals-{port}").mkdir()
+    started = time.monotonic()
     process = subprocess.Popen(
         ["python3", str(REPO / "samples/modules/appeals-api/app.py")],
         env=env,
@@ -122,7 +129,7 @@ def start_module(tmp_path: Path, broken: str) -> Module:
         stderr=subprocess.DEVNULL,
     )
     wait_http(f"http://127.0.0.1:{port}/health")
-    module = Module(port, process)
+    module = Module(port, process, started)
 
     def traffic() -> None:
         while not module.stop.is_set():
@@ -191,7 +198,7 @@ def test_the_soak_sees_the_5xx_of_a_flaky_module_in_a_real_prometheus(
     url, _modules = prometheus
     watch = Watch(prometheus=url, min_requests=20)
     client = Prometheus(watch)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + FLAKY_AFTER + 60
     while True:
         time.sleep(2)
         now = time.time()
@@ -514,10 +521,14 @@ def test_late_rollback_restores_only_what_the_catalog_and_the_policy_allow() -> 
 def test_a_bad_sign_in_the_soak_rolls_the_stage_back_late_and_halts(
     tmp_path: Path, prometheus: tuple[str, list[Module]]
 ) -> None:
-    """The flaky module serves well for 10 s, then fails every third request: the canary's soak, watching
-    the real Prometheus, sees it and rolls the canary back with its pre-update copy restored."""
-    url, _modules = prometheus
+    """The flaky module serves well for FLAKY_AFTER s, then fails every third request: the canary's soak,
+    watching the real Prometheus, sees it and rolls the canary back with its pre-update copy restored."""
+    url, modules = prometheus
     time.sleep(3)  # a few scrapes: "before" is the module serving well
+    served = time.monotonic() - modules[1].started
+    assert served < FLAKY_AFTER - 5, (
+        f"the flaky module began to fail before the run ({served:.0f} s after it started)"
+    )
     recorder = Recorder(tmp_path)
     now = datetime.now(UTC)
     window = {

@@ -150,9 +150,13 @@ def test_classifier_work_is_linear_in_tokens():
     spec.loader.exec_module(classifier_app)
 
     def seconds(words: int) -> float:
-        started = time.perf_counter()
-        classifier_app.classify_text("please help " * words, rounds=200)
-        return time.perf_counter() - started
+        # CPU time, the best of three: other test workers share this machine's cores.
+        times = []
+        for _ in range(3):
+            started = time.process_time()
+            classifier_app.classify_text("please help " * words, rounds=200)
+            times.append(time.process_time() - started)
+        return min(times)
 
     assert classifier_app.classify_text("why? how?", rounds=1)["label"] == "question"
     assert seconds(800) > 3 * seconds(100)

@@ -20,12 +20,14 @@ from khronika_ops.platform.probe import Outage, ProbeError, Prober, Sample, chec
 
 class _Module(ThreadingHTTPServer):
     healthy = True
+    hits = 0
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Module
 
     def do_GET(self) -> None:
+        self.server.hits += 1
         code = 200 if self.server.healthy else 503
         self.send_response(code)
         self.send_header("Content-Length", "2")
@@ -48,7 +50,8 @@ def module_server():
 
 def test_an_outage_is_measured(module_server: _Module) -> None:
     url = f"http://127.0.0.1:{module_server.server_address[1]}/health"
-    prober = Prober({"api": url}, rate=20, max_seconds=30).start()
+    # A slow answer (a loaded machine) is no outage here: only the 503s are.
+    prober = Prober({"api": url}, rate=20, max_seconds=30, timeout=5).start()
     prober.wait(0.8)
     module_server.healthy = False
     down_at = time.time()
@@ -59,10 +62,11 @@ def test_an_outage_is_measured(module_server: _Module) -> None:
     report = prober.stop()["api"]
     assert len(report.outages) == 1, report
     outage = report.outages[0]
-    # The measured interval is the real one to within a few probe periods (50 ms each) and scheduling.
-    assert abs(outage.start - down_at) < 0.4 and abs(outage.end - up_at) < 0.4, (outage, down_at, up_at)
-    assert 10 <= report.failed <= 30 and report.failed == outage.failed
-    assert report.requests >= 40
+    # The measured interval is the real one to within a few probe periods (50 ms each) and scheduling
+    # (the prober, the server and two other test workers share two cores).
+    assert abs(outage.start - down_at) < 0.6 and abs(outage.end - up_at) < 0.6, (outage, down_at, up_at)
+    assert 5 <= report.failed <= 30 and report.failed == outage.failed
+    assert report.requests >= 20
 
 
 def test_a_module_that_never_answers() -> None:
@@ -98,7 +102,11 @@ def test_the_command_stops_on_sigterm_and_writes_its_report(module_server: _Modu
         text=True,
         env={**os.environ, "NO_COLOR": "1"},
     )
-    time.sleep(1.5)
+    # Its first answers show the command has started (and installed its handler): then the signal.
+    deadline = time.monotonic() + 60
+    while module_server.hits < 6 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None and module_server.hits >= 6, module_server.hits
     proc.send_signal(signal.SIGTERM)
     stdout, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
