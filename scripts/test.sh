@@ -6,6 +6,8 @@
 #   KHRONIKA_MOLECULE_SCENARIOS="common docker"  restricts the Molecule stage
 #   KHRONIKA_MOLECULE_LANES=1  runs its scenarios one at a time (default: 2 lanes, `update` alone)
 #   KHRONIKA_PYTEST_WORKERS=1  runs the pytest stage's files one at a time (default: 3 workers)
+#   KHRONIKA_MOLECULE_STRATEGY=linear  runs the scenarios' playbooks with Ansible's strategy (default:
+#     mitogen_linear, as the lab runs its playbooks)
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,19 +20,31 @@ declare -a SUMMARY=()
 FAILED=0
 LAB_RAN=0
 SUITE_START=$(date +%s)
+STAGE_LOG=$(mktemp)
+FAILURES=$(mktemp)
 
 stage() {
   local name=$1 start rc
   shift
   printf '\n===== %s =====\n' "$name"
   start=$(date +%s)
-  "$@"
-  rc=$?
+  "$@" 2>&1 | tee "$STAGE_LOG"
+  rc=${PIPESTATUS[0]}
   local took=$(($(date +%s) - start))
+  [ $rc -eq 0 ] || note_failures "$name" "$STAGE_LOG"
   SUMMARY+=("$(printf '%-28s %-5s %4ss' "$name" "$([ $rc -eq 0 ] && echo ok || echo FAIL)" "$took")")
   printf -- '----- %s: %s in %ss -----\n' "$name" "$([ $rc -eq 0 ] && echo ok || echo "FAILED (rc $rc)")" "$took"
   [ $rc -eq 0 ] || FAILED=1
   return $rc
+}
+
+# What failed, from a stage's output (pytest's FAILED/ERROR lines, Ansible's fatal ones, Molecule's
+# CRITICAL ones), at most 40 lines of 300 characters: printed again before the summary, since a long
+# log is often read from its end.
+note_failures() {
+  { printf '%s:\n' "$1"
+    grep -aE '^(FAILED|ERROR) |^(fatal|failed): \[|CRITICAL ' "$2" | grep -v ' - RETRYING: ' | cut -c1-300 | head -n 40
+  } >>"$FAILURES"
 }
 
 cleanup() {
@@ -43,6 +57,7 @@ cleanup() {
   docker network ls -q --filter label=khronika.test=1 | xargs -r docker network rm >/dev/null 2>&1
   docker volume ls -q --filter label=khronika.test=1 | xargs -r docker volume rm >/dev/null 2>&1
   scripts/test-registry.sh stop >/dev/null 2>&1
+  rm -f "$STAGE_LOG"
   # The lab stage takes its lab down itself; after a failure this removes what it left.
   [ "$LAB_RAN" = 0 ] || .venv/bin/khronika lab down >/dev/null 2>&1
   # A downtime probe whose update ended before its finish stops at its own time limit; not later than now.
@@ -51,6 +66,11 @@ cleanup() {
 
 summary() {
   cleanup
+  if [ -s "$FAILURES" ]; then
+    printf '\n===== what failed =====\n'
+    cat "$FAILURES"
+  fi
+  rm -f "$FAILURES"
   printf '\n===== summary =====\n'
   printf '%s\n' "${SUMMARY[@]}"
   printf '%-28s %-5s %4ss\n' total "$([ $FAILED -eq 0 ] && echo ok || echo FAIL)" "$(($(date +%s) - SUITE_START))"
@@ -88,6 +108,15 @@ run_molecule() {
   all=$(cd molecule && ls -d */ | tr -d / | grep -v '^_' | grep -vxF -f <(tr ' ' '\n' <<<"$LAB_COVERED_SCENARIOS"))
   local scenarios=${KHRONIKA_MOLECULE_SCENARIOS:-$all}
   local -a shared=() solo=() pids=()
+  # The scenarios' playbooks with this strategy (.config/molecule/config.yml reads both variables).
+  export KHRONIKA_MOLECULE_STRATEGY=${KHRONIKA_MOLECULE_STRATEGY:-mitogen_linear}
+  KHRONIKA_MOLECULE_STRATEGY_PLUGINS=$(python -c 'import sys
+from khronika_ops.runner import RunError, strategy_env
+try:
+    print(strategy_env(sys.argv[1]).get("ANSIBLE_STRATEGY_PLUGINS", ""))
+except RunError as exc:
+    sys.exit(f"KHRONIKA_MOLECULE_STRATEGY: {exc}")' "$KHRONIKA_MOLECULE_STRATEGY") || { FAILED=1; return 1; }
+  export KHRONIKA_MOLECULE_STRATEGY_PLUGINS
   # Dealt to the lanes in turn, in this order (from the last full run's times: the lanes end close together).
   for scenario in offline deploy common docker $scenarios; do
     grep -qxF "$scenario" <<<"$(tr ' ' '\n' <<<"$scenarios")" || continue
@@ -115,6 +144,7 @@ run_molecule() {
       wait "${pids[$lane]}" || rc=1
     done
     cat "$LANE_DIR"/lane-*.log
+    [ $rc -eq 0 ] || note_failures "molecule lanes" <(cat "$LANE_DIR"/lane-*.log)
     while IFS= read -r line; do SUMMARY+=("$line"); done <"$LANE_DIR/summary"
     grep -q ' FAIL ' "$LANE_DIR/summary" && FAILED=1
     SUMMARY+=("$(printf '%-28s %-5s %4ss' "molecule lanes (wall)" "$([ $rc -eq 0 ] && echo ok || echo FAIL)" "$(($(date +%s) - start))")")
