@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from khronika_ops.runner import strategy_env
-
 testinfra_hosts = ["ansible://kh-update-app1"]
 
 PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
@@ -38,9 +36,9 @@ def update_command(*extra, playbook_name="update.yml"):
         "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".ansible" / "collections"),
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_STDOUT_CALLBACK": "default",
-        # Mitogen, as the lab runs its playbooks: one Python per host kept over the run instead of a
-        # `docker exec` and an interpreter start per task (the hosts' `docker` connection: molecule.yml).
-        **strategy_env("mitogen_linear"),
+        # The play strategy is Molecule's environment's (.config/molecule/config.yml): Mitogen's under
+        # scripts/test.sh, one Python per host kept over the run instead of a `docker exec` and an
+        # interpreter start per task.
     }
     command = [
         "ansible-playbook",
