@@ -38,13 +38,19 @@ stage() {
   return $rc
 }
 
-# What failed, from a stage's output (pytest's FAILED/ERROR lines, Ansible's fatal ones, Molecule's
-# CRITICAL ones), at most 40 lines of 300 characters: printed again before the summary, since a long
-# log is often read from its end.
+# What failed, from a stage's output: pytest's FAILED/ERROR lines, Ansible's fatal ones (not those it
+# ignores), Molecule's CRITICAL ones; the last 40, 300 characters each. Printed again before the summary,
+# since a long log is read from its end.
 note_failures() {
-  { printf '%s:\n' "$1"
-    grep -aE '^(FAILED|ERROR) |^(fatal|failed): \[|CRITICAL ' "$2" | grep -v ' - RETRYING: ' | cut -c1-300 | head -n 40
-  } >>"$FAILURES"
+  local lines
+  lines=$(awk '
+    function flush() { if (held != "") print held; held = "" }
+    /^\.\.\.ignoring/ { held = ""; next }
+    /^[ \t]/ || /^$/ { next }
+    { flush() }
+    /^(FAILED|ERROR) |^(fatal|failed): \[|CRITICAL / && !/ - RETRYING: / { held = substr($0, 1, 300) }
+    END { flush() }' "$2" | tail -n 40)
+  printf '%s:\n%s\n' "$1" "${lines:-(no failure line matched: see the output above)}" >>"$FAILURES"
 }
 
 cleanup() {
@@ -107,7 +113,7 @@ run_molecule() {
   local scenario rc=0 all lane
   all=$(cd molecule && ls -d */ | tr -d / | grep -v '^_' | grep -vxF -f <(tr ' ' '\n' <<<"$LAB_COVERED_SCENARIOS"))
   local scenarios=${KHRONIKA_MOLECULE_SCENARIOS:-$all}
-  local -a shared=() solo=() pids=()
+  local -a shared=() solo=() pids=() logs=() failed_logs=()
   # The scenarios' playbooks with this strategy (.config/molecule/config.yml reads both variables).
   export KHRONIKA_MOLECULE_STRATEGY=${KHRONIKA_MOLECULE_STRATEGY:-mitogen_linear}
   KHRONIKA_MOLECULE_STRATEGY_PLUGINS=$(python -c 'import sys
@@ -115,7 +121,13 @@ from khronika_ops.runner import RunError, strategy_env
 try:
     print(strategy_env(sys.argv[1]).get("ANSIBLE_STRATEGY_PLUGINS", ""))
 except RunError as exc:
-    sys.exit(f"KHRONIKA_MOLECULE_STRATEGY: {exc}")' "$KHRONIKA_MOLECULE_STRATEGY") || { FAILED=1; return 1; }
+    sys.exit(f"KHRONIKA_MOLECULE_STRATEGY: {exc}")' "$KHRONIKA_MOLECULE_STRATEGY" 2>"$STAGE_LOG") || {
+    cat "$STAGE_LOG" >&2
+    note_failures molecule "$STAGE_LOG"
+    SUMMARY+=("$(printf '%-28s %-5s %4ss' molecule FAIL 0)")
+    FAILED=1
+    return 1
+  }
   export KHRONIKA_MOLECULE_STRATEGY_PLUGINS
   # Dealt to the lanes in turn, in this order (from the last full run's times: the lanes end close together).
   for scenario in offline deploy common docker $scenarios; do
@@ -139,12 +151,13 @@ except RunError as exc:
       [ ${#mine[@]} -gt 0 ] || continue
       run_lane "$lane" "${mine[@]}" >"$LANE_DIR/lane-$lane.log" 2>&1 &
       pids+=($!)
+      logs+=("$LANE_DIR/lane-$lane.log")
     done
     for lane in "${!pids[@]}"; do
-      wait "${pids[$lane]}" || rc=1
+      wait "${pids[$lane]}" || { rc=1; failed_logs+=("${logs[$lane]}"); }
     done
     cat "$LANE_DIR"/lane-*.log
-    [ $rc -eq 0 ] || note_failures "molecule lanes" <(cat "$LANE_DIR"/lane-*.log)
+    for log in "${failed_logs[@]}"; do note_failures "molecule $(basename "$log" .log)" "$log"; done
     while IFS= read -r line; do SUMMARY+=("$line"); done <"$LANE_DIR/summary"
     grep -q ' FAIL ' "$LANE_DIR/summary" && FAILED=1
     SUMMARY+=("$(printf '%-28s %-5s %4ss' "molecule lanes (wall)" "$([ $rc -eq 0 ] && echo ok || echo FAIL)" "$(($(date +%s) - start))")")

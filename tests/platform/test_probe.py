@@ -102,11 +102,12 @@ def test_the_command_stops_on_sigterm_and_writes_its_report(module_server: _Modu
         text=True,
         env={**os.environ, "NO_COLOR": "1"},
     )
-    # Its first answers show the command has started (and installed its handler): then the signal.
+    # Its first requests show the command has started (and installed its handler): then the signal. The
+    # server counts a request before it answers, the probe after: two more than the 6 asserted below.
     deadline = time.monotonic() + 60
-    while module_server.hits < 6 and proc.poll() is None and time.monotonic() < deadline:
+    while module_server.hits < 8 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert proc.poll() is None and module_server.hits >= 6, module_server.hits
+    assert proc.poll() is None and module_server.hits >= 8, module_server.hits
     proc.send_signal(signal.SIGTERM)
     stdout, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0

@@ -72,14 +72,24 @@ def _local_inventory(tmp_path: Path, **hosts: Path) -> Path:
 
 
 @pytest.fixture
-def no_local_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_local_modules(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
     """The hosts of these tests are this machine, whose Docker other test files share (the downtime
     benchmark deploys a module on it): what its containers run is read as nothing, so the verdict
-    depends on the record alone (the containers' part: test_status_compares_the_record_with_what_the_containers_run)."""
-    monkeypatch.setattr(status, "read_containers", lambda *_args, **_kwargs: {})
+    depends on the record alone (the containers' part: test_status_compares_the_record_with_what_the_containers_run).
+    Returns the keyword arguments of each read."""
+    reads: list[dict[str, object]] = []
+
+    def read_nothing(*_args: object, **kwargs: object) -> dict[str, object]:
+        reads.append(kwargs)
+        return {}
+
+    monkeypatch.setattr(status, "read_containers", read_nothing)
+    return reads
 
 
-def test_status_reads_each_hosts_record_dir(tmp_path: Path, no_local_modules: None) -> None:
+def test_status_reads_each_hosts_record_dir(
+    tmp_path: Path, no_local_modules: list[dict[str, object]]
+) -> None:
     """The folder is the host's platform_record_dir, as the role writes it; a host without a record
     says which file it lacks."""
     recorded = tmp_path / "a"
@@ -131,7 +141,7 @@ def test_the_update_role_falls_back_to_the_platform_roles_folders() -> None:
 
 
 def test_status_reads_a_vaulted_inventory_and_names_what_ansible_cannot(
-    tmp_path: Path, no_local_modules: None
+    tmp_path: Path, no_local_modules: list[dict[str, object]]
 ) -> None:
     """A real site's inventory is vaulted: --vault-password-file as with every other command. An
     inventory Ansible cannot parse, or a pattern matching no host, is an error with Ansible's reason."""
@@ -170,6 +180,7 @@ def test_status_reads_a_vaulted_inventory_and_names_what_ansible_cannot(
     )
     assert opened.exit_code == 0, opened.stderr
     assert json.loads(opened.stdout)["alpha"]["version"] == "1.1.0"
+    assert no_local_modules[-1]["vault_password_file"] == password  # the containers read with the vault too
 
     nobody = runner.invoke(app, ["status", "-i", str(site), "-l", "no-such-host"], env=ansible_env())
     assert nobody.exit_code == 2 and "no host of" in nobody.stderr and "no-such-host" in nobody.stderr
