@@ -39,8 +39,9 @@ stage() {
 }
 
 # What failed, from a stage's output: pytest's FAILED/ERROR lines, Ansible's fatal ones (not those it
-# ignores), Molecule's CRITICAL ones; the last 40, 300 characters each. Printed again before the summary,
-# since a long log is read from its end.
+# ignores), Molecule's CRITICAL ones (not its search for a `default` scenario, which this repository has
+# none of); the last 40, 300 characters each. Printed again before the summary: a long log is read from
+# its end.
 note_failures() {
   local lines
   lines=$(awk '
@@ -48,7 +49,7 @@ note_failures() {
     /^\.\.\.ignoring/ { held = ""; next }
     /^[ \t]/ || /^$/ { next }
     { flush() }
-    /^(FAILED|ERROR) |^(fatal|failed): \[|CRITICAL / && !/ - RETRYING: / { held = substr($0, 1, 300) }
+    /^(FAILED|ERROR) |^(fatal|failed): \[|CRITICAL / && !/ - RETRYING: | glob failed/ { held = substr($0, 1, 300) }
     END { flush() }' "$2" | tail -n 40)
   printf '%s:\n%s\n' "$1" "${lines:-(no failure line matched: see the output above)}" >>"$FAILURES"
 }
