@@ -124,7 +124,7 @@ try:
 except RunError as exc:
     sys.exit(f"KHRONIKA_MOLECULE_STRATEGY: {exc}")' "$KHRONIKA_MOLECULE_STRATEGY" 2>"$STAGE_LOG") || {
     cat "$STAGE_LOG" >&2
-    note_failures molecule "$STAGE_LOG"
+    { echo "molecule:"; cat "$STAGE_LOG"; } >>"$FAILURES"
     SUMMARY+=("$(printf '%-28s %-5s %4ss' molecule FAIL 0)")
     FAILED=1
     return 1
