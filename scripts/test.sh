@@ -23,6 +23,11 @@ SUITE_START=$(date +%s)
 STAGE_LOG=$(mktemp)
 FAILURES=$(mktemp)
 
+# One line of the summary: NAME, the exit status, the seconds it took.
+summary_line() {
+  printf '%-28s %-5s %4ss\n' "$1" "$([ "$2" -eq 0 ] && echo ok || echo FAIL)" "$3"
+}
+
 stage() {
   local name=$1 start rc
   shift
@@ -32,7 +37,7 @@ stage() {
   rc=${PIPESTATUS[0]}
   local took=$(($(date +%s) - start))
   [ $rc -eq 0 ] || note_failures "$name" "$STAGE_LOG"
-  SUMMARY+=("$(printf '%-28s %-5s %4ss' "$name" "$([ $rc -eq 0 ] && echo ok || echo FAIL)" "$took")")
+  SUMMARY+=("$(summary_line "$name" $rc "$took")")
   printf -- '----- %s: %s in %ss -----\n' "$name" "$([ $rc -eq 0 ] && echo ok || echo "FAILED (rc $rc)")" "$took"
   [ $rc -eq 0 ] || FAILED=1
   return $rc
@@ -80,7 +85,7 @@ summary() {
   rm -f "$FAILURES"
   printf '\n===== summary =====\n'
   printf '%s\n' "${SUMMARY[@]}"
-  printf '%-28s %-5s %4ss\n' total "$([ $FAILED -eq 0 ] && echo ok || echo FAIL)" "$(($(date +%s) - SUITE_START))"
+  summary_line total $FAILED "$(($(date +%s) - SUITE_START))"
 }
 trap summary EXIT
 
@@ -103,8 +108,7 @@ run_lane() {
     start=$(date +%s)
     molecule test -s "$scenario"
     rc=$?
-    printf '%-28s %-5s %4ss\n' "molecule $scenario" "$([ $rc -eq 0 ] && echo ok || echo FAIL)" \
-      "$(($(date +%s) - start))" >>"$LANE_DIR/summary"
+    summary_line "molecule $scenario" $rc "$(($(date +%s) - start))" >>"$LANE_DIR/summary"
     [ $rc -eq 0 ] || result=1
   done
   return $result
@@ -125,7 +129,7 @@ except RunError as exc:
     sys.exit(f"KHRONIKA_MOLECULE_STRATEGY: {exc}")' "$KHRONIKA_MOLECULE_STRATEGY" 2>"$STAGE_LOG") || {
     cat "$STAGE_LOG" >&2
     { echo "molecule:"; cat "$STAGE_LOG"; } >>"$FAILURES"
-    SUMMARY+=("$(printf '%-28s %-5s %4ss' molecule FAIL 0)")
+    SUMMARY+=("$(summary_line molecule 1 0)")
     FAILED=1
     return 1
   }
@@ -161,7 +165,7 @@ except RunError as exc:
     for log in "${failed_logs[@]}"; do note_failures "molecule $(basename "$log" .log)" "$log"; done
     while IFS= read -r line; do SUMMARY+=("$line"); done <"$LANE_DIR/summary"
     grep -q ' FAIL ' "$LANE_DIR/summary" && FAILED=1
-    SUMMARY+=("$(printf '%-28s %-5s %4ss' "molecule lanes (wall)" "$([ $rc -eq 0 ] && echo ok || echo FAIL)" "$(($(date +%s) - start))")")
+    SUMMARY+=("$(summary_line "molecule lanes (wall)" $rc "$(($(date +%s) - start))")")
     rm -rf "$LANE_DIR"
   else
     solo=("${shared[@]}" "${solo[@]}")

@@ -17,6 +17,8 @@ import pytest
 from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
+BASE_IMAGE = os.environ.get("KHRONIKA_TEST_BASE_IMAGE", "khronika/debian-systemd:bookworm")
 
 # The property tests draw the same examples on every run of the test command: a fresh CI machine has no
 # example database, and a verdict must not depend on the draw. KHRONIKA_HYPOTHESIS_RANDOM=1 draws anew
@@ -24,8 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 settings.register_profile("repeatable", derandomize=True, print_blob=True)
 settings.register_profile("random", print_blob=True)
 settings.load_profile("random" if os.environ.get("KHRONIKA_HYPOTHESIS_RANDOM") == "1" else "repeatable")
-VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
-BASE_IMAGE = os.environ.get("KHRONIKA_TEST_BASE_IMAGE", "khronika/debian-systemd:bookworm")
 
 
 def require_service(available: bool, reason: str) -> None:
