@@ -15,6 +15,7 @@ from .helpers import clean_series
 
 STEP = 300
 PER_DAY = 86400 // STEP
+P99 = list(backtest.BASES).index("p99")
 
 
 def _series(values: np.ndarray) -> CleanSeries:
@@ -31,10 +32,10 @@ def test_the_curves_are_the_blocks_own_under_and_slack() -> None:
     rng = np.random.default_rng(3)
     values = rng.gamma(4.0, 1.0, 20 * PER_DAY)
     found = _curves(values)
-    under, slack = found.under[:, 0], found.slack[:, 0]
+    under, slack = found.under[P99, :, 0], found.slack[P99, :, 0]
     assert found.origins[0] >= 3
-    # more room: never more under, never less slack
-    assert np.all(np.diff(under) <= 1e-12) and np.all(np.diff(slack) >= -1e-12)
+    # more room: never more under, never less slack, on every base
+    assert np.all(np.diff(found.under, axis=1) <= 1e-12) and np.all(np.diff(found.slack, axis=1) >= -1e-12)
     # a stationary series: about 1 % above its own p99, as the blocks saw it
     at_one = under[np.argmin(np.abs(backtest.MULTIPLIERS - 1.0))]
     assert 0.003 < at_one < 0.03
@@ -42,22 +43,36 @@ def test_the_curves_are_the_blocks_own_under_and_slack() -> None:
 
 
 def _matches_the_definition(values: np.ndarray, found: backtest.Curves) -> None:
-    """The curves against the definition, origin by origin, for a few multipliers."""
+    """The curves against the definition, origin by origin, for a few multipliers of each base: the p99's
+    multipliers exactly, the p95's and the maximum's at the ladder step nearest their ratio to the p99."""
     step_days = STEP / 86400
     block = round(min(5.0, (values.size - 1) * step_days * backtest.BLOCK_SHARE) * PER_DAY)
     stride = round(block * backtest.STRIDE_SHARE)
     origin, unders, slacks = values.size - block, [], []
+    steps = np.array([0, 40, 80])
     while origin >= int(np.ceil(max(1.0, (values.size - 1) * step_days * 0.25) / step_days)):
         ages = (origin - np.arange(origin)) * step_days
-        base = weighted_quantiles(values[:origin, None], 0.5 ** (ages / 7.0), [0.99])[0, 0]
-        sizes = backtest.MULTIPLIERS[[0, 40, 80]] * base
+        p95, p99 = weighted_quantiles(values[:origin, None], 0.5 ** (ages / 7.0), [0.95, 0.99])[:, 0]
         future = values[origin : origin + block, None]
-        unders.append(np.mean(future > sizes, axis=0))
-        slacks.append(np.mean((sizes - np.minimum(future, sizes)) / sizes, axis=0))
+        per_base = []
+        for base in (p95, p99, values[:origin].max()):
+            shift = int(np.rint(np.log(base / p99) * backtest._PER_LOG))
+            sizes = backtest.LADDER[backtest._REACH + shift + steps] * p99
+            per_base.append(
+                (
+                    np.mean(future > sizes, axis=0),
+                    np.mean((sizes - np.minimum(future, sizes)) / sizes, axis=0),
+                )
+            )
+        unders.append([under for under, _ in per_base])
+        slacks.append([slack for _, slack in per_base])
         origin -= stride
+    assert list(backtest.BASES) == ["p95", "p99", "max"]
     assert found.origins[0] == len(unders)
-    assert found.under[[0, 40, 80], 0] == pytest.approx(np.mean(unders, axis=0), abs=1e-12)
-    assert found.slack[[0, 40, 80], 0] == pytest.approx(np.mean(slacks, axis=0), abs=1e-12)
+    assert found.under[:, steps, 0] == pytest.approx(np.mean(unders, axis=0), abs=1e-12)
+    assert found.slack[:, steps, 0] == pytest.approx(np.mean(slacks, axis=0), abs=1e-12)
+    # the p99's thresholds are its multipliers
+    assert backtest.LADDER[backtest._REACH + steps] == pytest.approx(backtest.MULTIPLIERS[steps], rel=1e-15)
 
 
 def test_a_rising_series_matches_the_definition_past_the_searched_top() -> None:
@@ -76,8 +91,10 @@ def test_a_noisier_future_asks_for_a_larger_multiplier() -> None:
     growing_noise = calm * np.linspace(1.0, 2.0, calm.size)
     price = SizingPolicy(calibration="backtest").under_price
     calm_curves, noisy_curves = _curves(calm), _curves(growing_noise)
-    calm_m, _, _ = backtest.best_multiplier(calm_curves.under[:, 0], calm_curves.slack[:, 0], price)
-    noisy_m, _, _ = backtest.best_multiplier(noisy_curves.under[:, 0], noisy_curves.slack[:, 0], price)
+    calm_m, noisy_m = (
+        backtest.MULTIPLIERS[np.argmin(found.slack[P99, :, 0] + price * found.under[P99, :, 0])]
+        for found in (calm_curves, noisy_curves)
+    )
     assert noisy_m > calm_m
 
 
@@ -93,7 +110,7 @@ def test_a_lower_target_buys_more_room() -> None:
     assert figures == sorted(figures) and figures[0] < figures[-1]
     assert "backtested over" in sizes[1].method and "1.00% under-provisioning target" in sizes[1].method
     (name,) = sizes[1].candidates
-    assert name.startswith("p99_x") and name.endswith("_backtested")
+    assert name.split("_x")[0] in backtest.BASES and name.endswith("_backtested")
 
 
 def test_without_a_backtest_the_fixed_rule_sizes() -> None:
@@ -144,7 +161,7 @@ def test_plan_size_takes_the_calibration_and_the_target() -> None:
 def test_ratio_bins_equal_the_binary_search() -> None:
     """The log-position binning gives the binary search's bins, on and either side of every edge too."""
     rng = np.random.default_rng(12)
-    edges = backtest.MULTIPLIERS
+    edges = backtest.LADDER
     ratios = np.concatenate(
         [
             rng.gamma(4, 0.25, 100_000),

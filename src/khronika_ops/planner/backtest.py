@@ -1,15 +1,16 @@
 """Backtest each series on its own history: what a size would have cost in under-provisioning and slack.
 
-Rolling origins, as the quality benchmark judges a plan: at each origin the recency-weighted p99 of the
-history before it is the base, and the next block (as long as the horizon, at most a fifth of the
-history) is what happened after. For every multiplier m of a fixed grid, the block gives
-  under(m)  the share of its samples above m x base;
-  slack(m)  the mean of (m x base - min(sample, m x base)) / (m x base).
-Averaged over the origins, these are the series' own cost curves; `size.py` picks the multiplier that
-minimises slack + price x under (`SizingPolicy.calibration = "backtest"`) and applies it to the
-forecast's p99 at the horizon. Origins start once a quarter of the history (at least a day) lies before
-them and step by a quarter of a block; series with no origin (short history) get no curve and keep the
-fixed rule.
+Rolling origins, as the quality benchmark judges a plan: at each origin the recency-weighted p95 and p99
+and the maximum of the history before it are the bases, and the next block (as long as the horizon, at
+most a fifth of the history) is what happened after. For every base b and multiplier m of a fixed grid,
+the block gives
+  under(b, m)  the share of its samples above m x b;
+  slack(b, m)  the mean of (m x b - min(sample, m x b)) / (m x b).
+Averaged over the origins, these are the series' own cost curves; `size.py` picks the base and the
+multiplier that minimise slack + price x under (`SizingPolicy.calibration = "backtest"`) and applies them
+to the forecast's quantile of that name at the horizon. Origins start once a quarter of the history (at
+least a day) lies before them and step by a quarter of a block; series with no origin (short history)
+get no curve and keep the fixed rule.
 
 Vectorised over the columns of a block of series sharing one grid (NaN = no sample).
 """
@@ -22,23 +23,43 @@ import numpy as np
 
 from khronika_ops.planner.models import BoolArray, FloatArray, IntArray
 
+#: The bases, by the forecast's demand quantile names (forecast.DEMAND_QUANTILES), and their levels.
+BASES: dict[str, float] = {"p95": 0.95, "p99": 0.99, "max": 1.0}
+_P99 = list(BASES).index("p99")
+_STEPS = 120
+_LOG_STEP = float((np.log(4.0) - np.log(0.7)) / (_STEPS - 1))
+#: Thresholds in the multipliers' own steps reaching this many steps either side of them (a factor of
+#: 10): the p95 and the maximum are placed on this ladder relative to the p99.
+_REACH = int(np.ceil(np.log(10.0) / _LOG_STEP))
+LADDER: FloatArray = np.exp(np.log(0.7) + np.arange(-_REACH, _STEPS + _REACH) * _LOG_STEP)
 #: 0.7 ... 4.0 times the base, 1.5 % apart.
-MULTIPLIERS: FloatArray = np.exp(np.linspace(np.log(0.7), np.log(4.0), 120))
-BASE_LEVEL = 0.99
+MULTIPLIERS: FloatArray = LADDER[_REACH : _REACH + _STEPS]
 BLOCK_SHARE = 0.2
 STRIDE_SHARE = 0.25
 MIN_HISTORY_SHARE = 0.25
 MIN_HISTORY_DAYS = 1.0
-#: The share of each sorted column searched first for the base (the top); the rest only when needed.
-TAIL_SHARE = 0.1
+#: The share of each sorted column searched first for the quantile bases (the top); the rest only
+#: when needed.
+TAIL_SHARE = 0.15
 
 
 class Curves(NamedTuple):
-    """Per series (columns): mean under and slack for each multiplier (rows), and the origins used."""
+    """Per series (the last axis): mean under and slack for each base (BASES, first axis) and multiplier
+    (MULTIPLIERS, second axis), and the origins used. A base that could not be placed at every origin
+    (zero, or beyond the ladder's reach of the p99) has an infinite under: it is never chosen."""
 
-    under: FloatArray  # len(MULTIPLIERS) x series
+    under: FloatArray  # len(BASES) x len(MULTIPLIERS) x series
     slack: FloatArray
     origins: FloatArray  # series
+
+
+class Choice(NamedTuple):
+    """The base and multiplier a series' curves price best, with their backtested under and slack."""
+
+    base: str
+    multiplier: float
+    under: float
+    slack: float
 
 
 def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_days: float) -> Curves | None:
@@ -46,11 +67,13 @@ def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_
 
     Each column is ranked once (its top by a partition, `_Ranked`). A recency weight 0.5^(age /
     half-life) measured from an origin differs from one measured from the end of history by a factor
-    common to every row, so the base at an origin is the weighted quantile of the ranked column with
-    the rows after the origin masked out: a cumulative sum, no sort per origin. The block's ratios to
-    the base are binned between the multipliers (a ratio r is at or below MULTIPLIERS[j] exactly when
-    its bin is at most j), and cumulative counts and sums of the bins give every multiplier's under and
-    capped sum at once."""
+    common to every row, so a quantile base at an origin is the weighted quantile of the ranked column
+    with the rows after the origin masked out: a cumulative sum, no sort per origin; the maximum base is
+    a running maximum. The block's ratios to the p99 base are binned between the thresholds of LADDER
+    (a ratio r is at or below LADDER[k] exactly when its bin is at most k), and cumulative counts and
+    sums of the bins give every threshold's under and capped sum at once. The p99's multipliers are
+    ladder steps; the p95 and the maximum are placed on the ladder at the step nearest their ratio to
+    the p99 (within half a step, 0.7 %), so their thresholds are read off the same bins."""
     n_rows, n_series = matrix.shape
     span_days = (n_rows - 1) * step_days
     block = round(min(horizon_days, span_days * BLOCK_SHARE) / step_days)
@@ -67,12 +90,15 @@ def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_
     by_age = 0.5 ** (ages / half_life_days)[None, :]
     weights = np.broadcast_to(by_age, rows.shape) if complete else np.where(finite_rows, by_age, 0.0)
     ranked = _Ranked(rows, finite_rows, weights)
+    running_max = np.fmax.accumulate(rows, axis=1)
     positions = log_position(rows)  # each sample's place on the multipliers' scale, once for all origins
-    bins = MULTIPLIERS.size + 1  # bin j <= MULTIPLIERS.size - 1: r <= MULTIPLIERS[j]; the last: above all
+    bins = LADDER.size + 1  # bin k <= LADDER.size - 1: r <= LADDER[k]; the last: above all
     offsets = (np.arange(n_series) * bins)[:, None]
-    under = np.zeros((MULTIPLIERS.size, n_series))
-    slack = np.zeros((MULTIPLIERS.size, n_series))
+    steps = np.arange(_STEPS)[None, :]
+    under = np.zeros((len(BASES), _STEPS, n_series))
+    slack = np.zeros((len(BASES), _STEPS, n_series))
     origins = np.zeros(n_series)
+    placed = np.zeros((len(BASES), n_series))
     # A column's origin counts once a quarter of its own samples (at least a day) lie before it: a
     # series sized only since a level shift (NaN before) starts its origins later.
     # In time order: the samples and the total weight before each origin (complete columns: one row
@@ -82,7 +108,12 @@ def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_
     needed = np.maximum(MIN_HISTORY_DAYS / step_days, MIN_HISTORY_SHARE * seen[:, -1])
     origin = n_rows - block
     while origin >= first_origin:
-        base = ranked.bases(np.broadcast_to(weight_sums[:, origin - 1], (n_series,)), origin)
+        totals = np.broadcast_to(weight_sums[:, origin - 1], (n_series,))
+        bases = [
+            running_max[:, origin - 1] if level >= 1.0 else ranked.bases(totals, origin, level)
+            for level in BASES.values()
+        ]
+        base = bases[_P99]
         future = rows[:, origin : origin + block]
         if complete:  # no masks to build or apply (a column not usable counts nothing: its share is 0)
             counts = np.full(n_series, block)
@@ -101,23 +132,34 @@ def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_
             flat, sample_ratios = (binned + offsets)[finite], np.where(kept, ratios, 0.0)[finite]
         per_bin = np.bincount(flat, minlength=bins * n_series).reshape(n_series, bins)
         sum_bin = np.bincount(flat, weights=sample_ratios, minlength=bins * n_series).reshape(n_series, bins)
-        below = np.cumsum(per_bin, axis=1)[:, :-1].T  # samples at or below each multiplier
-        below_sum = np.cumsum(sum_bin, axis=1)[:, :-1].T
+        below = np.cumsum(per_bin, axis=1)[:, :-1]  # samples at or below each threshold
+        below_sum = np.cumsum(sum_bin, axis=1)[:, :-1]
         shares = np.where(usable, 1.0 / np.maximum(counts, 1), 0.0)
-        above = counts[None, :] - below
-        capped = below_sum + MULTIPLIERS[:, None] * above
-        under += above * shares
-        slack += np.where(usable, 1.0 - capped * shares / MULTIPLIERS[:, None], 0.0)
+        for index, level_base in enumerate(bases):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                shift = np.rint(np.log(level_base / divisor) * _PER_LOG)
+            fits = usable & np.isfinite(shift) & (np.abs(shift) <= _REACH)
+            ladder = _REACH + np.where(fits, shift, 0.0).astype(np.intp)[:, None] + steps  # series x steps
+            thresholds = LADDER[ladder].T
+            at_or_below = np.take_along_axis(below, ladder, axis=1).T
+            above = counts[None, :] - at_or_below
+            capped = np.take_along_axis(below_sum, ladder, axis=1).T + thresholds * above
+            under[index] += above * shares
+            slack[index] += np.where(usable, 1.0 - capped * shares / thresholds, 0.0)
+            placed[index] += fits
         origins += usable
         origin -= stride
     if not origins.any():
         return None
     with np.errstate(invalid="ignore", divide="ignore"):
-        return Curves(under / origins, slack / origins, origins)
+        under /= origins
+        slack /= origins
+    unplaced = (placed < origins[None, :])[:, None, :]
+    return Curves(np.where(unplaced, np.inf, under), slack, origins)
 
 
 _LOG_FIRST = float(np.log(MULTIPLIERS[0]))
-_PER_LOG = float((MULTIPLIERS.size - 1) / (np.log(MULTIPLIERS[-1]) - np.log(MULTIPLIERS[0])))
+_PER_LOG = 1.0 / _LOG_STEP
 
 
 def log_position(values: FloatArray) -> FloatArray:
@@ -129,15 +171,15 @@ def log_position(values: FloatArray) -> FloatArray:
 
 
 def _bins(position: FloatArray, ratios: FloatArray) -> IntArray:
-    """`np.searchsorted(MULTIPLIERS, ratios, side="left")` for finite ratios, given their `log_position`
+    """`np.searchsorted(LADDER, ratios, side="left")` for finite ratios, given their `log_position`
     (computed in any way whose error is well below 1e-6 of a bin: float64 is about 1e-12): a ratio's
     bin is the next whole number at or above its position. The few ratios within 1e-6 of a bin edge
     are decided exactly by the binary search (about 2 ms against 18 ms for 400,000 ratios)."""
     with np.errstate(invalid="ignore"):
         near = np.abs(position - np.rint(position)) < 1e-6
-        bins: IntArray = np.clip(np.ceil(position), 0, MULTIPLIERS.size).astype(np.intp)
+        bins: IntArray = np.clip(np.ceil(position) + _REACH, 0, LADDER.size).astype(np.intp)
     if near.any():
-        bins[near] = np.searchsorted(MULTIPLIERS, ratios[near], side="left")
+        bins[near] = np.searchsorted(LADDER, ratios[near], side="left")
     return bins
 
 
@@ -159,11 +201,11 @@ class _Ranked:
         self.sorted_weights = np.take_along_axis(weights, self.order, axis=1)
         self._whole: dict[int, tuple[IntArray, FloatArray, FloatArray]] = {}
 
-    def bases(self, totals: FloatArray, origin: int) -> FloatArray:
-        """Per column, the recency-weighted BASE_LEVEL quantile of the rows before `origin`: the smallest
-        sorted value whose cumulative weight reaches BASE_LEVEL x total (as weighted_quantiles), found
-        from the top, where the weight at and above it first exceeds (1 - BASE_LEVEL) x total."""
-        threshold = (1.0 - BASE_LEVEL) * totals
+    def bases(self, totals: FloatArray, origin: int, level: float) -> FloatArray:
+        """Per column, the recency-weighted `level` quantile of the rows before `origin`: the smallest
+        sorted value whose cumulative weight reaches level x total (as weighted_quantiles), found from
+        the top, where the weight at and above it first exceeds (1 - level) x total."""
+        threshold = (1.0 - level) * totals
         inside = _count_above(self.order, self.sorted_weights, origin, threshold)
         found: FloatArray = np.full(totals.shape, np.nan)
         hit = (inside > 0) & (totals > 0)
@@ -190,7 +232,10 @@ def _count_above(order: IntArray, weights: FloatArray, origin: int, threshold: F
     return counted
 
 
-def best_multiplier(under: FloatArray, slack: FloatArray, price: float) -> tuple[float, float, float]:
-    """(multiplier, its backtested under, its backtested slack) minimising slack + price x under."""
-    index = int(np.argmin(slack + price * under))
-    return float(MULTIPLIERS[index]), float(under[index]), float(slack[index])
+def best(under: FloatArray, slack: FloatArray, price: float) -> Choice:
+    """The base and multiplier (curves of one series: bases x multipliers) minimising slack + price x
+    under, with the backtested under and slack there."""
+    base, step = np.unravel_index(int(np.argmin(slack + price * under)), under.shape)
+    return Choice(
+        list(BASES)[base], float(MULTIPLIERS[step]), float(under[base, step]), float(slack[base, step])
+    )

@@ -676,8 +676,8 @@ def _forecast_matrix(
             for column, result in enumerate(results):
                 if not result.insufficient_data and curves.origins[column] > 0:
                     result.backtest = BacktestCurve(
-                        under=curves.under[:, column].tolist(),
-                        slack=curves.slack[:, column].tolist(),
+                        under=curves.under[:, :, column].tolist(),
+                        slack=curves.slack[:, :, column].tolist(),
                         origins=int(curves.origins[column]),
                     )
     return results

@@ -148,13 +148,14 @@ class ForecastPoint(BaseModel):
 
 
 class BacktestCurve(BaseModel):
-    """A series' own cost curves from rolling-origin backtests (planner/backtest.py): for each multiplier
-    of backtest.MULTIPLIERS, the mean share of samples above multiplier x p99 and the mean slack."""
+    """A series' own cost curves from rolling-origin backtests (planner/backtest.py): for each base of
+    backtest.BASES and multiplier of backtest.MULTIPLIERS, the mean share of samples above multiplier x
+    base and the mean slack."""
 
     model_config = ConfigDict(frozen=True)
 
-    under: list[float]
-    slack: list[float]
+    under: list[list[float]]
+    slack: list[list[float]]
     origins: int
 
 

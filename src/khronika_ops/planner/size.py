@@ -19,7 +19,7 @@ from khronika_ops.planner.units import Resource
 
 #: The price of under-provisioning in slack at a 1 % target (slack + price x under is minimised per
 #: series); inversely proportional to the target. Chosen on the Azure VM set (docs/planner.md).
-UNDER_PRICE_AT_1_PERCENT = 10.0
+UNDER_PRICE_AT_1_PERCENT = 12.0
 #: With calibration, the highest load of the history (moved to the horizon) is also covered when it is
 #: within this factor of the p99: a thin-tailed series is covered to its maximum for a few percent
 #: more, which is what keeps a steady series whole when its level creeps up (NAB, docs/planner.md).
@@ -192,18 +192,18 @@ def _candidates(
 def _calibrated(
     resource: Resource, policy: SizingPolicy, demand: dict[str, float], curve: BacktestCurve
 ) -> tuple[dict[str, float], str]:
-    """The backtested multiplier on the forecast's p99, and the maximum where the tail is thin."""
-    multiplier, under, slack = backtest.best_multiplier(
-        np.asarray(curve.under), np.asarray(curve.slack), policy.under_price
-    )
-    candidates = {f"p99_x{multiplier:.3g}_backtested": demand["p99"] * multiplier}
+    """The backtested base and multiplier on the forecast, and the maximum where the tail is thin."""
+    choice = backtest.best(np.asarray(curve.under), np.asarray(curve.slack), policy.under_price)
+    candidates = {
+        f"{choice.base}_x{choice.multiplier:.3g}_backtested": demand[choice.base] * choice.multiplier
+    }
     thin = demand["max"] <= THIN_TAIL * demand["p99"]
     if thin:
         candidates[f"max_within_{THIN_TAIL:g}_of_p99"] = demand["max"]
     method = (
-        f"{resource.value}: forecast p99 x {multiplier:.3g}, the multiplier its own history prices best "
-        f"at a {policy.target_under:.2%} under-provisioning target (backtested over {curve.origins} "
-        f"origins: {under:.2%} under, {slack:.1%} slack)"
+        f"{resource.value}: forecast {choice.base} x {choice.multiplier:.3g}, the base and multiplier its own "
+        f"history prices best at a {policy.target_under:.2%} under-provisioning target (backtested over "
+        f"{curve.origins} origins: {choice.under:.2%} under, {choice.slack:.1%} slack)"
     )
     if thin:
         method += f"; the history's maximum is within {THIN_TAIL:g} x its p99, so it is covered too"
