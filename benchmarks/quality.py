@@ -10,8 +10,8 @@ under, `worst` is the largest under of one series.
 
 Methods, each from the training part only:
   khronika        the planner as `khronika plan size` sizes (calibration "backtest", the default): each
-                  series' own rolling-origin backtest prices the multiplier on its forecast p99
-                  (--target-under, default 1 %);
+                  series' own rolling-origin backtest prices the base (its forecast p95, p99 or
+                  maximum) and the multiplier on it (--target-under, default 1 %);
   khronika fixed  the planner with `calibration = "fixed"` (max(p95 x 1.15, p99.9), the rule before);
   p99 x 1.15      the training p99 with 15 % headroom;
   krr p95         krr's simple CPU rule;

@@ -296,8 +296,8 @@ def size(
     calibration: Annotated[
         str,
         typer.Option(
-            help="CPU, memory and rates: backtest (the multiplier on p99 that the series' own rolling-origin "
-            "backtest prices best at --target-under) or fixed (CPU max(p95 x 1.15, p99.9), memory peak x 1.15)."
+            help="CPU, memory and rates: backtest (the base, p95, p99 or maximum, and the multiplier on it that "
+            "the series' own rolling-origin backtest prices best at --target-under) or fixed (CPU max(p95 x 1.15, p99.9), memory peak x 1.15)."
         ),
     ] = "backtest",
     target_under: Annotated[

@@ -46,9 +46,9 @@ class SizingPolicy(BaseModel):
     io_percentile: str = "p99"
     # Erlang C queueing target for request-serving modules.
     erlang_service_level: float = Field(0.8, gt=0, lt=1)
-    # CPU, memory and request rates: "backtest" (the default) = the forecast's p99 times the multiplier
-    # that the series' own backtest (ForecastSettings.backtest) prices best at `target_under`, and the
-    # history's maximum where it is within THIN_TAIL of the p99; "fixed" = the rules above (CPU
+    # CPU, memory and request rates: "backtest" (the default) = the forecast's p95, p99 or maximum times a
+    # multiplier, the pair the series' own backtest (ForecastSettings.backtest) prices best at
+    # `target_under`, and the history's maximum where it is within THIN_TAIL of the p99; "fixed" = the rules above (CPU
     # max(cpu_percentile x headroom, coverage_percentile), memory peak x memory_margin), also used
     # where the history is too short for a backtest.
     calibration: Literal["fixed", "backtest"] = "backtest"
@@ -59,9 +59,9 @@ class SizingPolicy(BaseModel):
         """The sizing rule in one sentence, for the reports."""
         if self.calibration == "backtest":
             return (
-                f"CPU, memory and request rates calibrated on each series' own history: the multiplier on "
-                f"its forecast p99 that its rolling-origin backtest prices best at a {self.target_under:.2%} "
-                f"under-provisioning target; the fixed rules where the history is too short; disk at most "
+                f"CPU, memory and request rates calibrated on each series' own history: the base (its "
+                f"forecast p95, p99 or maximum) and the multiplier on it that its rolling-origin backtest "
+                f"prices best at a {self.target_under:.2%} under-provisioning target; the fixed rules where the history is too short; disk at most "
                 f"{self.disk_max_usage:.0%} used"
             )
         return (
