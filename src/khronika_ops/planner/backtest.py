@@ -26,6 +26,7 @@ from khronika_ops.planner.models import BoolArray, FloatArray, IntArray
 #: The bases, by the forecast's demand quantile names (forecast.DEMAND_QUANTILES), and their levels.
 BASES: dict[str, float] = {"p95": 0.95, "p99": 0.99, "max": 1.0}
 _P99 = list(BASES).index("p99")
+_QUANTILE_LEVELS = np.array([level for level in BASES.values() if level < 1.0])  # the maximum: last
 _STEPS = 120
 _LOG_STEP = float((np.log(4.0) - np.log(0.7)) / (_STEPS - 1))
 #: Thresholds in the multipliers' own steps reaching this many steps either side of them (a factor of
@@ -109,10 +110,7 @@ def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_
     origin = n_rows - block
     while origin >= first_origin:
         totals = np.broadcast_to(weight_sums[:, origin - 1], (n_series,))
-        bases = [
-            running_max[:, origin - 1] if level >= 1.0 else ranked.bases(totals, origin, level)
-            for level in BASES.values()
-        ]
+        bases = [*ranked.bases(totals, origin, _QUANTILE_LEVELS), running_max[:, origin - 1]]
         base = bases[_P99]
         future = rows[:, origin : origin + block]
         if complete:  # no masks to build or apply (a column not usable counts nothing: its share is 0)
@@ -201,19 +199,22 @@ class _Ranked:
         self.sorted_weights = np.take_along_axis(weights, self.order, axis=1)
         self._whole: dict[int, tuple[IntArray, FloatArray, FloatArray]] = {}
 
-    def bases(self, totals: FloatArray, origin: int, level: float) -> FloatArray:
-        """Per column, the recency-weighted `level` quantile of the rows before `origin`: the smallest
-        sorted value whose cumulative weight reaches level x total (as weighted_quantiles), found from
-        the top, where the weight at and above it first exceeds (1 - level) x total."""
-        threshold = (1.0 - level) * totals
-        inside = _count_above(self.order, self.sorted_weights, origin, threshold)
-        found: FloatArray = np.full(totals.shape, np.nan)
-        hit = (inside > 0) & (totals > 0)
-        found[hit] = self.values[hit, inside[hit] - 1]
-        for column in np.flatnonzero((inside == 0) & (totals > 0)):
+    def bases(self, totals: FloatArray, origin: int, levels: FloatArray) -> FloatArray:
+        """Per level (rows) and column, the recency-weighted quantile of the rows before `origin`: the
+        smallest sorted value whose cumulative weight reaches level x total (as weighted_quantiles),
+        found from the top, where the weight at and above it first exceeds (1 - level) x total."""
+        thresholds = (1.0 - levels)[:, None] * totals[None, :]
+        inside = _count_above(self.order, self.sorted_weights, origin, thresholds)
+        found: FloatArray = np.full(thresholds.shape, np.nan)
+        levels_hit, columns_hit = np.nonzero(inside > 0)
+        found[levels_hit, columns_hit] = self.values[columns_hit, inside[levels_hit, columns_hit] - 1]
+        for level, column in zip(*np.nonzero((inside == 0) & (totals > 0)), strict=True):
             order, values, weights = self._column(int(column))
-            count = _count_above(order[None, :], weights[None, :], origin, threshold[column : column + 1])[0]
-            found[column] = values[max(count - 1, 0)]
+            count = _count_above(
+                order[None, :], weights[None, :], origin, thresholds[level : level + 1, column : column + 1]
+            )
+            found[level, column] = values[max(int(count[0, 0]) - 1, 0)]
+        found[:, totals <= 0] = np.nan
         return found
 
     def _column(self, column: int) -> tuple[IntArray, FloatArray, FloatArray]:
@@ -223,12 +224,13 @@ class _Ranked:
         return self._whole[column]
 
 
-def _count_above(order: IntArray, weights: FloatArray, origin: int, threshold: FloatArray) -> IntArray:
-    """Per row of sorted rows: how many leading positions have more than `threshold` of the weight
-    of the rows before `origin` at or above them (the weight above is non-increasing along a row)."""
+def _count_above(order: IntArray, weights: FloatArray, origin: int, thresholds: FloatArray) -> IntArray:
+    """Per threshold (rows of `thresholds`) and row of sorted rows: how many leading positions have more
+    than the threshold of the weight of the rows before `origin` at or above them (the weight above is
+    non-increasing along a row)."""
     masked = np.where(order < origin, weights, 0.0)
     above = np.cumsum(masked[:, ::-1], axis=1)[:, ::-1]
-    counted: IntArray = (above > threshold[:, None]).sum(axis=1)
+    counted: IntArray = (above[None, :, :] > thresholds[:, :, None]).sum(axis=2)
     return counted
 
 
