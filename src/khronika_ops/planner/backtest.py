@@ -95,11 +95,12 @@ def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_
     positions = log_position(rows)  # each sample's place on the multipliers' scale, once for all origins
     bins = LADDER.size + 1  # bin k <= LADDER.size - 1: r <= LADDER[k]; the last: above all
     offsets = (np.arange(n_series) * bins)[:, None]
-    steps = np.arange(_STEPS)[None, :]
-    under = np.zeros((len(BASES), _STEPS, n_series))
-    slack = np.zeros((len(BASES), _STEPS, n_series))
+    steps = np.arange(_STEPS)
+    # Accumulated series x bases x multipliers (each series' thresholds contiguous), turned at the end.
+    under = np.zeros((n_series, len(BASES), _STEPS))
+    slack = np.zeros((n_series, len(BASES), _STEPS))
     origins = np.zeros(n_series)
-    placed = np.zeros((len(BASES), n_series))
+    placed = np.zeros((n_series, len(BASES)))
     # A column's origin counts once a quarter of its own samples (at least a day) lie before it: a
     # series sized only since a level shift (NaN before) starts its origins later.
     # In time order: the samples and the total weight before each origin (complete columns: one row
@@ -130,30 +131,32 @@ def curves(matrix: FloatArray, step_days: float, horizon_days: float, half_life_
             flat, sample_ratios = (binned + offsets)[finite], np.where(kept, ratios, 0.0)[finite]
         per_bin = np.bincount(flat, minlength=bins * n_series).reshape(n_series, bins)
         sum_bin = np.bincount(flat, weights=sample_ratios, minlength=bins * n_series).reshape(n_series, bins)
-        below = np.cumsum(per_bin, axis=1)[:, :-1]  # samples at or below each threshold
-        below_sum = np.cumsum(sum_bin, axis=1)[:, :-1]
-        shares = np.where(usable, 1.0 / np.maximum(counts, 1), 0.0)
-        for index, level_base in enumerate(bases):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                shift = np.rint(np.log(level_base / divisor) * _PER_LOG)
-            fits = usable & np.isfinite(shift) & (np.abs(shift) <= _REACH)
-            ladder = _REACH + np.where(fits, shift, 0.0).astype(np.intp)[:, None] + steps  # series x steps
-            thresholds = LADDER[ladder].T
-            at_or_below = np.take_along_axis(below, ladder, axis=1).T
-            above = counts[None, :] - at_or_below
-            capped = np.take_along_axis(below_sum, ladder, axis=1).T + thresholds * above
-            under[index] += above * shares
-            slack[index] += np.where(usable, 1.0 - capped * shares / thresholds, 0.0)
-            placed[index] += fits
+        below = np.cumsum(per_bin, axis=1).ravel()  # samples at or below each threshold (and above all)
+        below_sum = np.cumsum(sum_bin, axis=1).ravel()
+        shares = np.where(usable, 1.0 / np.maximum(counts, 1), 0.0)[:, None, None]
+        # Each base's first threshold on the ladder: the p99's at its first multiplier, the others at the
+        # step nearest their ratio to it (a base that cannot be placed counts nothing, `placed`).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shifts = np.rint(np.log(np.stack(bases, axis=1) / divisor[:, None]) * _PER_LOG)
+        fits = usable[:, None] & np.isfinite(shifts) & (np.abs(shifts) <= _REACH)
+        first = _REACH + np.where(fits, shifts, 0.0).astype(np.intp)
+        ladder = first[:, :, None] + steps  # series x bases x multipliers
+        thresholds = LADDER[ladder]
+        gathered = ladder + offsets[:, :, None]
+        above = counts[:, None, None] - below[gathered]
+        capped = below_sum[gathered] + thresholds * above
+        under += above * shares
+        slack += np.where(usable[:, None, None], 1.0 - capped * shares / thresholds, 0.0)
+        placed += fits
         origins += usable
         origin -= stride
     if not origins.any():
         return None
     with np.errstate(invalid="ignore", divide="ignore"):
-        under /= origins
-        slack /= origins
-    unplaced = (placed < origins[None, :])[:, None, :]
-    return Curves(np.where(unplaced, np.inf, under), slack, origins)
+        under /= origins[:, None, None]
+        slack /= origins[:, None, None]
+    under[placed < origins[:, None]] = np.inf
+    return Curves(np.moveaxis(under, 0, -1), np.moveaxis(slack, 0, -1), origins)
 
 
 _LOG_FIRST = float(np.log(MULTIPLIERS[0]))
