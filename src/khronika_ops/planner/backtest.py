@@ -41,7 +41,7 @@ MIN_HISTORY_SHARE = 0.25
 MIN_HISTORY_DAYS = 1.0
 #: The share of each sorted column searched first for the quantile bases (the top); the rest only
 #: when needed.
-TAIL_SHARE = 0.15
+TAIL_SHARE = 0.1
 
 
 class Curves(NamedTuple):
