@@ -211,12 +211,14 @@ class _Ranked:
         found: FloatArray = np.full(thresholds.shape, np.nan)
         levels_hit, columns_hit = np.nonzero(inside > 0)
         found[levels_hit, columns_hit] = self.values[columns_hit, inside[levels_hit, columns_hit] - 1]
-        for level, column in zip(*np.nonzero((inside == 0) & (totals > 0)), strict=True):
+        missed = (inside == 0) & (totals > 0)[None, :]
+        for column in np.flatnonzero(missed.any(axis=0)):  # the whole column, once for its levels
             order, values, weights = self._column(int(column))
-            count = _count_above(
-                order[None, :], weights[None, :], origin, thresholds[level : level + 1, column : column + 1]
+            counts = _count_above(
+                order[None, :], weights[None, :], origin, thresholds[:, column : column + 1]
             )
-            found[level, column] = values[max(int(count[0, 0]) - 1, 0)]
+            levels_missed = missed[:, column]
+            found[levels_missed, column] = values[np.maximum(counts[levels_missed, 0] - 1, 0)]
         found[:, totals <= 0] = np.nan
         return found
 
