@@ -16,6 +16,7 @@ from .helpers import clean_series
 STEP = 300
 PER_DAY = 86400 // STEP
 P99 = list(backtest.BASES).index("p99")
+HALF_STEP = float(np.log(backtest.MULTIPLIERS[1] / backtest.MULTIPLIERS[0]) / 2)
 
 
 def _series(values: np.ndarray) -> CleanSeries:
@@ -55,9 +56,12 @@ def _matches_the_definition(values: np.ndarray, found: backtest.Curves) -> None:
         p95, p99 = weighted_quantiles(values[:origin, None], 0.5 ** (ages / 7.0), [0.95, 0.99])[:, 0]
         future = values[origin : origin + block, None]
         per_base = []
+        ladder = backtest.LADDER * p99
         for base in (p95, p99, values[:origin].max()):
-            shift = int(np.rint(np.log(base / p99) * backtest._PER_LOG))
-            sizes = backtest.LADDER[backtest._REACH + shift + steps] * p99
+            # the threshold of the ladder on the p99 nearest in log to each multiplier x base
+            targets = backtest.MULTIPLIERS[steps] * base
+            sizes = ladder[np.abs(np.log(ladder)[None, :] - np.log(targets)[:, None]).argmin(axis=1)]
+            assert np.all(np.abs(np.log(sizes / targets)) <= HALF_STEP + 1e-12)
             per_base.append(
                 (
                     np.mean(future > sizes, axis=0),
@@ -71,8 +75,6 @@ def _matches_the_definition(values: np.ndarray, found: backtest.Curves) -> None:
     assert found.origins[0] == len(unders)
     assert found.under[:, steps, 0] == pytest.approx(np.mean(unders, axis=0), abs=1e-12)
     assert found.slack[:, steps, 0] == pytest.approx(np.mean(slacks, axis=0), abs=1e-12)
-    # the p99's thresholds are its multipliers
-    assert backtest.LADDER[backtest._REACH + steps] == pytest.approx(backtest.MULTIPLIERS[steps], rel=1e-15)
 
 
 def test_a_rising_series_matches_the_definition_past_the_searched_top() -> None:
@@ -82,6 +84,34 @@ def test_a_rising_series_matches_the_definition_past_the_searched_top() -> None:
     values = np.linspace(1.0, 10.0, 20 * PER_DAY) + rng.gamma(2.0, 0.2, 20 * PER_DAY)
     values[::97] = np.round(values[::97], 1)  # a few repeated values: ties rank either way, same base
     _matches_the_definition(values, _curves(values))
+
+
+def test_a_block_of_series_gives_each_its_own_curves_and_refuses_a_base_it_cannot_place() -> None:
+    """Four series on one grid, each as backtested alone: a plain one; one with no samples before a level
+    shift; one idle at zero but for bursts (its p95 is zero: that base is never chosen); one whose early
+    spike is beyond the ladder's reach of its p99 (its maximum is never chosen)."""
+    rng = np.random.default_rng(21)
+    n = 20 * PER_DAY
+    plain = rng.gamma(4.0, 1.0, n)
+    shifted = np.where(np.arange(n) < 6 * PER_DAY, np.nan, rng.gamma(4.0, 2.0, n))
+    bursts = np.where(rng.random(n) < 0.03, rng.gamma(4.0, 5.0, n), 0.0)
+    spiked = rng.gamma(4.0, 1.0, n)
+    spiked[PER_DAY // 2] = 1000.0
+    matrix = np.column_stack([plain, shifted, bursts, spiked])
+    together = backtest.curves(matrix, STEP / 86400, 5.0, 7.0)
+    assert together is not None
+    for column in range(matrix.shape[1]):
+        alone = _curves(matrix[:, column])
+        assert together.origins[column] == alone.origins[0] > 0
+        np.testing.assert_allclose(together.under[:, :, column], alone.under[:, :, 0], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(together.slack[:, :, column], alone.slack[:, :, 0], rtol=0, atol=1e-12)
+    finite = np.isfinite(together.under)
+    assert finite[:, :, :2].all()
+    assert not finite[0, :, 2].any() and finite[1:, :, 2].all()  # bursts: no p95
+    assert not finite[2, :, 3].any() and finite[:2, :, 3].all()  # the spike: no maximum
+    price = SizingPolicy().under_price
+    assert backtest.best(together.under[:, :, 2], together.slack[:, :, 2], price).base != "p95"
+    assert backtest.best(together.under[:, :, 3], together.slack[:, :, 3], price).base != "max"
 
 
 def test_a_noisier_future_asks_for_a_larger_multiplier() -> None:
@@ -167,7 +197,7 @@ def test_ratio_bins_equal_the_binary_search() -> None:
             rng.gamma(4, 0.25, 100_000),
             edges,
             np.nextafter(edges, 0.0),
-            np.nextafter(edges, 10.0),
+            np.nextafter(edges, np.inf),
             [0.0, -0.0, -1.0, -1e300, 5e-324, 1e-300, 1e300, np.inf],
         ]
     )
