@@ -48,9 +48,9 @@ class SizingPolicy(BaseModel):
     erlang_service_level: float = Field(0.8, gt=0, lt=1)
     # CPU, memory and request rates: "backtest" (the default) = the forecast's p95, p99 or maximum times a
     # multiplier, the pair the series' own backtest (ForecastSettings.backtest) prices best at
-    # `target_under`, and the history's maximum where it is within THIN_TAIL of the p99; "fixed" = the rules above (CPU
-    # max(cpu_percentile x headroom, coverage_percentile), memory peak x memory_margin), also used
-    # where the history is too short for a backtest.
+    # `target_under`, and the history's maximum where it is within THIN_TAIL of the p99; "fixed" = the
+    # rules above (CPU max(cpu_percentile x headroom, coverage_percentile), memory peak x
+    # memory_margin), also used where the history is too short for a backtest.
     calibration: Literal["fixed", "backtest"] = "backtest"
     target_under: float = Field(0.01, gt=0, lt=0.5)
 
@@ -61,8 +61,8 @@ class SizingPolicy(BaseModel):
             return (
                 f"CPU, memory and request rates calibrated on each series' own history: the base (its "
                 f"forecast p95, p99 or maximum) and the multiplier on it that its rolling-origin backtest "
-                f"prices best at a {self.target_under:.2%} under-provisioning target; the fixed rules where the history is too short; disk at most "
-                f"{self.disk_max_usage:.0%} used"
+                f"prices best at a {self.target_under:.2%} under-provisioning target; the fixed rules where "
+                f"the history is too short; disk at most {self.disk_max_usage:.0%} used"
             )
         return (
             f"fixed rules: CPU and rates max({self.cpu_percentile} x {1 + self.cpu_headroom:g}, "
@@ -201,8 +201,8 @@ def _calibrated(
     if thin:
         candidates[f"max_within_{THIN_TAIL:g}_of_p99"] = demand["max"]
     method = (
-        f"{resource.value}: forecast {choice.base} x {choice.multiplier:.3g}, the base and multiplier its own "
-        f"history prices best at a {policy.target_under:.2%} under-provisioning target (backtested over "
+        f"{resource.value}: forecast {choice.base} x {choice.multiplier:.3g}, the base and multiplier its "
+        f"own history prices best at a {policy.target_under:.2%} under-provisioning target (backtested over "
         f"{curve.origins} origins: {choice.under:.2%} under, {choice.slack:.1%} slack)"
     )
     if thin:
